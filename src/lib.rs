@@ -1,0 +1,8 @@
+//! ringsmr: high-performance state-machine replication on Ring Paxos.
+//!
+//! Layers (see the project's design notes): [`proto`] holds the sans-IO protocol cores, [`wire`] their
+//! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network.
+
+pub mod proto;
+pub mod sim;
+pub mod wire;

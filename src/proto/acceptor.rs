@@ -1,0 +1,161 @@
+//! The acceptor (thesis 3.2 Tasks 2 and 4; 3.3.2 Task 4–5; 3.3.7).
+//!
+//! An acceptor keeps one promise `rnd` for all instances (Phase 1 runs ahead for every instance from i
+//! onward, so "rnd is shared across consensus instances", 3.3.7) and, per instance, its vote
+//! (v-rnd, v-vid, v-val) plus the decision once it knows it. [`AcceptorState`] is exactly what must
+//! survive a crash (3.3.5); the simulator keeps it across restarts in recoverable runs.
+
+use std::collections::BTreeMap;
+
+use super::types::{Batch, Instance, Round, Vid, Vote};
+
+/// One instance at an acceptor.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Slot {
+    /// The vote: (v-rnd, v-vid, v-val); `None` before the acceptor voted in this instance.
+    pub vote: Option<(Round, Vid, Batch)>,
+    /// The decided value id and value, once known; kept apart from the vote so learning a decision
+    /// never changes what the acceptor reports to a Phase 1.
+    pub decided: Option<(Vid, Batch)>,
+}
+
+/// The state an acceptor must not forget (thesis 3.3.5: rnd, v-rnd, v-val, v-vid; the ring is carried
+/// by the messages, so it needs no storage here).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct AcceptorState {
+    /// The highest round this acceptor took part in.
+    pub rnd: Round,
+    /// Every instance at or above `trimmed_below` that the acceptor voted in or knows decided.
+    pub slots: BTreeMap<Instance, Slot>,
+    /// Instances below this were garbage-collected (3.3.7).
+    pub trimmed_below: Instance,
+}
+
+/// Outcome of a Phase 1A or Phase 2A at an acceptor.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// The acceptor promised / voted.
+    Accepted,
+    /// The acceptor already takes part in the higher round carried here.
+    Refused { rnd: Round },
+    /// The instance was garbage-collected: it is decided, nothing to do.
+    Trimmed,
+}
+
+impl AcceptorState {
+    /// Phase 1B (Task 2): promise `c_rnd` if it is not below `rnd`. A repeated Phase 1A of the current
+    /// round is answered again (its first answer may have been lost).
+    pub fn on_phase1a(&mut self, c_rnd: Round) -> Verdict {
+        if c_rnd < self.rnd {
+            return Verdict::Refused { rnd: self.rnd };
+        }
+        self.rnd = c_rnd;
+        Verdict::Accepted
+    }
+
+    /// The votes this acceptor reports in Phase 1B: every vote at instances ≥ `from`.
+    pub fn votes_from(&self, from: Instance) -> Vec<Vote> {
+        self.slots
+            .range(from..)
+            .filter_map(|(&instance, slot)| {
+                let (v_rnd, v_vid, v_val) = slot.vote.as_ref()?;
+                Some(Vote { instance, v_rnd: *v_rnd, v_vid: *v_vid, v_val: v_val.clone() })
+            })
+            .collect()
+    }
+
+    /// Phase 2A (Task 4): vote for (`c_vid`, `c_val`) in `c_rnd` unless a higher round was promised.
+    pub fn on_phase2a(
+        &mut self,
+        c_rnd: Round,
+        instance: Instance,
+        c_vid: Vid,
+        c_val: &Batch,
+    ) -> Verdict {
+        if instance < self.trimmed_below {
+            return Verdict::Trimmed;
+        }
+        if c_rnd < self.rnd {
+            return Verdict::Refused { rnd: self.rnd };
+        }
+        self.rnd = c_rnd;
+        let slot = self.slots.entry(instance).or_insert(Slot { vote: None, decided: None });
+        slot.vote = Some((c_rnd, c_vid, c_val.clone()));
+        Verdict::Accepted
+    }
+
+    /// Whether this acceptor voted for `c_vid` in round `c_rnd` at `instance` (the M-Ring Phase 2B
+    /// check, Alg. 2 Task 5: an acceptor passes the vote on only if it holds the value, not just its id).
+    pub fn voted(&self, c_rnd: Round, instance: Instance, c_vid: Vid) -> bool {
+        matches!(self.slots.get(&instance), Some(Slot { vote: Some((r, v, _)), .. }) if *r == c_rnd && *v == c_vid)
+    }
+
+    /// The value of `c_vid` at `instance` if this acceptor holds it (voted or decided).
+    pub fn value_of(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
+        let slot = self.slots.get(&instance)?;
+        if let Some((vid, val)) = &slot.decided
+            && *vid == c_vid
+        {
+            return Some(val.clone());
+        }
+        match &slot.vote {
+            Some((_, vid, val)) if *vid == c_vid => Some(val.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers the decision of `instance` so learners can fetch it (3.3.4).
+    pub fn on_decision(&mut self, instance: Instance, c_vid: Vid, c_val: &Batch) {
+        if instance < self.trimmed_below {
+            return;
+        }
+        let slot = self.slots.entry(instance).or_insert(Slot { vote: None, decided: None });
+        slot.decided = Some((c_vid, c_val.clone()));
+    }
+
+    /// The decision of `instance`, if known.
+    pub fn decision(&self, instance: Instance) -> Option<(Vid, Batch)> {
+        self.slots.get(&instance)?.decided.clone()
+    }
+
+    /// Garbage collection (3.3.7): forget every instance below `below`.
+    pub fn trim(&mut self, below: Instance) {
+        if below <= self.trimmed_below {
+            return;
+        }
+        self.trimmed_below = below;
+        self.slots = self.slots.split_off(&below);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vid(seq: u64) -> Vid {
+        Vid { rnd: Round(1 << 16), seq }
+    }
+
+    #[test]
+    fn phase2a_below_the_promise_is_refused() {
+        let mut a = AcceptorState::default();
+        assert_eq!(a.on_phase1a(Round(5 << 16)), Verdict::Accepted);
+        assert_eq!(
+            a.on_phase2a(Round(3 << 16), 0, vid(1), &Batch::empty()),
+            Verdict::Refused { rnd: Round(5 << 16) }
+        );
+        assert!(a.votes_from(0).is_empty());
+        assert_eq!(a.on_phase1a(Round(4 << 16)), Verdict::Refused { rnd: Round(5 << 16) });
+    }
+
+    #[test]
+    fn trimming_forgets_votes_and_refuses_old_instances() {
+        let mut a = AcceptorState::default();
+        for i in 0..10 {
+            a.on_phase2a(Round(1 << 16), i, vid(i), &Batch::empty());
+        }
+        a.trim(6);
+        assert_eq!(a.votes_from(0).len(), 4);
+        assert_eq!(a.on_phase2a(Round(1 << 16), 3, vid(3), &Batch::empty()), Verdict::Trimmed);
+    }
+}

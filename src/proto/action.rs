@@ -1,0 +1,24 @@
+//! What a protocol core asks its driver to do. The driver (the reactor in `io`, or the simulator)
+//! drains these after every input and performs them in order.
+
+use super::msg::Msg;
+use super::types::{Instance, NodeId, Tick, Value};
+
+/// One output of a [`RingNode`](super::RingNode).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// Send `msg` to process `to` (never to the process itself: the core handles its own messages).
+    Send { to: NodeId, msg: Msg },
+    /// ip-multicast `msg` to every acceptor and learner of the ring (M-Ring Paxos). The core has already
+    /// processed its own copy, so the driver must not loop it back.
+    Multicast { msg: Msg },
+    /// Deliver `value`, decided in `instance`, to the application. Values arrive in the one total order
+    /// every learner shares, each exactly once.
+    Deliver { instance: Instance, value: Value },
+    /// Call `on_tick` at `at` (the latest `SetTimer` replaces earlier ones).
+    SetTimer { at: Tick },
+    /// The learner needs instance `next_instance`, but every acceptor has garbage-collected everything
+    /// below `trimmed_below` (3.3.7): only state transfer from another learner can bring it up to date.
+    /// The learner stops asking acceptors for those instances.
+    NeedsStateTransfer { next_instance: Instance, trimmed_below: Instance },
+}

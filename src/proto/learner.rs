@@ -1,0 +1,293 @@
+//! The learner (thesis 3.3.2 Task 5, 3.3.3 Task 5, 3.3.4, 3.3.6, 3.3.7).
+//!
+//! A learner collects proposed values (Phase 2A, M-Ring) and decisions, delivers decided batches in
+//! instance order, skips values already delivered (a proposer may resend), and detects gaps: when it
+//! knows of instances beyond the one it waits for and makes no progress, it asks its preferential
+//! acceptor for the missing ones.
+//!
+//! Every process runs a learner, acceptors too: an acceptor must know decisions to answer
+//! retransmission requests, and a new coordinator starts Phase 1 from its first undecided instance.
+//! Only processes with the learner role hand values to the application.
+
+use std::collections::BTreeMap;
+
+use super::dedup::Dedup;
+use super::types::{Batch, Instance, NodeId, Round, Tick, Value, Vid};
+
+/// A decided instance waiting for its turn (or for its value).
+#[derive(Debug)]
+struct Decided {
+    vid: Vid,
+    val: Option<Batch>,
+}
+
+#[derive(Debug)]
+pub struct Learner {
+    /// The next instance to deliver: every instance below it is delivered (the learner's version in
+    /// 3.3.7 terms, when the application applies on delivery).
+    next_instance: Instance,
+    decided: BTreeMap<Instance, Decided>,
+    /// Values seen in Phase 2A but not yet decided, with the round that proposed them.
+    proposed: BTreeMap<Instance, (Round, Vid, Batch)>,
+    /// The highest instance known to exist (+1), from decisions, Phase 2A and peers' heartbeats.
+    known_below: Instance,
+    dedup: Dedup,
+    last_progress_at: Tick,
+    /// When the last retransmission request went out, if one is outstanding.
+    retransmit_sent_at: Option<Tick>,
+    /// Index into the acceptor list of the acceptor asked next.
+    preferential: usize,
+    /// Acceptors that answered "trimmed" for `next_instance`, and the highest trim point they named.
+    trimmed_by: Vec<NodeId>,
+    /// Acceptors that answered they do not hold `next_instance` (without having trimmed it).
+    lacking_by: Vec<NodeId>,
+    trimmed_below: Instance,
+    /// Set once every acceptor trimmed what this learner needs.
+    stalled: bool,
+}
+
+/// What the learner wants its node to do after a tick.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LearnerRequest {
+    Retransmit { from: Instance, to: Instance, preferential: usize },
+    NeedsStateTransfer { next_instance: Instance, trimmed_below: Instance },
+}
+
+impl Learner {
+    pub fn new(preferential: usize, now: Tick) -> Learner {
+        Learner {
+            next_instance: 0,
+            decided: BTreeMap::new(),
+            proposed: BTreeMap::new(),
+            known_below: 0,
+            dedup: Dedup::default(),
+            last_progress_at: now,
+            retransmit_sent_at: None,
+            preferential,
+            trimmed_by: Vec::new(),
+            lacking_by: Vec::new(),
+            trimmed_below: 0,
+            stalled: false,
+        }
+    }
+
+    pub fn next_instance(&self) -> Instance {
+        self.next_instance
+    }
+
+    /// Decided instances held but not delivered yet (out of order), the backlog flow control watches.
+    pub fn backlog_instances(&self) -> usize {
+        self.decided.len()
+    }
+
+    pub fn is_decided(&self, instance: Instance) -> bool {
+        instance < self.next_instance || self.decided.contains_key(&instance)
+    }
+
+    pub fn saw_instance(&mut self, instance: Instance) {
+        self.known_below = self.known_below.max(instance + 1);
+    }
+
+    pub fn saw_decided_below(&mut self, decided_below: Instance) {
+        self.known_below = self.known_below.max(decided_below);
+    }
+
+    /// A Phase 2A value (M-Ring multicast, or U-Ring Phase 2A/2B passing by).
+    pub fn on_proposed(&mut self, c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch) {
+        self.saw_instance(instance);
+        if instance < self.next_instance || self.decided.contains_key(&instance) {
+            return;
+        }
+        match self.proposed.get(&instance) {
+            Some((r, _, _)) if *r >= c_rnd => {}
+            _ => {
+                self.proposed.insert(instance, (c_rnd, c_vid, c_val.clone()));
+            }
+        }
+    }
+
+    /// The value of `c_vid` at `instance`, if this learner saw it proposed.
+    pub fn proposed_value(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
+        match self.proposed.get(&instance) {
+            Some((_, vid, val)) if *vid == c_vid => Some(val.clone()),
+            _ => None,
+        }
+    }
+
+    /// A decision. `c_val` is `None` when neither the message nor anything this process holds carries
+    /// the value; the learner then fetches it like a gap.
+    pub fn on_decision(&mut self, instance: Instance, c_vid: Vid, c_val: Option<Batch>) {
+        self.saw_instance(instance);
+        if instance < self.next_instance {
+            return;
+        }
+        let entry = self.decided.entry(instance).or_insert(Decided { vid: c_vid, val: None });
+        if entry.val.is_none() {
+            entry.vid = c_vid;
+            entry.val = c_val;
+        }
+        self.proposed.remove(&instance);
+    }
+
+    /// Delivers every decided instance that is next in line, calling `deliver` with each value the
+    /// first time it is decided. Returns the number of instances delivered.
+    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, &Value)) -> u64 {
+        let start = self.next_instance;
+        while let Some(d) = self.decided.get(&self.next_instance) {
+            let Some(val) = d.val.as_ref() else { break };
+            for value in val.values() {
+                if self.dedup.first_time(value.id) {
+                    deliver(self.next_instance, value);
+                }
+            }
+            self.decided.remove(&self.next_instance);
+            self.next_instance += 1;
+        }
+        let delivered = self.next_instance - start;
+        if delivered > 0 {
+            self.last_progress_at = now;
+            self.retransmit_sent_at = None;
+            self.trimmed_by.clear();
+            self.lacking_by.clear();
+            self.proposed = self.proposed.split_off(&self.next_instance);
+        }
+        delivered
+    }
+
+    /// An acceptor could not give `next_instance`: it trimmed below `trimmed_below`, or (when that is
+    /// not above `next_instance`) it lacks the decision.
+    pub fn on_trimmed(&mut self, acceptor: NodeId, trimmed_below: Instance) {
+        let list = if trimmed_below > self.next_instance {
+            &mut self.trimmed_by
+        } else {
+            &mut self.lacking_by
+        };
+        if !list.contains(&acceptor) {
+            list.push(acceptor);
+        }
+        if trimmed_below > self.next_instance {
+            self.trimmed_below = self.trimmed_below.max(trimmed_below);
+            // Ask someone else at once rather than wait for the timeout.
+            self.retransmit_sent_at = None;
+            self.preferential += 1;
+        }
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Gap detection (3.3.4): if instances beyond `next_instance` exist and nothing was delivered for
+    /// `gap_timeout_us`, ask for the missing ones; if the last request went unanswered, ask the next
+    /// acceptor. Once every acceptor in `serving_acceptors` turned the learner away, at least one
+    /// because it trimmed the instance, only state transfer can help: the learner says so and stops.
+    pub fn on_tick(
+        &mut self,
+        now: Tick,
+        gap_timeout_us: Tick,
+        batch_instances_max: u64,
+        serving_acceptors: &[NodeId],
+    ) -> Option<LearnerRequest> {
+        if self.stalled {
+            return None;
+        }
+        let turned_away = |a: &NodeId| self.trimmed_by.contains(a) || self.lacking_by.contains(a);
+        if !self.trimmed_by.is_empty() && serving_acceptors.iter().all(turned_away) {
+            self.stalled = true;
+            return Some(LearnerRequest::NeedsStateTransfer {
+                next_instance: self.next_instance,
+                trimmed_below: self.trimmed_below,
+            });
+        }
+        let gap = self.known_below > self.next_instance
+            && self.decided.get(&self.next_instance).is_none_or(|d| d.val.is_none());
+        if !gap || now < self.last_progress_at + gap_timeout_us {
+            return None;
+        }
+        if let Some(sent) = self.retransmit_sent_at {
+            if now < sent + gap_timeout_us {
+                return None;
+            }
+            // No answer: try the next acceptor.
+            self.preferential += 1;
+        }
+        self.retransmit_sent_at = Some(now);
+        let to = self.known_below.min(self.next_instance + batch_instances_max);
+        Some(LearnerRequest::Retransmit {
+            from: self.next_instance,
+            to,
+            preferential: self.preferential,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::types::ValueId;
+    use bytes::Bytes;
+
+    fn batch(seqs: &[u64]) -> Batch {
+        Batch::new(
+            seqs.iter()
+                .map(|&seq| Value {
+                    id: ValueId { proposer: 1, incarnation: 0, seq },
+                    payload: Bytes::from_static(b"x"),
+                })
+                .collect(),
+        )
+    }
+
+    fn vid(seq: u64) -> Vid {
+        Vid { rnd: Round(1 << 16), seq }
+    }
+
+    #[test]
+    fn delivers_in_order_once_and_skips_duplicates() {
+        let mut l = Learner::new(0, 0);
+        l.on_decision(1, vid(1), Some(batch(&[1, 0])));
+        let mut out = Vec::new();
+        assert_eq!(l.deliver_ready(0, |i, v| out.push((i, v.id.seq))), 0, "instance 0 is missing");
+        l.on_decision(0, vid(0), Some(batch(&[0])));
+        l.on_decision(0, vid(0), Some(batch(&[0])));
+        assert_eq!(l.deliver_ready(0, |i, v| out.push((i, v.id.seq))), 2);
+        assert_eq!(out, vec![(0, 0), (1, 1)], "value 0 decided twice is delivered once");
+    }
+
+    #[test]
+    fn a_gap_triggers_a_retransmission_then_rotates_acceptors() {
+        let mut l = Learner::new(0, 0);
+        l.on_decision(5, vid(5), Some(batch(&[5])));
+        assert_eq!(l.on_tick(10, 100, 64, &[1, 2, 3]), None, "not before the gap timeout");
+        assert_eq!(
+            l.on_tick(100, 100, 64, &[1, 2, 3]),
+            Some(LearnerRequest::Retransmit { from: 0, to: 6, preferential: 0 })
+        );
+        assert_eq!(l.on_tick(150, 100, 64, &[1, 2, 3]), None, "request outstanding");
+        assert_eq!(
+            l.on_tick(200, 100, 64, &[1, 2, 3]),
+            Some(LearnerRequest::Retransmit { from: 0, to: 6, preferential: 1 })
+        );
+    }
+
+    #[test]
+    fn turned_away_by_every_acceptor_means_state_transfer() {
+        let mut l = Learner::new(0, 0);
+        l.saw_decided_below(50);
+        l.on_trimmed(0, 0);
+        l.on_trimmed(1, 0);
+        assert_eq!(
+            l.on_tick(1_000, 100, 64, &[0, 1, 2])
+                .map(|r| matches!(r, LearnerRequest::Retransmit { .. })),
+            Some(true),
+            "nobody trimmed yet: lacking decisions may still arrive"
+        );
+        l.on_trimmed(2, 20);
+        assert_eq!(
+            l.on_tick(2_000, 100, 64, &[0, 1, 2]),
+            Some(LearnerRequest::NeedsStateTransfer { next_instance: 0, trimmed_below: 20 })
+        );
+        assert!(l.is_stalled());
+        assert_eq!(l.on_tick(3_000, 100, 64, &[0, 1, 2]), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! Sans-IO protocol cores: Ring Paxos (thesis ch. 3) as pure state machines.
+//!
+//! Nothing in here opens a socket, reads a clock, spawns a thread or uses `unsafe`: time arrives as an
+//! argument and every effect leaves as an [`Action`]. The same code runs under the reactor in `io`
+//! and under the deterministic simulator in `sim`. See [`RingNode`] for the driving contract.
+//!
+//! One concept per file: the acceptor's state and rules (`acceptor`), Phase 1 value selection
+//! (`phase1`), the coordinator's window and batching (`coordinator`, `flow_control`), learning and
+//! gap detection (`learner`, `dedup`), proposing (`proposer`), failure suspicion
+//! (`failure_detector`), ring layout (`ring_layout`), and the node that ties them together
+//! (`ring_node`).
+
+#![forbid(unsafe_code)]
+
+pub mod acceptor;
+pub mod action;
+pub mod config;
+pub mod coordinator;
+pub mod dedup;
+pub mod failure_detector;
+pub mod flow_control;
+pub mod learner;
+pub mod msg;
+pub mod phase1;
+pub mod proposer;
+pub mod ring_layout;
+pub mod ring_node;
+pub mod types;
+
+pub use acceptor::AcceptorState;
+pub use action::Action;
+pub use config::{ClusterConfig, ConfigError, NodeConfig, Protocol, ValueChoice};
+pub use msg::Msg;
+pub use proposer::Backpressure;
+pub use ring_node::{Boot, Counters, RingNode};
+pub use types::*;

@@ -1,0 +1,829 @@
+//! [`RingNode`]: one process of one ring, all its roles behind one sans-IO interface.
+//!
+//! The node routes each input to its roles (proposer, coordinator, acceptor, learner), which live in
+//! their own files, and collects what they want done as [`Action`]s. It implements the message flow of
+//! both variants (thesis 3.3.2, 3.3.3):
+//!
+//! ```text
+//! M-Ring Paxos (f = 2; a1, a2, c form the ring, c coordinates; L are learners):
+//!   proposer --Proposal--> c
+//!   c ==Phase2A(c_rnd, i, c_vid, c_val)==> multicast to a1 a2 c L..   (c votes on its own copy)
+//!   a1 --Phase2B--> a2 --Phase2B--> c          (each passes it on only if it voted for c_vid)
+//!   c ==Decision(i, c_vid)==> multicast        (learners match c_vid with the Phase 2A value)
+//!
+//! U-Ring Paxos (f = 2; ring c a1 a2 p q):
+//!   p --Proposal--> q --> c                    (values travel the ring to the coordinator)
+//!   c --Phase2A/2B--> a1 --Phase2A/2B--> a2    (each acceptor votes, then forwards; a2 decides)
+//!   a2 --Decision+value--> p --> q --Decision(id only)--> c --> a1   (ends before a2)
+//! ```
+//!
+//! Messages a process sends to itself (the coordinator is an acceptor and a learner too) never leave
+//! the node: they go through a local queue drained before the input returns, so every role sees the
+//! same messages whether its peers are local or remote.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::acceptor::{AcceptorState, Verdict};
+use super::action::Action;
+use super::config::{ConfigError, NodeConfig, Protocol};
+use super::coordinator::{Coordinator, Proposal2A};
+use super::failure_detector::FailureDetector;
+use super::flow_control::FlowWindow;
+use super::learner::{Learner, LearnerRequest};
+use super::msg::Msg;
+use super::proposer::{Backpressure, Proposer};
+use super::ring_layout::lay_out;
+use super::types::{Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Tick, ValueId, Vid};
+
+/// How a process (re)starts.
+#[derive(Debug)]
+pub enum Boot {
+    /// First start of the cluster: empty acceptor state is the true state.
+    Fresh,
+    /// Restart with the acceptor state read back from stable storage (Recoverable Ring Paxos).
+    Recovered(AcceptorState),
+    /// Restart without the acceptor state (in-memory Ring Paxos). Serving as an acceptor again could
+    /// break agreement — the promises and votes it forgot may be the ones that made a quorum — so the
+    /// process runs as proposer and learner only (3.3.5: "assuming that a majority of acceptors never
+    /// fails").
+    Amnesiac,
+}
+
+/// Things a node dropped or refused, for metrics and tests. Every message that is ignored is counted
+/// under one of these.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Phase 1A/2A refused because the acceptor promised a higher round.
+    pub refused_stale_round: u64,
+    /// Messages that reached a process with no part in them (wrong role, not on the ring).
+    pub ignored_misrouted: u64,
+    /// M-Ring Phase 2B that arrived before (or without) the acceptor's own vote.
+    pub phase2b_without_vote: u64,
+    /// Proposals dropped: no coordinator known, or the coordinator's queue was full.
+    pub proposals_dropped: u64,
+    /// Rounds this process started as coordinator.
+    pub rounds_started: u64,
+    /// Phase 2A messages sent again after a timeout.
+    pub phase2_retransmissions: u64,
+    /// Retransmission requests this acceptor answered.
+    pub retransmissions_answered: u64,
+    /// Instances delivered (decided batches handed over in order, no-ops included).
+    pub instances_delivered: u64,
+    /// Flow-control notices this process sent as a learner.
+    pub flow_notices_sent: u64,
+}
+
+/// Hops a proposal may travel before it is dropped: enough to go around the largest ring twice, small
+/// enough that two processes with different views of the coordinator cannot bounce it forever.
+const PROPOSAL_TTL_HOPS: u8 = 2 * RING_MEMBERS_MAX as u8;
+
+/// One process of a Ring Paxos cluster, as a pure state machine.
+///
+/// # Driving contract
+///
+/// Inputs (each takes the current time; the core never reads a clock):
+/// - [`RingNode::on_message`] for every message received from another process,
+/// - [`RingNode::on_tick`] when the time of the last [`Action::SetTimer`] has come,
+/// - [`RingNode::propose`] for application values.
+///
+/// Output: after each input (or a group of inputs) call [`RingNode::drain_actions`] and perform the
+/// actions in order. Values proposed between two drains are sent together: draining is when the node
+/// batches. The caller reuses the `Vec` it passes, so the steady state does not allocate for it.
+#[derive(Debug)]
+pub struct RingNode {
+    cfg: NodeConfig,
+    now: Tick,
+    /// `Some` while this process serves as an acceptor.
+    acceptor: Option<AcceptorState>,
+    /// `Some` while this process believes it coordinates.
+    coordinator: Option<Coordinator>,
+    learner: Learner,
+    proposer: Option<Proposer>,
+    fd: FailureDetector,
+    /// The ring of the highest round seen, for routing proposals along a U-Ring.
+    ring_hint: Option<(Round, Ring)>,
+    /// The highest round seen anywhere; a new round starts above it.
+    max_rnd_seen: Round,
+    /// Messages to this process itself, handled before an input returns.
+    local: VecDeque<Msg>,
+    out: Vec<Action>,
+    next_heartbeat_at: Tick,
+    next_retry_scan_at: Tick,
+    last_flow_notice_at: Option<Tick>,
+    counters: Counters,
+}
+
+impl RingNode {
+    pub fn new(cfg: NodeConfig, now: Tick, boot: Boot) -> Result<RingNode, ConfigError> {
+        cfg.validate()?;
+        let is_acceptor = cfg.cluster.is_acceptor(cfg.id);
+        let acceptor = match boot {
+            Boot::Fresh if is_acceptor => Some(AcceptorState::default()),
+            Boot::Recovered(state) if is_acceptor => Some(state),
+            _ => None,
+        };
+        let proposer = cfg.proposer.then(|| {
+            Proposer::new(
+                cfg.id,
+                cfg.incarnation,
+                cfg.proposer_pending_values_max,
+                cfg.proposer_pending_bytes_max,
+            )
+        });
+        let mut fd = FailureDetector::new(&cfg.cluster, cfg.suspect_timeout_us, now);
+        fd.set_own(cfg.id, now, acceptor.is_some(), 0, 0);
+        let max_rnd_seen = acceptor.as_ref().map_or(Round::ZERO, |a| a.rnd);
+        let mut node = RingNode {
+            learner: Learner::new(usize::from(cfg.id), now),
+            fd,
+            acceptor,
+            coordinator: None,
+            proposer,
+            ring_hint: None,
+            max_rnd_seen,
+            local: VecDeque::new(),
+            out: Vec::new(),
+            next_heartbeat_at: now,
+            next_retry_scan_at: now,
+            last_flow_notice_at: None,
+            counters: Counters::default(),
+            now,
+            cfg,
+        };
+        node.out.push(Action::SetTimer { at: now });
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The acceptor state, for stable storage (and the simulator's recoverable restarts).
+    pub fn acceptor_state(&self) -> Option<&AcceptorState> {
+        self.acceptor.as_ref()
+    }
+
+    /// The round this process coordinates, once its Phase 1 completed.
+    pub fn coordinating(&self) -> Option<Round> {
+        self.coordinator.as_ref().filter(|c| !c.in_phase1()).map(|c| c.c_rnd)
+    }
+
+    /// Instances open at this process' coordinator and values queued there (0, 0 when not coordinating).
+    pub fn coordinator_load(&self) -> (usize, usize) {
+        self.coordinator.as_ref().map_or((0, 0), |c| (c.open_instances(), c.queued_values()))
+    }
+
+    /// Every instance below this one is delivered.
+    pub fn delivered_below(&self) -> Instance {
+        self.learner.next_instance()
+    }
+
+    /// The learner needs state transfer (every acceptor trimmed what it misses).
+    pub fn needs_state_transfer(&self) -> bool {
+        self.learner.is_stalled()
+    }
+
+    /// Values this process proposed that it has not seen delivered yet.
+    pub fn pending_values(&self) -> usize {
+        self.proposer.as_ref().map_or(0, Proposer::pending_values)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Inputs
+    // ---------------------------------------------------------------------------------------------
+
+    /// A message from process `from`.
+    pub fn on_message(&mut self, now: Tick, from: NodeId, msg: Msg) {
+        self.now = self.now.max(now);
+        if from == self.cfg.id || from >= self.cfg.cluster.nodes {
+            self.counters.ignored_misrouted += 1;
+            return;
+        }
+        self.fd.heard_from(from, self.now);
+        self.handle(from, msg);
+        self.pump();
+    }
+
+    /// An application value. It is sent (batched with the others proposed before the next
+    /// [`RingNode::drain_actions`]) to the coordinator and resent until this process delivers it.
+    pub fn propose(&mut self, now: Tick, payload: Bytes) -> Result<ValueId, Backpressure> {
+        self.now = self.now.max(now);
+        match self.proposer.as_mut() {
+            Some(p) => p.propose(payload),
+            None => Err(Backpressure { pending_values: 0, pending_bytes: 0 }),
+        }
+    }
+
+    /// Time passed: heartbeats, failure suspicion, coordinator duties, retransmissions, gaps, garbage
+    /// collection.
+    pub fn on_tick(&mut self, now: Tick) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        if now >= self.next_heartbeat_at {
+            self.next_heartbeat_at = now + self.cfg.heartbeat_interval_us;
+            self.send_heartbeats();
+        }
+        let delivered = self.learner.next_instance();
+        self.fd.set_own(self.cfg.id, now, self.acceptor.is_some(), delivered, delivered);
+        self.learner.saw_decided_below(self.fd.decided_below_max());
+
+        self.coordinator_tick();
+        self.learner_tick();
+        self.garbage_collect();
+        if now >= self.next_retry_scan_at {
+            self.next_retry_scan_at =
+                now + (self.cfg.proposal_retry_us / 4).max(self.cfg.tick_interval_us);
+            self.resend_overdue_proposals();
+        }
+        self.out.push(Action::SetTimer { at: now + self.cfg.tick_interval_us });
+        self.pump();
+    }
+
+    /// Moves every pending action into `out`, after sending what was proposed since the last drain and
+    /// opening every instance the window allows.
+    pub fn drain_actions(&mut self, out: &mut Vec<Action>) {
+        self.flush();
+        out.append(&mut self.out);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Routing
+    // ---------------------------------------------------------------------------------------------
+
+    fn handle(&mut self, from: NodeId, msg: Msg) {
+        match msg {
+            Msg::Proposal { values, ttl } => self.on_proposal(values, ttl),
+            Msg::Phase1A { c_rnd, from: from_instance, ring } => {
+                self.on_phase1a(from, c_rnd, from_instance, ring)
+            }
+            Msg::Phase1B { rnd, from: _, trimmed_below, votes } => {
+                let quorum = self.cfg.cluster.quorum();
+                let choice = self.cfg.value_choice;
+                let now = self.now;
+                let Some(c) = self.coordinator.as_mut().filter(|c| c.c_rnd == rnd) else {
+                    return;
+                };
+                if !self.cfg.cluster.is_acceptor(from) {
+                    self.counters.ignored_misrouted += 1;
+                    return;
+                }
+                if let Some(reproposals) =
+                    c.on_phase1b(from, trimmed_below, votes, quorum, choice, now)
+                {
+                    for p in reproposals {
+                        self.send_phase2a(p);
+                    }
+                }
+            }
+            Msg::Nack { rnd } => {
+                self.note_round(rnd, None);
+                if self.coordinator.as_ref().is_some_and(|c| c.c_rnd < rnd) {
+                    // Our round is dead at some acceptor; if we still lead, start a higher one.
+                    self.start_round();
+                }
+            }
+            Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring } => {
+                self.on_phase2a(c_rnd, instance, c_vid, c_val, ring)
+            }
+            Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
+                self.on_phase2b(c_rnd, instance, c_vid, ring)
+            }
+            Msg::Decision { instance, c_vid, c_val, ring } => {
+                let val = self.learn_decision(instance, c_vid, c_val);
+                if let (Protocol::URing, Some(ring)) = (self.cfg.protocol, ring) {
+                    self.forward_decision(ring, instance, c_vid, val);
+                }
+            }
+            Msg::Retransmit { from: first, to } => self.on_retransmit(from, first, to),
+            Msg::Trimmed { trimmed_below } => self.learner.on_trimmed(from, trimmed_below),
+            Msg::Heartbeat { acceptor_ready, decided_below, applied_below } => {
+                self.fd.on_heartbeat(from, acceptor_ready, decided_below, applied_below);
+                self.learner.saw_decided_below(decided_below);
+            }
+            Msg::FlowNotice { learner, backlog_instances: _ } => {
+                if let Some(c) = self.coordinator.as_mut() {
+                    c.window.on_notice(self.now);
+                } else if from == learner && self.acceptor.is_some() {
+                    // 3.3.6: the acceptor passes the notice on to the coordinator (one hop only, so a
+                    // stale view of who coordinates cannot make it circle).
+                    if let Some(leader) = self.fd.leader(&self.cfg.cluster, self.now) {
+                        self.send(leader, Msg::FlowNotice { learner, backlog_instances: 0 });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg) {
+        if to == self.cfg.id {
+            self.local.push_back(msg);
+        } else {
+            self.out.push(Action::Send { to, msg });
+        }
+    }
+
+    /// ip-multicast to everyone else, and handle our own copy.
+    fn multicast(&mut self, msg: Msg) {
+        self.local.push_back(msg.clone());
+        self.out.push(Action::Multicast { msg });
+    }
+
+    fn pump(&mut self) {
+        while let Some(msg) = self.local.pop_front() {
+            self.handle(self.cfg.id, msg);
+        }
+    }
+
+    fn note_round(&mut self, rnd: Round, ring: Option<Ring>) {
+        self.max_rnd_seen = self.max_rnd_seen.max(rnd);
+        if let Some(ring) = ring
+            && self.ring_hint.is_none_or(|(r, _)| r < rnd)
+        {
+            self.ring_hint = Some((rnd, ring));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Proposer side
+    // ---------------------------------------------------------------------------------------------
+
+    fn flush(&mut self) {
+        while let Some(p) = self.proposer.as_mut() {
+            let mut values = Vec::new();
+            p.take_unsent(self.now, self.cfg.batch_bytes_max, &mut values);
+            if values.is_empty() {
+                break;
+            }
+            self.route_proposal(Batch::new(values), PROPOSAL_TTL_HOPS);
+        }
+        self.pump();
+        self.open_instances();
+        self.pump();
+    }
+
+    fn resend_overdue_proposals(&mut self) {
+        let Some(p) = self.proposer.as_mut() else { return };
+        let mut values = Vec::new();
+        p.take_overdue(self.now, self.cfg.proposal_retry_us, &mut values);
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        for v in values {
+            if !batch.is_empty() && batch_bytes + v.batch_bytes() > self.cfg.batch_bytes_max {
+                self.route_proposal(Batch::new(std::mem::take(&mut batch)), PROPOSAL_TTL_HOPS);
+                batch_bytes = 0;
+            }
+            batch_bytes += v.batch_bytes();
+            batch.push(v);
+        }
+        if !batch.is_empty() {
+            self.route_proposal(Batch::new(batch), PROPOSAL_TTL_HOPS);
+        }
+    }
+
+    /// The next hop towards the coordinator: along the ring in U-Ring Paxos (Alg. 3 Task 1), straight
+    /// to it in M-Ring Paxos.
+    fn next_hop_to_coordinator(&self) -> Option<NodeId> {
+        let leader = self.fd.leader(&self.cfg.cluster, self.now)?;
+        if self.cfg.protocol == Protocol::URing
+            && leader != self.cfg.id
+            && let Some((_, ring)) = self.ring_hint
+            && ring.first() == leader
+            && let Some(next) = ring.successor(self.cfg.id)
+        {
+            return Some(next);
+        }
+        Some(leader)
+    }
+
+    fn route_proposal(&mut self, values: Batch, ttl: u8) {
+        match self.next_hop_to_coordinator() {
+            Some(to) => self.send(to, Msg::Proposal { values, ttl }),
+            None => self.counters.proposals_dropped += values.len() as u64,
+        }
+    }
+
+    fn on_proposal(&mut self, values: Batch, ttl: u8) {
+        if let Some(c) = self.coordinator.as_mut() {
+            let dropped = c.enqueue(values.values(), self.cfg.coordinator_queue_bytes_max);
+            self.counters.proposals_dropped += dropped as u64;
+        } else if ttl > 0 && self.next_hop_to_coordinator() != Some(self.cfg.id) {
+            self.route_proposal(values, ttl - 1);
+        } else {
+            self.counters.proposals_dropped += values.len() as u64;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Coordinator side
+    // ---------------------------------------------------------------------------------------------
+
+    fn coordinator_tick(&mut self) {
+        let now = self.now;
+        let leads =
+            self.acceptor.is_some() && self.fd.leader(&self.cfg.cluster, now) == Some(self.cfg.id);
+        if !leads {
+            // Someone preferred is alive: step down. Queued values are lost here; their proposers
+            // resend them to the new coordinator.
+            self.coordinator = None;
+            return;
+        }
+        let Some(c) = self.coordinator.as_ref() else {
+            self.start_round();
+            return;
+        };
+        if !self.ring_is_healthy(&c.ring) {
+            self.start_round();
+            return;
+        }
+        let retry_us = self.cfg.phase_retry_us;
+        let Some(c) = self.coordinator.as_mut() else { return };
+        c.window.on_tick(now);
+        if c.in_phase1() {
+            if now >= c.phase1_sent_at + retry_us {
+                c.phase1_sent_at = now;
+                let msg = Msg::Phase1A {
+                    c_rnd: c.c_rnd,
+                    from: c.phase1_from().unwrap_or(0),
+                    ring: c.ring,
+                };
+                self.send_to_acceptors(msg);
+            }
+            return;
+        }
+        let mut overdue = Vec::new();
+        let retries = c.overdue(now, retry_us, &mut overdue);
+        if retries > self.cfg.phase2_retries_before_new_round {
+            // Retransmission alone does not get this round through (a lost promise, a one-way link):
+            // a new round with a fresh ring does.
+            self.start_round();
+            return;
+        }
+        self.counters.phase2_retransmissions += overdue.len() as u64;
+        for p in overdue {
+            self.send_phase2a(p);
+        }
+    }
+
+    /// A ring stays while every member is alive (acceptors also serving) and, in U-Ring Paxos, while
+    /// no process that came back has been waiting long enough to be taken in.
+    fn ring_is_healthy(&self, ring: &Ring) -> bool {
+        let now = self.now;
+        let me = self.cfg.id;
+        let members_ok = ring.members().iter().enumerate().all(|(pos, &n)| {
+            n == me
+                || (self.fd.alive(n, now)
+                    && (pos > self.cfg.cluster.f || self.fd.acceptor_ready(n)))
+        });
+        if !members_ok {
+            return false;
+        }
+        if self.cfg.protocol == Protocol::URing {
+            let delay = self.cfg.ring_rejoin_delay_us;
+            let waiting = (0..self.cfg.cluster.nodes)
+                .any(|n| !ring.contains(n) && self.fd.alive_for(n, now, delay));
+            return !waiting;
+        }
+        true
+    }
+
+    /// Becomes coordinator of a new round: lays out a ring from the processes not suspected, and runs
+    /// Phase 1 for every instance from the first one this process has not delivered.
+    fn start_round(&mut self) {
+        let now = self.now;
+        let me = self.cfg.id;
+        let leads = self.acceptor.is_some() && self.fd.leader(&self.cfg.cluster, now) == Some(me);
+        if !leads {
+            self.coordinator = None;
+            return;
+        }
+        let fd = &self.fd;
+        let ring = lay_out(
+            self.cfg.protocol,
+            &self.cfg.cluster,
+            me,
+            |a| fd.alive(a, now) && fd.acceptor_ready(a),
+            |n| n == me || fd.alive(n, now),
+        );
+        let Some(ring) = ring else {
+            // Not enough acceptors to form a quorum; try again at the next tick.
+            self.coordinator = None;
+            return;
+        };
+        let above =
+            self.max_rnd_seen.max(self.coordinator.as_ref().map_or(Round::ZERO, |c| c.c_rnd));
+        let c_rnd = Round::next_owned(above, me);
+        self.max_rnd_seen = c_rnd;
+        let from = self.learner.next_instance();
+        let window = FlowWindow::new(
+            self.cfg.window_instances,
+            self.cfg.window_instances_min,
+            self.cfg.phase_retry_us,
+            now,
+        );
+        let mut c = Coordinator::new(c_rnd, ring, from, now, window);
+        if let Some(old) = self.coordinator.take() {
+            c.inherit(old);
+        }
+        self.coordinator = Some(c);
+        self.counters.rounds_started += 1;
+        self.note_round(c_rnd, Some(ring));
+        self.send_to_acceptors(Msg::Phase1A { c_rnd, from, ring });
+    }
+
+    fn send_to_acceptors(&mut self, msg: Msg) {
+        for i in 0..self.cfg.cluster.acceptors.len() {
+            let a = self.cfg.cluster.acceptors[i];
+            self.send(a, msg.clone());
+        }
+    }
+
+    fn open_instances(&mut self) {
+        loop {
+            let (batch_bytes_max, window_bytes) = (self.cfg.batch_bytes_max, self.cfg.window_bytes);
+            let Some(c) = self.coordinator.as_mut() else { return };
+            let Some(p) = c.next_proposal(self.now, batch_bytes_max, window_bytes) else { return };
+            self.send_phase2a(p);
+            self.pump();
+        }
+    }
+
+    /// Phase 2A (Alg. 2/3 Task 3): multicast in M-Ring Paxos; in U-Ring Paxos our own acceptor votes
+    /// first and passes it on.
+    fn send_phase2a(&mut self, p: Proposal2A) {
+        let Some(c) = self.coordinator.as_ref() else { return };
+        let msg = Msg::Phase2A {
+            c_rnd: c.c_rnd,
+            instance: p.instance,
+            c_vid: p.c_vid,
+            c_val: p.c_val,
+            ring: c.ring,
+        };
+        match self.cfg.protocol {
+            Protocol::MRing => self.multicast(msg),
+            Protocol::URing => self.local.push_back(msg),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Acceptor side
+    // ---------------------------------------------------------------------------------------------
+
+    fn on_phase1a(&mut self, from: NodeId, c_rnd: Round, from_instance: Instance, ring: Ring) {
+        self.note_round(c_rnd, Some(ring));
+        let Some(a) = self.acceptor.as_mut() else {
+            self.counters.ignored_misrouted += 1;
+            return;
+        };
+        match a.on_phase1a(c_rnd) {
+            Verdict::Accepted => {
+                let votes = a.votes_from(from_instance.max(a.trimmed_below));
+                let msg = Msg::Phase1B {
+                    rnd: c_rnd,
+                    from: from_instance,
+                    trimmed_below: a.trimmed_below,
+                    votes,
+                };
+                self.send(from, msg);
+            }
+            Verdict::Refused { rnd } => {
+                self.counters.refused_stale_round += 1;
+                self.send(from, Msg::Nack { rnd });
+            }
+            Verdict::Trimmed => {}
+        }
+    }
+
+    fn on_phase2a(
+        &mut self,
+        c_rnd: Round,
+        instance: Instance,
+        c_vid: Vid,
+        c_val: Batch,
+        ring: Ring,
+    ) {
+        self.note_round(c_rnd, Some(ring));
+        self.learner.on_proposed(c_rnd, instance, c_vid, &c_val);
+        let me = self.cfg.id;
+        let f = self.cfg.cluster.f;
+        let position = ring.position(me);
+        if self.cfg.protocol == Protocol::URing && position.is_none_or(|p| p > f) {
+            // Only the coordinator and the f acceptors after it see a U-Ring Phase 2A/2B.
+            self.counters.ignored_misrouted += 1;
+            return;
+        }
+        let Some(a) = self.acceptor.as_mut() else {
+            if self.cfg.protocol == Protocol::URing {
+                self.counters.ignored_misrouted += 1;
+            }
+            return;
+        };
+        match a.on_phase2a(c_rnd, instance, c_vid, &c_val) {
+            Verdict::Accepted => {}
+            Verdict::Refused { rnd } => {
+                self.counters.refused_stale_round += 1;
+                self.send(c_rnd.owner(), Msg::Nack { rnd });
+                return;
+            }
+            Verdict::Trimmed => return,
+        }
+        match (self.cfg.protocol, position) {
+            // M-Ring: the first acceptor of the ring starts Phase 2B (Alg. 2 Task 4).
+            (Protocol::MRing, Some(0)) => {
+                if let Some(next) = ring.successor(me) {
+                    self.send(next, Msg::Phase2B { c_rnd, instance, c_vid, ring });
+                }
+            }
+            (Protocol::MRing, _) => {}
+            // U-Ring: the last acceptor decides (Alg. 3 Task 4) ...
+            (Protocol::URing, Some(p)) if p == f => {
+                let val = self.learn_decision(instance, c_vid, Some(c_val));
+                self.forward_decision(ring, instance, c_vid, val);
+            }
+            // ... the others pass Phase 2A/2B on.
+            (Protocol::URing, _) => {
+                if let Some(next) = ring.successor(me) {
+                    self.send(next, Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring });
+                }
+            }
+        }
+    }
+
+    /// M-Ring Phase 2B (Alg. 2 Task 5): pass it on only if we voted for `c_vid` in `c_rnd`; the
+    /// coordinator, last on the ring, decides and multicasts the decision.
+    fn on_phase2b(&mut self, c_rnd: Round, instance: Instance, c_vid: Vid, ring: Ring) {
+        self.note_round(c_rnd, Some(ring));
+        let me = self.cfg.id;
+        let voted = self.acceptor.as_ref().is_some_and(|a| a.voted(c_rnd, instance, c_vid));
+        if self.cfg.protocol != Protocol::MRing || !ring.contains(me) {
+            self.counters.ignored_misrouted += 1;
+            return;
+        }
+        if !voted {
+            self.counters.phase2b_without_vote += 1;
+            return;
+        }
+        if ring.last() == me {
+            self.multicast(Msg::Decision { instance, c_vid, c_val: None, ring: None });
+        } else if let Some(next) = ring.successor(me) {
+            self.send(next, Msg::Phase2B { c_rnd, instance, c_vid, ring });
+        }
+    }
+
+    /// 3.3.4: a learner asks for instances `first..to`.
+    fn on_retransmit(&mut self, learner: NodeId, first: Instance, to: Instance) {
+        let Some(a) = self.acceptor.as_ref() else {
+            self.counters.ignored_misrouted += 1;
+            return;
+        };
+        let trimmed_below = a.trimmed_below;
+        let lacks_first = a.decision(first).is_none();
+        let to = to.min(first.saturating_add(self.cfg.retransmit_instances_max));
+        let decisions: Vec<(Instance, Vid, Batch)> =
+            (first..to).filter_map(|i| a.decision(i).map(|(vid, val)| (i, vid, val))).collect();
+        if first < trimmed_below || lacks_first {
+            // Either way the learner cannot get `first` here; it tells the two apart by comparing
+            // `trimmed_below` with `first`.
+            self.send(learner, Msg::Trimmed { trimmed_below });
+            if first < trimmed_below {
+                return;
+            }
+        }
+        self.counters.retransmissions_answered += 1;
+        for (instance, c_vid, val) in decisions {
+            self.send(learner, Msg::Decision { instance, c_vid, c_val: Some(val), ring: None });
+        }
+    }
+
+    /// 3.3.7: trim below the version f+1 processes have reached, minus a retention margin.
+    fn garbage_collect(&mut self) {
+        let Some(a) = self.acceptor.as_mut() else { return };
+        let mut versions: Vec<Instance> = self.fd.applied_versions().map(|(_, v)| v).collect();
+        versions.sort_unstable_by(|x, y| y.cmp(x));
+        let Some(&reached_by_quorum) = versions.get(self.cfg.cluster.f) else { return };
+        let below = reached_by_quorum.saturating_sub(self.cfg.gc_retain_instances);
+        a.trim(below);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Learner side
+    // ---------------------------------------------------------------------------------------------
+
+    /// Records a decision everywhere it matters on this process and delivers what is ready. Returns the
+    /// decided value if this process holds it.
+    fn learn_decision(
+        &mut self,
+        instance: Instance,
+        c_vid: Vid,
+        c_val: Option<Batch>,
+    ) -> Option<Batch> {
+        let val = c_val
+            .or_else(|| self.learner.proposed_value(instance, c_vid))
+            .or_else(|| self.acceptor.as_ref().and_then(|a| a.value_of(instance, c_vid)));
+        if let (Some(a), Some(v)) = (self.acceptor.as_mut(), val.as_ref()) {
+            a.on_decision(instance, c_vid, v);
+        }
+        if let Some(c) = self.coordinator.as_mut() {
+            c.on_decided(instance);
+        }
+        self.learner.on_decision(instance, c_vid, val.clone());
+        self.deliver_ready();
+        val
+    }
+
+    /// U-Ring decision forwarding (Alg. 3 Task 5): the value travels with the decision to the processes
+    /// after the last acceptor, which have not seen it; the id alone goes on to the coordinator and the
+    /// acceptors, which voted for it; forwarding ends at the predecessor of the last acceptor.
+    fn forward_decision(&mut self, ring: Ring, instance: Instance, c_vid: Vid, val: Option<Batch>) {
+        let me = self.cfg.id;
+        let f = self.cfg.cluster.f;
+        let Some(last_acceptor) = ring.members().get(f).copied() else { return };
+        if ring.predecessor(last_acceptor) == Some(me) || !ring.contains(me) {
+            return;
+        }
+        let Some(next) = ring.successor(me) else { return };
+        let needs_value = ring.position(next).is_some_and(|p| p > f);
+        let c_val = if needs_value { val } else { None };
+        self.send(next, Msg::Decision { instance, c_vid, c_val, ring: Some(ring) });
+    }
+
+    fn deliver_ready(&mut self) {
+        let deliver_to_app = self.cfg.learner;
+        let out = &mut self.out;
+        let proposer = &mut self.proposer;
+        let delivered = self.learner.deliver_ready(self.now, |instance, value| {
+            if let Some(p) = proposer.as_mut() {
+                p.on_delivered(value.id);
+            }
+            if deliver_to_app {
+                out.push(Action::Deliver { instance, value: value.clone() });
+            }
+        });
+        self.counters.instances_delivered += delivered;
+    }
+
+    fn learner_tick(&mut self) {
+        // Ask acceptors that are alive and serving (an acceptor that restarted without its state
+        // answers nobody); if none seems to be, ask them all in turn.
+        let (now, me) = (self.now, self.cfg.id);
+        let others = self.cfg.cluster.acceptors.iter().copied().filter(|&a| a != me);
+        let mut acceptors: Vec<NodeId> = others
+            .clone()
+            .filter(|&a| self.fd.alive(a, now) && self.fd.acceptor_ready(a))
+            .collect();
+        if acceptors.is_empty() {
+            acceptors = others.collect();
+        }
+        let request = self.learner.on_tick(
+            self.now,
+            self.cfg.gap_timeout_us,
+            self.cfg.retransmit_instances_max,
+            &acceptors,
+        );
+        match request {
+            Some(LearnerRequest::Retransmit { from, to, preferential }) => {
+                let target = acceptors[preferential % acceptors.len()];
+                self.send(target, Msg::Retransmit { from, to });
+            }
+            Some(LearnerRequest::NeedsStateTransfer { next_instance, trimmed_below }) => {
+                self.out.push(Action::NeedsStateTransfer { next_instance, trimmed_below });
+            }
+            None => {}
+        }
+        // Flow control (3.3.6): a learner holding too many decisions it cannot deliver yet tells an
+        // acceptor, at most once per heartbeat interval.
+        let backlog = self.learner.backlog_instances();
+        let quiet =
+            self.last_flow_notice_at.is_none_or(|t| self.now >= t + self.cfg.heartbeat_interval_us);
+        if backlog > self.cfg.flow_backlog_instances_max as usize && quiet {
+            self.last_flow_notice_at = Some(self.now);
+            self.counters.flow_notices_sent += 1;
+            let target = acceptors[usize::from(self.cfg.id) % acceptors.len()];
+            let backlog_instances = u32::try_from(backlog).unwrap_or(u32::MAX);
+            self.send(target, Msg::FlowNotice { learner: self.cfg.id, backlog_instances });
+        }
+    }
+
+    fn send_heartbeats(&mut self) {
+        let delivered = self.learner.next_instance();
+        let msg = Msg::Heartbeat {
+            acceptor_ready: self.acceptor.is_some(),
+            decided_below: delivered,
+            applied_below: delivered,
+        };
+        for n in 0..self.cfg.cluster.nodes {
+            if n != self.cfg.id {
+                self.out.push(Action::Send { to: n, msg: msg.clone() });
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! What one simulated run looks like: protocol, cluster size, f, storage mode, workload, phases.
+
+use crate::proto::{Protocol, Tick, ValueChoice};
+
+use super::rng::Rng;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub protocol: Protocol,
+    pub seed: u64,
+    pub nodes: u16,
+    pub f: usize,
+    /// Acceptors keep their state across crashes (Recoverable Ring Paxos) and any process may crash;
+    /// otherwise at most f acceptors may crash and they come back without state.
+    pub recoverable: bool,
+    /// Faults happen during `0..fault_phase_us`; proposals are made during it too.
+    pub fault_phase_us: Tick,
+    /// After the fault phase, everything proposed by correct proposers must be delivered within this.
+    pub heal_bound_us: Tick,
+    /// Values each process proposes during the fault phase.
+    pub values_per_proposer: u32,
+    pub batch_bytes_max: usize,
+    pub window_instances: u32,
+    pub gc_retain_instances: u64,
+    pub value_choice: ValueChoice,
+}
+
+impl SimConfig {
+    /// The run of `seed` for `protocol` with `f`: the seed also picks the cluster size (2f+1 acceptors
+    /// plus 0–2 learner/proposer-only processes), the storage mode, the workload and how small the
+    /// batches, window and garbage-collection margin are, so the seeds cover batching, windows and
+    /// trimming as well as faults.
+    pub fn for_seed(protocol: Protocol, f: usize, seed: u64) -> SimConfig {
+        let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ f as u64);
+        let acceptors = 2 * f as u16 + 1;
+        SimConfig {
+            protocol,
+            seed,
+            nodes: acceptors + rng.range(0, 2) as u16,
+            f,
+            recoverable: rng.chance(0.5),
+            fault_phase_us: 2_000_000,
+            heal_bound_us: 20_000_000,
+            values_per_proposer: rng.range(20, 80) as u32,
+            batch_bytes_max: [256, 1024, 32 * 1024][rng.range(0, 2) as usize],
+            window_instances: rng.range(2, 16) as u32,
+            gc_retain_instances: [8, 64, 100_000][rng.range(0, 2) as usize],
+            value_choice: ValueChoice::HighestVRnd,
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! One deterministic simulated run: the real [`RingNode`] cores of every process on virtual time, over
+//! the faulty network of [`super::network`], with the crashes and partitions of a [`FaultPlan`].
+//!
+//! ```text
+//!   fault phase (0 .. fault_phase_us)         heal phase (.. + heal_bound_us)
+//!   proposals, loss, duplicates, reordering,  everyone restarted, no loss; every value of a
+//!   partitions, crashes and restarts          correct proposer must reach every correct learner
+//! ```
+//!
+//! Every message is encoded by `wire` when sent and decoded when it arrives, so the codec is exercised
+//! by every run. Everything random comes from the seed: `RINGSMR_SEED=<n>` replays a run exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use bytes::Bytes;
+
+use crate::proto::{
+    AcceptorState, Action, Boot, ClusterConfig, NodeConfig, NodeId, RingNode, Tick, ValueId,
+};
+use crate::wire;
+
+use super::config::SimConfig;
+use super::faults::{FaultPlan, NetworkFaults};
+use super::invariants::{self, History, LearnerLog, Violation};
+use super::network;
+use super::rng::Rng;
+
+/// What a run did and what the checkers found.
+#[derive(Debug)]
+pub struct SimReport {
+    pub config: SimConfig,
+    pub plan: FaultPlan,
+    pub violations: Vec<Violation>,
+    /// Virtual time when the run ended.
+    pub end_us: Tick,
+    pub messages_sent: u64,
+    pub messages_lost: u64,
+    pub values_proposed: usize,
+    pub values_must_deliver: usize,
+    /// The most instances any learner delivered.
+    pub instances_delivered_max: u64,
+    pub rounds_started: u64,
+    pub learners_needing_state_transfer: usize,
+    /// The state of every process at the end, for diagnosing a failed seed.
+    pub processes: Vec<ProcessSummary>,
+}
+
+/// One process at the end of a run.
+#[derive(Debug)]
+pub struct ProcessSummary {
+    pub node: NodeId,
+    pub incarnation: u32,
+    pub up: bool,
+    pub delivered_below: u64,
+    pub pending_values: usize,
+    pub coordinating: Option<crate::proto::Round>,
+    /// Open instances and queued values at this process' coordinator.
+    pub coordinator_load: (usize, usize),
+    pub counters: crate::proto::Counters,
+}
+
+impl SimReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// A one-line summary naming the seed, and how to replay it.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        format!(
+            "seed {} {:?} n={} f={} {}: {} — {} instances, {} values ({} required), {} rounds, {} msgs ({} lost), end {} ms",
+            c.seed,
+            c.protocol,
+            c.nodes,
+            c.f,
+            if c.recoverable { "recoverable" } else { "in-memory" },
+            if self.passed() {
+                "ok".to_string()
+            } else {
+                format!("{} VIOLATIONS", self.violations.len())
+            },
+            self.instances_delivered_max,
+            self.values_proposed,
+            self.values_must_deliver,
+            self.rounds_started,
+            self.messages_sent,
+            self.messages_lost,
+            self.end_us / 1_000,
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Message { to: NodeId, from: NodeId, frame: Bytes },
+    Timer { node: NodeId, generation: u64 },
+    Propose { node: NodeId },
+    Crash { node: NodeId },
+    Restart { node: NodeId },
+    Heal,
+}
+
+struct SimNode {
+    core: Option<RingNode>,
+    incarnation: u32,
+    timer_generation: u64,
+    /// Index of this incarnation's log in the history.
+    log: usize,
+    /// Acceptor state as of the crash, kept for a recoverable restart.
+    stable_storage: Option<AcceptorState>,
+    /// Values this incarnation proposed.
+    proposed: Vec<ValueId>,
+    rounds_started_before: u64,
+}
+
+/// The simulation of one seed.
+pub struct Simulation {
+    cfg: SimConfig,
+    plan: FaultPlan,
+    cluster: ClusterConfig,
+    now: Tick,
+    queue: BinaryHeap<Reverse<(Tick, u64, usize)>>,
+    events: HashMap<usize, Event>,
+    next_event: usize,
+    nodes: Vec<SimNode>,
+    network: NetworkFaults,
+    healed: bool,
+    net_rng: Rng,
+    work_rng: Rng,
+    history: History,
+    actions: Vec<Action>,
+    arrivals: Vec<Tick>,
+    frame: Vec<u8>,
+    messages_sent: u64,
+    messages_lost: u64,
+    proposals_left: u64,
+}
+
+impl Simulation {
+    pub fn new(cfg: SimConfig) -> Simulation {
+        let mut rng = Rng::new(cfg.seed);
+        let acceptors: Vec<NodeId> = (0..(2 * cfg.f as NodeId + 1)).collect();
+        let plan = FaultPlan::generate(
+            &mut rng.fork(),
+            cfg.nodes,
+            &acceptors,
+            cfg.f,
+            cfg.recoverable,
+            cfg.fault_phase_us,
+        );
+        let cluster = ClusterConfig { nodes: cfg.nodes, acceptors, f: cfg.f };
+        Simulation {
+            network: plan.network.clone(),
+            plan,
+            cluster,
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            next_event: 0,
+            nodes: Vec::new(),
+            healed: false,
+            net_rng: rng.fork(),
+            work_rng: rng.fork(),
+            history: History::default(),
+            actions: Vec::new(),
+            arrivals: Vec::new(),
+            frame: Vec::new(),
+            messages_sent: 0,
+            messages_lost: 0,
+            proposals_left: 0,
+            cfg,
+        }
+    }
+
+    fn node_config(&self, id: NodeId, incarnation: u32) -> NodeConfig {
+        let mut c = NodeConfig::new(id, self.cfg.protocol, self.cluster.clone());
+        c.incarnation = incarnation;
+        c.batch_bytes_max = self.cfg.batch_bytes_max;
+        c.window_instances = self.cfg.window_instances;
+        c.window_instances_min = 1;
+        c.window_bytes = c.window_bytes.max(c.batch_bytes_max);
+        c.proposer_pending_bytes_max = c.proposer_pending_bytes_max.max(c.batch_bytes_max);
+        c.gc_retain_instances = self.cfg.gc_retain_instances;
+        c.value_choice = self.cfg.value_choice;
+        c
+    }
+
+    fn schedule(&mut self, at: Tick, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.insert(id, event);
+        self.queue.push(Reverse((at, id as u64, id)));
+    }
+
+    fn boot(&mut self, id: NodeId, boot: Boot) {
+        let i = usize::from(id);
+        let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation + 1);
+        let cfg = self.node_config(id, incarnation);
+        let core = RingNode::new(cfg, self.now, boot)
+            .unwrap_or_else(|e| panic!("simulator built a bad config: {e}"));
+        let log = self.history.logs.len();
+        self.history.logs.push(LearnerLog {
+            node: id,
+            incarnation,
+            delivered: Vec::new(),
+            alive_at_end: false,
+            needs_state_transfer: false,
+        });
+        let node = SimNode {
+            core: Some(core),
+            incarnation,
+            timer_generation: 0,
+            log,
+            stable_storage: None,
+            proposed: Vec::new(),
+            rounds_started_before: self.nodes.get(i).map_or(0, |n| n.rounds_started_before),
+        };
+        if i < self.nodes.len() {
+            self.nodes[i] = node;
+        } else {
+            self.nodes.push(node);
+        }
+        self.drain(id);
+    }
+
+    /// Runs the whole scenario and checks every invariant.
+    pub fn run(mut self) -> SimReport {
+        for id in 0..self.cfg.nodes {
+            self.boot(id, Boot::Fresh);
+        }
+        for id in 0..self.cfg.nodes {
+            for _ in 0..self.cfg.values_per_proposer {
+                let at = self.work_rng.range(0, self.cfg.fault_phase_us * 4 / 5);
+                self.schedule(at, Event::Propose { node: id });
+                self.proposals_left += 1;
+            }
+        }
+        for c in self.plan.crashes.clone() {
+            self.schedule(c.at_us, Event::Crash { node: c.node });
+            self.schedule(c.restart_at_us, Event::Restart { node: c.node });
+        }
+        self.schedule(self.cfg.fault_phase_us, Event::Heal);
+
+        let deadline = self.cfg.fault_phase_us + self.cfg.heal_bound_us;
+        let mut next_quiet_check = self.cfg.fault_phase_us;
+        while let Some(Reverse((at, _, id))) = self.queue.pop() {
+            if at > deadline {
+                break;
+            }
+            self.now = at;
+            let Some(event) = self.events.remove(&id) else { continue };
+            self.handle(event);
+            if self.healed && self.now >= next_quiet_check {
+                next_quiet_check = self.now + 50_000;
+                if self.settled() {
+                    break;
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Every proposal was made, and every learner that is up (and not waiting for state transfer)
+    /// delivered every value the processes that are up proposed: the liveness checker will pass.
+    fn settled(&self) -> bool {
+        if self.proposals_left > 0 {
+            return false;
+        }
+        let required: Vec<ValueId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.core.is_some())
+            .flat_map(|n| n.proposed.iter().copied())
+            .collect();
+        self.nodes
+            .iter()
+            .filter(|n| n.core.as_ref().is_some_and(|c| !c.needs_state_transfer()))
+            .all(|n| {
+                let delivered: std::collections::HashSet<ValueId> =
+                    self.history.logs[n.log].delivered.iter().map(|(_, v, _)| *v).collect();
+                required.iter().all(|v| delivered.contains(v))
+            })
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Message { to, from, frame } => {
+                if self.nodes[usize::from(to)].core.is_none() || self.partitioned(from, to) {
+                    self.messages_lost += 1;
+                    return;
+                }
+                let msg = match wire::decode_bytes(&frame) {
+                    Ok((msg, used)) if used == frame.len() => msg,
+                    other => panic!("the codec failed to round-trip a frame it encoded: {other:?}"),
+                };
+                if let Some(core) = self.nodes[usize::from(to)].core.as_mut() {
+                    core.on_message(self.now, from, msg);
+                }
+                self.drain(to);
+            }
+            Event::Timer { node, generation } => {
+                let n = &mut self.nodes[usize::from(node)];
+                if n.timer_generation != generation {
+                    return;
+                }
+                if let Some(core) = n.core.as_mut() {
+                    core.on_tick(self.now);
+                    self.drain(node);
+                }
+            }
+            Event::Propose { node } => {
+                let len = self.work_rng.range(1, 64) as usize;
+                let payload: Bytes =
+                    (0..len).map(|_| self.work_rng.next_u64() as u8).collect::<Vec<u8>>().into();
+                let n = &mut self.nodes[usize::from(node)];
+                let Some(core) = n.core.as_mut() else {
+                    // A crashed process proposes nothing.
+                    self.proposals_left -= 1;
+                    return;
+                };
+                match core.propose(self.now, payload.clone()) {
+                    Ok(id) => {
+                        self.proposals_left -= 1;
+                        n.proposed.push(id);
+                        self.history.proposed.insert(id, payload);
+                        self.drain(node);
+                    }
+                    Err(_) => self.schedule(self.now + 10_000, Event::Propose { node }),
+                }
+            }
+            Event::Crash { node } => self.crash(node),
+            Event::Restart { node } => self.restart(node),
+            Event::Heal => {
+                self.healed = true;
+                self.network = NetworkFaults::healed();
+                for id in 0..self.cfg.nodes {
+                    self.restart(id);
+                }
+            }
+        }
+    }
+
+    fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
+        !self.healed && self.plan.partitions.iter().any(|p| p.separates(self.now, a, b))
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let n = &mut self.nodes[usize::from(id)];
+        if let Some(core) = n.core.take() {
+            n.stable_storage = core.acceptor_state().cloned();
+            n.rounds_started_before += core.counters().rounds_started;
+        }
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        let n = &mut self.nodes[usize::from(id)];
+        if n.core.is_some() {
+            return;
+        }
+        let boot = if !self.cluster.is_acceptor(id) {
+            Boot::Fresh
+        } else if self.cfg.recoverable {
+            Boot::Recovered(n.stable_storage.take().unwrap_or_default())
+        } else {
+            Boot::Amnesiac
+        };
+        self.boot(id, boot);
+    }
+
+    /// Performs every action node `id` has pending.
+    fn drain(&mut self, id: NodeId) {
+        let mut actions = std::mem::take(&mut self.actions);
+        let i = usize::from(id);
+        let Some(core) = self.nodes[i].core.as_mut() else { return };
+        core.drain_actions(&mut actions);
+        for action in actions.drain(..) {
+            match action {
+                Action::Send { to, msg } => self.transmit(id, &[to], &msg, false),
+                Action::Multicast { msg } => {
+                    let receivers: Vec<NodeId> = (0..self.cfg.nodes).filter(|&n| n != id).collect();
+                    self.transmit(id, &receivers, &msg, true);
+                }
+                Action::Deliver { instance, value } => {
+                    let log = self.nodes[i].log;
+                    self.history.logs[log].delivered.push((instance, value.id, value.payload));
+                }
+                Action::SetTimer { at } => {
+                    let n = &mut self.nodes[i];
+                    n.timer_generation += 1;
+                    let generation = n.timer_generation;
+                    self.schedule(at.max(self.now), Event::Timer { node: id, generation });
+                }
+                Action::NeedsStateTransfer { .. } => {
+                    let log = self.nodes[i].log;
+                    self.history.logs[log].needs_state_transfer = true;
+                }
+            }
+        }
+        self.actions = actions;
+    }
+
+    fn transmit(&mut self, from: NodeId, to: &[NodeId], msg: &crate::proto::Msg, multicast: bool) {
+        self.frame.clear();
+        wire::encode(msg, &mut self.frame);
+        let frame = Bytes::copy_from_slice(&self.frame);
+        for &dest in to {
+            self.messages_sent += 1;
+            let mut arrivals = std::mem::take(&mut self.arrivals);
+            network::fate(&mut self.net_rng, &self.network, self.now, multicast, &mut arrivals);
+            if arrivals.is_empty() {
+                self.messages_lost += 1;
+            }
+            for &at in &arrivals {
+                self.schedule(at, Event::Message { to: dest, from, frame: frame.clone() });
+            }
+            self.arrivals = arrivals;
+        }
+    }
+
+    fn finish(mut self) -> SimReport {
+        for n in &self.nodes {
+            if n.core.is_some() {
+                self.history.logs[n.log].alive_at_end = true;
+                self.history.must_deliver.extend_from_slice(&n.proposed);
+            }
+        }
+        let violations = invariants::check_all(&self.history);
+        let rounds_started = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.rounds_started_before + n.core.as_ref().map_or(0, |c| c.counters().rounds_started)
+            })
+            .sum();
+        let processes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ProcessSummary {
+                node: i as NodeId,
+                incarnation: n.incarnation,
+                up: n.core.is_some(),
+                delivered_below: n.core.as_ref().map_or(0, |c| c.delivered_below()),
+                pending_values: n.core.as_ref().map_or(0, |c| c.pending_values()),
+                coordinating: n.core.as_ref().and_then(|c| c.coordinating()),
+                coordinator_load: n.core.as_ref().map_or((0, 0), |c| c.coordinator_load()),
+                counters: n.core.as_ref().map(|c| c.counters().clone()).unwrap_or_default(),
+            })
+            .collect();
+        SimReport {
+            processes,
+            violations,
+            end_us: self.now,
+            messages_sent: self.messages_sent,
+            messages_lost: self.messages_lost,
+            values_proposed: self.history.proposed.len(),
+            values_must_deliver: self.history.must_deliver.len(),
+            instances_delivered_max: self
+                .nodes
+                .iter()
+                .filter_map(|n| n.core.as_ref())
+                .map(|c| c.delivered_below())
+                .max()
+                .unwrap_or(0),
+            rounds_started,
+            learners_needing_state_transfer: self
+                .history
+                .logs
+                .iter()
+                .filter(|l| l.needs_state_transfer)
+                .count(),
+            plan: self.plan,
+            config: self.cfg,
+        }
+    }
+}
+
+/// Runs one seed.
+pub fn run(cfg: SimConfig) -> SimReport {
+    Simulation::new(cfg).run()
+}

@@ -1,0 +1,213 @@
+//! Message → frame. The body is written once, generically over a [`Sink`], so the byte writer and
+//! the length computation ([`encoded_len`]) cannot disagree.
+
+use crate::proto::msg::Msg;
+use crate::proto::types::{Batch, Ring, Round, Value, ValueId, Vid, Vote};
+
+use super::error::WireError;
+use super::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FrameHeader};
+use super::kind::Kind;
+
+/// Appends one frame holding `msg` to `out`. Nothing is allocated besides growing `out`.
+///
+/// # Panics
+///
+/// If the body would exceed [`FRAME_BODY_BYTES_MAX`]: no peer would accept the frame, so sending it
+/// is a bug in whoever built the message (batches are meant to be bounded well below the limit). `out`
+/// is left as it was before the call. Use [`try_encode`] to get an error instead.
+pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
+    let frame_start = out.len();
+    // The header needs the body's length and checksum: reserve it, write the body, then patch it.
+    out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    put_msg(out, msg);
+    let body_start = frame_start + FRAME_HEADER_BYTES;
+    let body_len_bytes = out.len() - body_start;
+    if body_len_bytes > FRAME_BODY_BYTES_MAX {
+        out.truncate(frame_start);
+        panic!(
+            "{} message body of {body_len_bytes} bytes exceeds FRAME_BODY_BYTES_MAX ({FRAME_BODY_BYTES_MAX})",
+            msg.kind()
+        );
+    }
+    let header = FrameHeader {
+        kind: Kind::of(msg),
+        body_len_bytes,
+        body_crc32: crc32fast::hash(&out[body_start..]),
+    };
+    out[frame_start..body_start].copy_from_slice(&header.to_bytes());
+}
+
+/// Like [`encode`], but a body over [`FRAME_BODY_BYTES_MAX`] is reported as
+/// [`WireError::BodyTooLong`] (with `out` untouched) instead of panicking.
+pub fn try_encode(msg: &Msg, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let body_len_bytes = body_len_bytes(msg);
+    if body_len_bytes > FRAME_BODY_BYTES_MAX {
+        return Err(WireError::BodyTooLong { body_len_bytes });
+    }
+    encode(msg, out);
+    Ok(())
+}
+
+/// The exact number of bytes [`encode`] appends for `msg` (header included). Walks the message but
+/// touches no payload byte.
+pub fn encoded_len(msg: &Msg) -> usize {
+    FRAME_HEADER_BYTES.saturating_add(body_len_bytes(msg))
+}
+
+fn body_len_bytes(msg: &Msg) -> usize {
+    let mut counter = ByteCounter(0);
+    put_msg(&mut counter, msg);
+    counter.0
+}
+
+/// Where an encoded body goes: the output buffer, or a counter that only measures it.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn put_u8(&mut self, value: u8) {
+        self.put(&[value]);
+    }
+
+    fn put_u16(&mut self, value: u16) {
+        self.put(&value.to_le_bytes());
+    }
+
+    fn put_u32(&mut self, value: u32) {
+        self.put(&value.to_le_bytes());
+    }
+
+    fn put_u64(&mut self, value: u64) {
+        self.put(&value.to_le_bytes());
+    }
+
+    /// A u32 count or length. Saturating is safe: anything over u32::MAX makes the body larger than
+    /// FRAME_BODY_BYTES_MAX, which `encode` refuses before the frame can be used.
+    fn put_len(&mut self, len: usize) {
+        self.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct ByteCounter(usize);
+
+impl Sink for ByteCounter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 = self.0.saturating_add(bytes.len());
+    }
+}
+
+/// The body of `msg`; fields in declaration order, matching `decode::read_msg`.
+fn put_msg(s: &mut impl Sink, msg: &Msg) {
+    match msg {
+        Msg::Proposal { values, ttl } => {
+            put_batch(s, values);
+            s.put_u8(*ttl);
+        }
+        Msg::Phase1A { c_rnd, from, ring } => {
+            put_round(s, *c_rnd);
+            s.put_u64(*from);
+            put_ring(s, ring);
+        }
+        Msg::Phase1B { rnd, from, trimmed_below, votes } => {
+            put_round(s, *rnd);
+            s.put_u64(*from);
+            s.put_u64(*trimmed_below);
+            s.put_len(votes.len());
+            for vote in votes {
+                put_vote(s, vote);
+            }
+        }
+        Msg::Nack { rnd } => put_round(s, *rnd),
+        Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring } => {
+            put_round(s, *c_rnd);
+            s.put_u64(*instance);
+            put_vid(s, *c_vid);
+            put_batch(s, c_val);
+            put_ring(s, ring);
+        }
+        Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
+            put_round(s, *c_rnd);
+            s.put_u64(*instance);
+            put_vid(s, *c_vid);
+            put_ring(s, ring);
+        }
+        Msg::Decision { instance, c_vid, c_val, ring } => {
+            s.put_u64(*instance);
+            put_vid(s, *c_vid);
+            put_option(s, c_val.as_ref(), put_batch);
+            put_option(s, ring.as_ref(), put_ring);
+        }
+        Msg::Retransmit { from, to } => {
+            s.put_u64(*from);
+            s.put_u64(*to);
+        }
+        Msg::Trimmed { trimmed_below } => s.put_u64(*trimmed_below),
+        Msg::Heartbeat { acceptor_ready, decided_below, applied_below } => {
+            s.put_u8(u8::from(*acceptor_ready));
+            s.put_u64(*decided_below);
+            s.put_u64(*applied_below);
+        }
+        Msg::FlowNotice { learner, backlog_instances } => {
+            s.put_u16(*learner);
+            s.put_u32(*backlog_instances);
+        }
+    }
+}
+
+fn put_round(s: &mut impl Sink, round: Round) {
+    s.put_u64(round.0);
+}
+
+fn put_vid(s: &mut impl Sink, vid: Vid) {
+    put_round(s, vid.rnd);
+    s.put_u64(vid.seq);
+}
+
+fn put_value_id(s: &mut impl Sink, id: ValueId) {
+    s.put_u16(id.proposer);
+    s.put_u32(id.incarnation);
+    s.put_u64(id.seq);
+}
+
+fn put_value(s: &mut impl Sink, value: &Value) {
+    put_value_id(s, value.id);
+    s.put_len(value.payload.len());
+    s.put(&value.payload);
+}
+
+fn put_batch(s: &mut impl Sink, batch: &Batch) {
+    s.put_len(batch.len());
+    for value in batch.values() {
+        put_value(s, value);
+    }
+}
+
+fn put_ring(s: &mut impl Sink, ring: &Ring) {
+    // Ring::new bounds the length by RING_MEMBERS_MAX (32), so it always fits the u8.
+    s.put_u8(u8::try_from(ring.len()).unwrap_or(u8::MAX));
+    for &member in ring.members() {
+        s.put_u16(member);
+    }
+}
+
+fn put_vote(s: &mut impl Sink, vote: &Vote) {
+    s.put_u64(vote.instance);
+    put_round(s, vote.v_rnd);
+    put_vid(s, vote.v_vid);
+    put_batch(s, &vote.v_val);
+}
+
+fn put_option<S: Sink, T: ?Sized>(s: &mut S, value: Option<&T>, put: fn(&mut S, &T)) {
+    match value {
+        None => s.put_u8(0),
+        Some(value) => {
+            s.put_u8(1);
+            put(s, value);
+        }
+    }
+}

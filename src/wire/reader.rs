@@ -1,0 +1,139 @@
+//! A bounds-checked cursor over one frame body, and the two ways a payload can be taken out of it.
+//!
+//! Every read either returns the bytes it asked for or a [`WireError`]; nothing here can index out
+//! of bounds or overflow, whatever the body holds.
+
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use bytes::Bytes;
+
+use super::error::WireError;
+
+/// How a decoded payload gets its own [`Bytes`] from the slice of input it occupies. This is the only
+/// thing the two public decoders do differently, so the decoder itself is written once, generic over it.
+pub(crate) trait PayloadSource {
+    /// `slice` is always a sub-slice of the buffer being decoded.
+    fn payload(&self, slice: &[u8]) -> Bytes;
+}
+
+/// For a borrowed `&[u8]` input: the payload must outlive the buffer, so it is copied.
+pub(crate) struct CopyPayloads;
+
+impl PayloadSource for CopyPayloads {
+    fn payload(&self, slice: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(slice)
+    }
+}
+
+/// For a [`Bytes`] input: payloads share its allocation (zero-copy).
+pub(crate) struct SharedPayloads<'a>(pub &'a Bytes);
+
+impl PayloadSource for SharedPayloads<'_> {
+    fn payload(&self, slice: &[u8]) -> Bytes {
+        // `slice_ref` asserts that `slice` lies inside `self.0`. It does: the decoder reads from
+        // `&self.0[..]` and the reader only ever narrows that slice.
+        self.0.slice_ref(slice)
+    }
+}
+
+/// What is left of one frame body.
+pub(crate) struct Reader<'a, P> {
+    rest: &'a [u8],
+    payloads: &'a P,
+}
+
+impl<'a, P: PayloadSource> Reader<'a, P> {
+    pub(crate) fn new(body: &'a [u8], payloads: &'a P) -> Self {
+        Reader { rest: body, payloads }
+    }
+
+    pub(crate) fn remaining_bytes(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// The next `len_bytes` bytes.
+    fn take(&mut self, len_bytes: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        let (head, tail) =
+            self.rest.split_at_checked(len_bytes).ok_or(WireError::BodyUnderrun {
+                field,
+                needed_bytes: len_bytes,
+                remaining_bytes: self.rest.len(),
+            })?;
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+        let (head, tail) = self.rest.split_first_chunk::<N>().ok_or(WireError::BodyUnderrun {
+            field,
+            needed_bytes: N,
+            remaining_bytes: self.rest.len(),
+        })?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        let [byte] = self.array::<1>(field)?;
+        Ok(byte)
+    }
+
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+        self.array(field).map(u16::from_le_bytes)
+    }
+
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        self.array(field).map(u32::from_le_bytes)
+    }
+
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        self.array(field).map(u64::from_le_bytes)
+    }
+
+    /// A u32 element count, checked against the rest of the body: each element takes at least
+    /// `element_bytes_min` bytes, so a count that could not fit is refused before the caller
+    /// allocates room for it.
+    pub(crate) fn count(
+        &mut self,
+        field: &'static str,
+        element_bytes_min: usize,
+    ) -> Result<usize, WireError> {
+        let count = self.u32(field)?;
+        let remaining_bytes = self.rest.len();
+        // usize → u64 is lossless on every target Rust supports; the product cannot overflow
+        // (u32 × small constant) but saturates to stay total.
+        let needed_bytes = u64::from(count).saturating_mul(element_bytes_min as u64);
+        if needed_bytes > remaining_bytes as u64 {
+            return Err(WireError::CountTooLarge { field, count, needed_bytes, remaining_bytes });
+        }
+        // Fits: it is at most the number of remaining bytes (element_bytes_min ≥ 1 at every caller).
+        usize::try_from(count).map_err(|_| WireError::CountTooLarge {
+            field,
+            count,
+            needed_bytes,
+            remaining_bytes,
+        })
+    }
+
+    /// A payload of `len_bytes` bytes, as its own [`Bytes`].
+    pub(crate) fn payload(
+        &mut self,
+        len_bytes: u32,
+        field: &'static str,
+    ) -> Result<Bytes, WireError> {
+        let remaining_bytes = self.rest.len();
+        let len_bytes = usize::try_from(len_bytes).map_err(|_| WireError::BodyUnderrun {
+            field,
+            needed_bytes: usize::MAX,
+            remaining_bytes,
+        })?;
+        let slice = self.take(len_bytes, field)?;
+        Ok(self.payloads.payload(slice))
+    }
+}

@@ -1,0 +1,79 @@
+//! Keeps the layering of the design notes: which module of the crate may use which.
+//!
+//! `proto` depends on nothing else of the crate; `wire` only on `proto`'s types; `sim` on `proto` and
+//! `wire`, never on `io` or `node`. It reads the sources (every `crate::` path, including
+//! `use crate::{a, b}` groups) rather than trusting a picture of them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// For each layer, the layers it may name.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("proto", &["proto"]),
+    ("wire", &["wire", "proto"]),
+    ("sim", &["sim", "proto", "wire"]),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level modules a source file names through `crate::`.
+fn crate_modules_named(source: &str) -> Vec<String> {
+    let mut named = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let module: String = item.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                named.push(module);
+            }
+        } else {
+            named.push(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect());
+        }
+    }
+    named.retain(|m| !m.is_empty());
+    named
+}
+
+#[test]
+fn layers_only_use_what_they_may() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for (layer, allowed) in ALLOWED {
+        let mut files = Vec::new();
+        rust_files(&src.join(layer), &mut files);
+        assert!(!files.is_empty(), "layer {layer} has no sources");
+        for file in files {
+            let source = fs::read_to_string(&file).unwrap();
+            for module in crate_modules_named(&source) {
+                if !allowed.contains(&module.as_str()) {
+                    violations.push(format!("{} uses crate::{module}", file.display()));
+                }
+            }
+            if *layer == "proto" {
+                for forbidden in ["std::net", "std::time::Instant", "SystemTime", "std::thread", "unsafe "] {
+                    if source.contains(forbidden) {
+                        violations.push(format!("{} (sans-IO core) mentions `{forbidden}`", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layering broken:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_scanner_sees_grouped_and_plain_paths() {
+    let named = crate_modules_named("use crate::{proto::Msg, wire};\nlet x = crate::io::Reactor::new();");
+    assert_eq!(named, vec!["proto", "wire", "io"]);
+}
