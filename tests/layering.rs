@@ -8,11 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// For each layer, the layers it may name.
-const ALLOWED: &[(&str, &[&str])] = &[
-    ("proto", &["proto"]),
-    ("wire", &["wire", "proto"]),
-    ("sim", &["sim", "proto", "wire"]),
-];
+const ALLOWED: &[(&str, &[&str])] =
+    &[("proto", &["proto"]), ("wire", &["wire", "proto"]), ("sim", &["sim", "proto", "wire"])];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
@@ -34,7 +31,8 @@ fn crate_modules_named(source: &str) -> Vec<String> {
         if let Some(group) = rest.strip_prefix('{') {
             let end = group.find('}').unwrap_or(group.len());
             for item in group[..end].split(',') {
-                let module: String = item.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let module: String =
+                    item.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 named.push(module);
             }
         } else {
@@ -61,9 +59,14 @@ fn layers_only_use_what_they_may() {
                 }
             }
             if *layer == "proto" {
-                for forbidden in ["std::net", "std::time::Instant", "SystemTime", "std::thread", "unsafe "] {
+                for forbidden in
+                    ["std::net", "std::time::Instant", "SystemTime", "std::thread", "unsafe "]
+                {
                     if source.contains(forbidden) {
-                        violations.push(format!("{} (sans-IO core) mentions `{forbidden}`", file.display()));
+                        violations.push(format!(
+                            "{} (sans-IO core) mentions `{forbidden}`",
+                            file.display()
+                        ));
                     }
                 }
             }
@@ -74,6 +77,7 @@ fn layers_only_use_what_they_may() {
 
 #[test]
 fn the_scanner_sees_grouped_and_plain_paths() {
-    let named = crate_modules_named("use crate::{proto::Msg, wire};\nlet x = crate::io::Reactor::new();");
+    let named =
+        crate_modules_named("use crate::{proto::Msg, wire};\nlet x = crate::io::Reactor::new();");
     assert_eq!(named, vec!["proto", "wire", "io"]);
 }

@@ -92,11 +92,25 @@ impl Learner {
         self.known_below = self.known_below.max(decided_below);
     }
 
-    /// A Phase 2A value (M-Ring multicast, or U-Ring Phase 2A/2B passing by).
-    pub fn on_proposed(&mut self, c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch) {
+    /// A Phase 2A value (M-Ring multicast, or U-Ring Phase 2A/2B passing by). Returns true if it
+    /// completed an instance whose decision had arrived without its value (the caller then delivers).
+    pub fn on_proposed(
+        &mut self,
+        c_rnd: Round,
+        instance: Instance,
+        c_vid: Vid,
+        c_val: &Batch,
+    ) -> bool {
         self.saw_instance(instance);
-        if instance < self.next_instance || self.decided.contains_key(&instance) {
-            return;
+        if instance < self.next_instance {
+            return false;
+        }
+        if let Some(d) = self.decided.get_mut(&instance) {
+            if d.val.is_none() && d.vid == c_vid {
+                d.val = Some(c_val.clone());
+                return true;
+            }
+            return false;
         }
         match self.proposed.get(&instance) {
             Some((r, _, _)) if *r >= c_rnd => {}
@@ -104,6 +118,7 @@ impl Learner {
                 self.proposed.insert(instance, (c_rnd, c_vid, c_val.clone()));
             }
         }
+        false
     }
 
     /// The value of `c_vid` at `instance`, if this learner saw it proposed.

@@ -27,6 +27,9 @@ pub mod ring_layout;
 pub mod ring_node;
 pub mod types;
 
+#[cfg(test)]
+mod handler_tests;
+
 pub use acceptor::AcceptorState;
 pub use action::Action;
 pub use config::{ClusterConfig, ConfigError, NodeConfig, Protocol, ValueChoice};

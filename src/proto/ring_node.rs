@@ -612,7 +612,9 @@ impl RingNode {
         ring: Ring,
     ) {
         self.note_round(c_rnd, Some(ring));
-        self.learner.on_proposed(c_rnd, instance, c_vid, &c_val);
+        if self.learner.on_proposed(c_rnd, instance, c_vid, &c_val) {
+            self.deliver_ready();
+        }
         let me = self.cfg.id;
         let f = self.cfg.cluster.f;
         let position = ring.position(me);

@@ -1,0 +1,504 @@
+//! Handler tests in the openraft style: set a node up, feed it one input, and compare the exact actions
+//! it drains with the ones the thesis' algorithms prescribe. Heartbeats and timer requests are left
+//! out of the comparison (they accompany every tick); everything else must match exactly.
+
+use bytes::Bytes;
+
+use super::*;
+
+fn cluster(f: usize, nodes: u16) -> ClusterConfig {
+    ClusterConfig { nodes, acceptors: (0..(2 * f as NodeId + 1)).collect(), f }
+}
+
+fn config(id: NodeId, protocol: Protocol, f: usize, nodes: u16) -> NodeConfig {
+    NodeConfig::new(id, protocol, cluster(f, nodes))
+}
+
+fn node(id: NodeId, protocol: Protocol, f: usize, nodes: u16) -> RingNode {
+    let mut n = RingNode::new(config(id, protocol, f, nodes), 0, Boot::Fresh).unwrap();
+    drain(&mut n);
+    n
+}
+
+/// The drained actions without heartbeats and timers.
+fn drain(n: &mut RingNode) -> Vec<Action> {
+    let mut out = Vec::new();
+    n.drain_actions(&mut out);
+    out.retain(|a| {
+        !matches!(a, Action::SetTimer { .. } | Action::Send { msg: Msg::Heartbeat { .. }, .. })
+    });
+    out
+}
+
+/// Round `counter` owned by `owner`.
+fn r(counter: u64, owner: NodeId) -> Round {
+    Round((counter << 16) | u64::from(owner))
+}
+
+fn ring(members: &[NodeId]) -> Ring {
+    Ring::new(members).unwrap()
+}
+
+fn vid(rnd: Round, seq: u64) -> Vid {
+    Vid { rnd, seq }
+}
+
+fn value(proposer: NodeId, seq: u64) -> Value {
+    Value {
+        id: ValueId { proposer, incarnation: 0, seq },
+        payload: Bytes::from(format!("v{proposer}.{seq}")),
+    }
+}
+
+fn batch(values: &[Value]) -> Batch {
+    Batch::new(values.to_vec())
+}
+
+fn phase2a(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ring) -> Msg {
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone(), ring }
+}
+
+fn deliveries(instance: Instance, b: &Batch) -> Vec<Action> {
+    b.values().iter().map(|v| Action::Deliver { instance, value: v.clone() }).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase 1 / Phase 2 at the acceptor
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn an_acceptor_that_saw_a_higher_round_refuses_phase1a_and_phase2a_with_a_nack() {
+    let mut a = node(1, Protocol::MRing, 1, 3);
+    let m_ring = ring(&[1, 2]);
+    a.on_message(0, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 0, ring: m_ring });
+    assert_eq!(
+        drain(&mut a),
+        vec![Action::Send {
+            to: 2,
+            msg: Msg::Phase1B { rnd: r(2, 2), from: 0, trimmed_below: 0, votes: vec![] }
+        }]
+    );
+    let old = ring(&[1, 0]);
+    a.on_message(1, 0, phase2a(r(1, 0), 0, vid(r(1, 0), 1), &Batch::empty(), old));
+    assert_eq!(drain(&mut a), vec![Action::Send { to: 0, msg: Msg::Nack { rnd: r(2, 2) } }]);
+    a.on_message(2, 0, Msg::Phase1A { c_rnd: r(1, 0), from: 0, ring: old });
+    assert_eq!(drain(&mut a), vec![Action::Send { to: 0, msg: Msg::Nack { rnd: r(2, 2) } }]);
+    assert_eq!(a.counters().refused_stale_round, 2);
+    assert!(
+        a.acceptor_state().unwrap().votes_from(0).is_empty(),
+        "the stale Phase 2A left no vote"
+    );
+}
+
+#[test]
+fn a_repeated_phase1a_of_the_same_round_is_answered_again_with_the_votes() {
+    let mut a = node(1, Protocol::URing, 1, 3);
+    let u_ring = ring(&[0, 1, 2]);
+    let val = batch(&[value(2, 0)]);
+    a.on_message(0, 0, phase2a(r(1, 0), 4, vid(r(1, 0), 1), &val, u_ring));
+    drain(&mut a);
+    for _ in 0..2 {
+        a.on_message(1, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 3, ring: ring(&[2, 0, 1]) });
+        let vote = Vote { instance: 4, v_rnd: r(1, 0), v_vid: vid(r(1, 0), 1), v_val: val.clone() };
+        assert_eq!(
+            drain(&mut a),
+            vec![Action::Send {
+                to: 2,
+                msg: Msg::Phase1B { rnd: r(2, 2), from: 3, trimmed_below: 0, votes: vec![vote] }
+            }]
+        );
+    }
+}
+
+#[test]
+fn m_ring_acceptor_votes_only_with_the_value_not_just_its_id() {
+    // f = 2: ring a1=1 -> a2=2 -> coordinator 0.
+    let m_ring = ring(&[1, 2, 0]);
+    let c_rnd = r(1, 0);
+    let x = vid(c_rnd, 1);
+    let val = batch(&[value(3, 0)]);
+    let mut a2 = node(2, Protocol::MRing, 2, 5);
+    let phase2b = Msg::Phase2B { c_rnd, instance: 0, c_vid: x, ring: m_ring };
+
+    // The Phase 2B overtakes the multicast Phase 2A: a2 holds no value, so it must not pass the vote on.
+    a2.on_message(0, 1, phase2b.clone());
+    assert_eq!(drain(&mut a2), vec![]);
+    assert_eq!(a2.counters().phase2b_without_vote, 1);
+
+    // The value arrives: a2 votes but, not being first on the ring, starts no Phase 2B itself.
+    a2.on_message(1, 0, phase2a(c_rnd, 0, x, &val, m_ring));
+    assert_eq!(drain(&mut a2), vec![]);
+
+    // Now the retransmitted Phase 2B goes on to the coordinator.
+    a2.on_message(2, 1, phase2b);
+    assert_eq!(
+        drain(&mut a2),
+        vec![Action::Send {
+            to: 0,
+            msg: Msg::Phase2B { c_rnd, instance: 0, c_vid: x, ring: m_ring }
+        }]
+    );
+
+    // A Phase 2B for another value id in the same instance is not a vote a2 cast.
+    let other = Msg::Phase2B { c_rnd, instance: 0, c_vid: vid(c_rnd, 2), ring: m_ring };
+    a2.on_message(3, 1, other);
+    assert_eq!(drain(&mut a2), vec![]);
+
+    // The first acceptor of the ring starts Phase 2B as soon as it votes (Alg. 2 Task 4).
+    let mut a1 = node(1, Protocol::MRing, 2, 5);
+    a1.on_message(0, 0, phase2a(c_rnd, 0, x, &val, m_ring));
+    assert_eq!(
+        drain(&mut a1),
+        vec![Action::Send {
+            to: 2,
+            msg: Msg::Phase2B { c_rnd, instance: 0, c_vid: x, ring: m_ring }
+        }]
+    );
+}
+
+#[test]
+fn m_ring_coordinator_decides_on_the_last_phase2b_and_multicasts_the_id_only() {
+    let mut c = node(0, Protocol::MRing, 1, 3);
+    c.on_tick(0);
+    let sent = drain(&mut c);
+    let m_ring = ring(&[1, 0]);
+    let c_rnd = r(1, 0);
+    assert_eq!(
+        sent,
+        vec![
+            Action::Send { to: 1, msg: Msg::Phase1A { c_rnd, from: 0, ring: m_ring } },
+            Action::Send { to: 2, msg: Msg::Phase1A { c_rnd, from: 0, ring: m_ring } },
+        ]
+    );
+    c.on_message(1, 1, Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] });
+    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!(c.coordinating(), Some(c_rnd));
+
+    c.propose(2, Bytes::from_static(b"hello")).unwrap();
+    let hello = batch(&[Value {
+        id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
+        payload: Bytes::from_static(b"hello"),
+    }]);
+    let x = vid(c_rnd, 1);
+    assert_eq!(
+        drain(&mut c),
+        vec![Action::Multicast { msg: phase2a(c_rnd, 0, x, &hello, m_ring) }]
+    );
+
+    c.on_message(3, 1, Msg::Phase2B { c_rnd, instance: 0, c_vid: x, ring: m_ring });
+    let mut expected = vec![Action::Multicast {
+        msg: Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: None },
+    }];
+    expected.extend(deliveries(0, &hello));
+    assert_eq!(drain(&mut c), expected);
+    assert_eq!(c.pending_values(), 0, "the proposer saw its value delivered");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Phase 1 at the coordinator: the highest v-rnd wins
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_new_coordinator_reproposes_the_value_of_the_highest_v_rnd_and_fills_holes() {
+    // f = 2, M-Ring. Node 0 first hears of round r(2, 1), so its own round is r(3, 0).
+    let mut c = node(0, Protocol::MRing, 2, 5);
+    c.on_message(0, 1, Msg::Phase1A { c_rnd: r(2, 1), from: 0, ring: ring(&[2, 3, 1]) });
+    drain(&mut c);
+    c.on_tick(1);
+    let c_rnd = r(3, 0);
+    let m_ring = ring(&[1, 2, 0]);
+    assert_eq!(drain(&mut c).len(), 4, "Phase 1A to the four other acceptors");
+
+    let x = vid(r(1, 1), 1);
+    let y = vid(r(2, 2), 1);
+    let z = vid(r(1, 1), 2);
+    let (x_val, y_val, z_val) =
+        (batch(&[value(3, 0)]), batch(&[value(4, 0)]), batch(&[value(3, 1)]));
+    let vote = |instance, v_rnd, v_vid, v_val: &Batch| Vote {
+        instance,
+        v_rnd,
+        v_vid,
+        v_val: v_val.clone(),
+    };
+    c.on_message(
+        2,
+        1,
+        Msg::Phase1B {
+            rnd: c_rnd,
+            from: 0,
+            trimmed_below: 0,
+            votes: vec![vote(0, r(1, 1), x, &x_val), vote(2, r(1, 1), z, &z_val)],
+        },
+    );
+    assert_eq!(drain(&mut c), vec![], "two promises of three");
+    c.on_message(
+        3,
+        2,
+        Msg::Phase1B {
+            rnd: c_rnd,
+            from: 0,
+            trimmed_below: 0,
+            votes: vec![vote(0, r(2, 2), y, &y_val)],
+        },
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            // Instance 0: y (v-rnd r2.2) beats x (v-rnd r1.1).
+            Action::Multicast { msg: phase2a(c_rnd, 0, y, &y_val, m_ring) },
+            // Instance 1: no vote in the quorum, a no-op so learners never wait on a hole.
+            Action::Multicast { msg: phase2a(c_rnd, 1, vid(c_rnd, 1), &Batch::empty(), m_ring) },
+            Action::Multicast { msg: phase2a(c_rnd, 2, z, &z_val, m_ring) },
+        ]
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decisions and learners
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_duplicate_decision_delivers_nothing_twice() {
+    let mut l = node(3, Protocol::MRing, 1, 4);
+    let c_rnd = r(1, 0);
+    let x = vid(c_rnd, 1);
+    let val = batch(&[value(1, 0), value(2, 0)]);
+    l.on_message(0, 0, phase2a(c_rnd, 0, x, &val, ring(&[1, 0])));
+    assert_eq!(drain(&mut l), vec![], "proposed is not decided");
+    let decision = Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: None };
+    l.on_message(1, 0, decision.clone());
+    assert_eq!(drain(&mut l), deliveries(0, &val));
+    l.on_message(2, 0, decision);
+    l.on_message(
+        3,
+        1,
+        Msg::Decision { instance: 0, c_vid: x, c_val: Some(val.clone()), ring: None },
+    );
+    assert_eq!(drain(&mut l), vec![]);
+    assert_eq!(l.delivered_below(), 1);
+}
+
+#[test]
+fn a_value_decided_twice_in_two_instances_is_delivered_once() {
+    let mut l = node(3, Protocol::MRing, 1, 4);
+    let c_rnd = r(1, 0);
+    let v = value(1, 7);
+    let first = batch(&[v.clone()]);
+    let again = batch(&[v, value(1, 8)]);
+    l.on_message(
+        0,
+        0,
+        Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: Some(first.clone()), ring: None },
+    );
+    l.on_message(
+        1,
+        0,
+        Msg::Decision { instance: 1, c_vid: vid(c_rnd, 2), c_val: Some(again.clone()), ring: None },
+    );
+    let mut expected = deliveries(0, &first);
+    expected.push(Action::Deliver { instance: 1, value: again.values()[1].clone() });
+    assert_eq!(drain(&mut l), expected);
+}
+
+#[test]
+fn a_decision_that_arrives_before_its_value_waits_for_it() {
+    let mut l = node(3, Protocol::MRing, 1, 4);
+    let c_rnd = r(1, 0);
+    let x = vid(c_rnd, 1);
+    let val = batch(&[value(1, 0)]);
+    l.on_message(0, 0, Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: None });
+    assert_eq!(drain(&mut l), vec![]);
+    l.on_message(1, 0, phase2a(c_rnd, 0, x, &val, ring(&[1, 0])));
+    assert_eq!(drain(&mut l), deliveries(0, &val));
+}
+
+#[test]
+fn u_ring_last_acceptor_decides_and_the_decision_carries_the_value_only_where_needed() {
+    // f = 1, ring 0 (coordinator) -> 1 (last acceptor) -> 2 -> 3 -> back to 0.
+    let u_ring = ring(&[0, 1, 2, 3]);
+    let c_rnd = r(1, 0);
+    let x = vid(c_rnd, 1);
+    let val = batch(&[value(3, 0)]);
+    let with_value =
+        Msg::Decision { instance: 0, c_vid: x, c_val: Some(val.clone()), ring: Some(u_ring) };
+    let id_only = Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: Some(u_ring) };
+
+    let mut last = node(1, Protocol::URing, 1, 4);
+    last.on_message(0, 0, phase2a(c_rnd, 0, x, &val, u_ring));
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 2, msg: with_value.clone() });
+    assert_eq!(drain(&mut last), expected);
+
+    let mut p2 = node(2, Protocol::URing, 1, 4);
+    p2.on_message(0, 1, with_value.clone());
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 3, msg: with_value.clone() });
+    assert_eq!(drain(&mut p2), expected);
+
+    // Node 3 precedes the coordinator, which voted and holds the value: the id alone goes on.
+    let mut p3 = node(3, Protocol::URing, 1, 4);
+    p3.on_message(0, 2, with_value);
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 0, msg: id_only.clone() });
+    assert_eq!(drain(&mut p3), expected);
+}
+
+#[test]
+fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() {
+    // f = 2, ring 0 -> 1 -> 2 (last acceptor) -> 3 -> 0; forwarding ends at 1, the predecessor of 2.
+    let mut cfg = config(0, Protocol::URing, 2, 6);
+    cfg.window_instances = 1;
+    cfg.window_instances_min = 1;
+    let mut c = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    c.on_tick(0);
+    drain(&mut c);
+    let c_rnd = r(1, 0);
+    let u_ring = ring(&[0, 1, 2, 3, 4, 5]);
+    for from in [1, 2] {
+        c.on_message(
+            1,
+            from,
+            Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] },
+        );
+    }
+    assert_eq!(drain(&mut c), vec![]);
+    c.propose(2, Bytes::from_static(b"a")).unwrap();
+    let a = batch(&[Value {
+        id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
+        payload: Bytes::from_static(b"a"),
+    }]);
+    assert_eq!(
+        drain(&mut c),
+        vec![Action::Send { to: 1, msg: phase2a(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) }]
+    );
+    c.propose(3, Bytes::from_static(b"b")).unwrap();
+    assert_eq!(drain(&mut c), vec![], "window of one instance is full");
+
+    let b = batch(&[Value {
+        id: ValueId { proposer: 0, incarnation: 0, seq: 1 },
+        payload: Bytes::from_static(b"b"),
+    }]);
+    c.on_message(
+        4,
+        5,
+        Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: None, ring: Some(u_ring) },
+    );
+    let mut expected = deliveries(0, &a);
+    expected.push(Action::Send {
+        to: 1,
+        msg: Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: None, ring: Some(u_ring) },
+    });
+    expected.push(Action::Send { to: 1, msg: phase2a(c_rnd, 1, vid(c_rnd, 2), &b, u_ring) });
+    assert_eq!(
+        drain(&mut c),
+        expected,
+        "decision and next Phase 2A leave together for the successor"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Loss, garbage collection, flow control
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
+    let mut cfg = config(0, Protocol::URing, 1, 3);
+    // Keep the coordinator's own learner from asking for the missing decision within this test.
+    cfg.gap_timeout_us = 10 * cfg.phase_retry_us;
+    let mut c = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    c.on_tick(0);
+    drain(&mut c);
+    let c_rnd = r(1, 0);
+    c.on_message(1, 1, Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] });
+    c.propose(1, Bytes::from_static(b"a")).unwrap();
+    let sent = drain(&mut c);
+    assert_eq!(sent.len(), 1);
+    let retry_us = c.config().phase_retry_us;
+    c.on_tick(retry_us / 2);
+    assert_eq!(drain(&mut c), vec![], "not yet");
+    c.on_tick(1 + retry_us);
+    assert_eq!(drain(&mut c), sent, "the same Phase 2A again");
+    assert_eq!(c.counters().phase2_retransmissions, 1);
+}
+
+#[test]
+fn a_trimmed_instance_is_neither_voted_nor_retransmitted_and_phase1b_says_where_the_log_starts() {
+    let mut cfg = config(1, Protocol::URing, 1, 3);
+    cfg.gc_retain_instances = 5;
+    let mut a = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    drain(&mut a);
+    let u_ring = ring(&[0, 1, 2]);
+    let c_rnd = r(1, 0);
+    for i in 0..20 {
+        a.on_message(i, 0, phase2a(c_rnd, i, vid(c_rnd, i + 1), &batch(&[value(0, i)]), u_ring));
+    }
+    drain(&mut a);
+    // Nodes 0 and 2 applied everything below 15: f+1 = 2 learners, so trim below 15 - 5.
+    for from in [0, 2] {
+        a.on_message(
+            30,
+            from,
+            Msg::Heartbeat { acceptor_ready: true, decided_below: 15, applied_below: 15 },
+        );
+    }
+    a.on_tick(31);
+    drain(&mut a);
+    assert_eq!(a.acceptor_state().unwrap().trimmed_below, 10);
+
+    a.on_message(32, 2, Msg::Retransmit { from: 5, to: 8 });
+    assert_eq!(
+        drain(&mut a),
+        vec![Action::Send { to: 2, msg: Msg::Trimmed { trimmed_below: 10 } }]
+    );
+
+    a.on_message(33, 0, phase2a(r(2, 0), 5, vid(r(2, 0), 1), &Batch::empty(), u_ring));
+    assert_eq!(drain(&mut a), vec![], "no vote and no decision for a trimmed instance");
+
+    a.on_message(34, 2, Msg::Phase1A { c_rnd: r(3, 2), from: 0, ring: ring(&[2, 0, 1]) });
+    let out = drain(&mut a);
+    let [Action::Send { to: 2, msg: Msg::Phase1B { trimmed_below, votes, .. } }] = &out[..] else {
+        panic!("expected one Phase 1B, got {out:?}")
+    };
+    assert_eq!(*trimmed_below, 10);
+    assert_eq!(votes.iter().map(|v| v.instance).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_flow_notice_halves_the_coordinators_window() {
+    let mut cfg = config(0, Protocol::URing, 1, 3);
+    cfg.window_instances = 8;
+    cfg.batch_bytes_max = 64;
+    let mut c = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    c.on_tick(0);
+    c.on_message(1, 1, Msg::Phase1B { rnd: r(1, 0), from: 0, trimmed_below: 0, votes: vec![] });
+    drain(&mut c);
+    c.on_message(2, 1, Msg::FlowNotice { learner: 2, backlog_instances: 5_000 });
+    for _ in 0..20 {
+        c.propose(3, Bytes::from(vec![7u8; 40])).unwrap();
+    }
+    let sent = drain(&mut c);
+    let phase2a_count =
+        sent.iter().filter(|a| matches!(a, Action::Send { msg: Msg::Phase2A { .. }, .. })).count();
+    assert_eq!(phase2a_count, 4, "window 8 halved to 4 instances");
+    assert_eq!(c.coordinator_load(), (4, 16));
+}
+
+#[test]
+fn an_acceptor_forwards_a_learners_flow_notice_to_the_coordinator() {
+    let mut a = node(1, Protocol::MRing, 1, 4);
+    a.on_message(0, 3, Msg::FlowNotice { learner: 3, backlog_instances: 5_000 });
+    assert_eq!(
+        drain(&mut a),
+        vec![Action::Send { to: 0, msg: Msg::FlowNotice { learner: 3, backlog_instances: 0 } }]
+    );
+}
+
+#[test]
+fn an_amnesiac_acceptor_neither_promises_nor_votes() {
+    let mut a = RingNode::new(config(1, Protocol::MRing, 1, 3), 0, Boot::Amnesiac).unwrap();
+    drain(&mut a);
+    a.on_message(0, 0, Msg::Phase1A { c_rnd: r(1, 0), from: 0, ring: ring(&[1, 0]) });
+    a.on_message(1, 0, phase2a(r(1, 0), 0, vid(r(1, 0), 1), &Batch::empty(), ring(&[1, 0])));
+    assert_eq!(drain(&mut a), vec![]);
+    assert!(a.acceptor_state().is_none());
+}
