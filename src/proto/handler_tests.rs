@@ -283,7 +283,7 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
     let mut l = node(3, Protocol::MRing, 1, 4);
     let c_rnd = r(1, 0);
     let v = value(1, 7);
-    let first = batch(&[v.clone()]);
+    let first = batch(std::slice::from_ref(&v));
     let again = batch(&[v, value(1, 8)]);
     l.on_message(
         0,
