@@ -1,7 +1,7 @@
 //! Phase 1 at the coordinator (thesis Alg. 1–3, Task 3): gather promises from an m-quorum, then pick
 //! for every instance the value it may propose.
 //!
-//! The one rule that makes Paxos safe lives in [`choose`]: among the votes an m-quorum reports for an
+//! The one rule that makes Paxos safe lives in `choose`: among the votes an m-quorum reports for an
 //! instance, the value of the highest v-rnd wins. Any value decided in an earlier round was voted by an
 //! m-quorum, which intersects this one, and every later vote was for the same value, so the highest
 //! vote is the decided value if there is one.
