@@ -53,15 +53,21 @@ impl AcceptorState {
         Verdict::Accepted
     }
 
-    /// The votes this acceptor reports in Phase 1B: every vote at instances ≥ `from`.
-    pub fn votes_from(&self, from: Instance) -> Vec<Vote> {
-        self.slots
-            .range(from..)
-            .filter_map(|(&instance, slot)| {
-                let (v_rnd, v_vid, v_val) = slot.vote.as_ref()?;
-                Some(Vote { instance, v_rnd: *v_rnd, v_vid: *v_vid, v_val: v_val.clone() })
-            })
-            .collect()
+    /// The votes this acceptor reports in Phase 1B: those at instances ≥ `from`, as many as fit in
+    /// `bytes_max` of values (at least one, so every piece makes progress). Returns them with the
+    /// instance the report stops below: `Instance::MAX` when it holds every vote from `from` on.
+    pub fn votes_from(&self, from: Instance, bytes_max: usize) -> (Vec<Vote>, Instance) {
+        let mut votes = Vec::new();
+        let mut bytes = 0;
+        for (&instance, slot) in self.slots.range(from..) {
+            let Some((v_rnd, v_vid, v_val)) = slot.vote.as_ref() else { continue };
+            if !votes.is_empty() && bytes + v_val.bytes() > bytes_max {
+                return (votes, instance);
+            }
+            bytes += v_val.bytes();
+            votes.push(Vote { instance, v_rnd: *v_rnd, v_vid: *v_vid, v_val: v_val.clone() });
+        }
+        (votes, Instance::MAX)
     }
 
     /// Phase 2A (Task 4): vote for (`c_vid`, `c_val`) in `c_rnd` unless a higher round was promised.
@@ -144,8 +150,31 @@ mod tests {
             a.on_phase2a(Round(3 << 16), 0, vid(1), &Batch::empty()),
             Verdict::Refused { rnd: Round(5 << 16) }
         );
-        assert!(a.votes_from(0).is_empty());
+        assert!(a.votes_from(0, usize::MAX).0.is_empty());
         assert_eq!(a.on_phase1a(Round(4 << 16)), Verdict::Refused { rnd: Round(5 << 16) });
+    }
+
+    #[test]
+    fn a_large_log_is_reported_in_pieces_of_bounded_bytes() {
+        let mut a = AcceptorState::default();
+        let value = super::super::types::Value {
+            id: super::super::types::ValueId { proposer: 0, incarnation: 0, seq: 0 },
+            payload: bytes::Bytes::from(vec![0u8; 82]),
+        };
+        let hundred_bytes = Batch::new(vec![value]);
+        for i in [2, 3, 5, 8, 9] {
+            a.on_phase2a(Round(1 << 16), i, vid(i), &hundred_bytes);
+        }
+        let (votes, below) = a.votes_from(0, 250);
+        assert_eq!((votes.iter().map(|v| v.instance).collect::<Vec<_>>(), below), (vec![2, 3], 5));
+        let (votes, below) = a.votes_from(below, 250);
+        assert_eq!((votes.iter().map(|v| v.instance).collect::<Vec<_>>(), below), (vec![5, 8], 9));
+        let (votes, below) = a.votes_from(below, 50);
+        assert_eq!(
+            (votes.len(), below),
+            (1, Instance::MAX),
+            "one vote even when it alone exceeds the bound"
+        );
     }
 
     #[test]
@@ -155,7 +184,7 @@ mod tests {
             a.on_phase2a(Round(1 << 16), i, vid(i), &Batch::empty());
         }
         a.trim(6);
-        assert_eq!(a.votes_from(0).len(), 4);
+        assert_eq!(a.votes_from(0, usize::MAX).0.len(), 4);
         assert_eq!(a.on_phase2a(Round(1 << 16), 3, vid(3), &Batch::empty()), Verdict::Trimmed);
     }
 }

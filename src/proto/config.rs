@@ -87,6 +87,9 @@ pub struct NodeConfig {
     pub gc_retain_instances: u64,
     /// At most this many instances in one retransmission request or answer.
     pub retransmit_instances_max: u64,
+    /// Bytes of votes' values one Phase 1B carries; a larger log is reported in pieces (a message
+    /// must stay well below the wire's 4 MiB frame bound: one vote may exceed this by a batch).
+    pub phase1b_bytes_max: usize,
 
     /// How often the core wants `on_tick`.
     pub tick_interval_us: Tick,
@@ -144,6 +147,7 @@ impl NodeConfig {
             flow_backlog_instances_max: 1024,
             gc_retain_instances: 100_000,
             retransmit_instances_max: 64,
+            phase1b_bytes_max: 1024 * 1024,
             tick_interval_us: 1_000,
             heartbeat_interval_us: 10_000,
             suspect_timeout_us: 100_000,
@@ -222,6 +226,12 @@ impl NodeConfig {
         }
         if self.coordinator_queue_bytes_max < self.batch_bytes_max {
             return refuse("coordinator_queue_bytes_max", "must hold at least one batch");
+        }
+        if self.phase1b_bytes_max == 0 || self.phase1b_bytes_max + self.batch_bytes_max > 2 << 20 {
+            return refuse(
+                "phase1b_bytes_max",
+                "must be positive and, with batch_bytes_max, at most 2 MiB (a frame holds 4 MiB)",
+            );
         }
         if self.retransmit_instances_max == 0 {
             return refuse("retransmit_instances_max", "must be at least 1");

@@ -1,16 +1,17 @@
 //! The coordinator of one round (thesis Alg. 2–3 Tasks 1 and 3, 3.3.4, 3.3.6).
 //!
 //! It exists only at the process that believes itself coordinator. It runs Phase 1 once for every
-//! instance from its first undecided one onward, re-proposes what Phase 1 found, then batches queued
-//! values into instances while the window allows: at most `window_instances` (shrunk by flow control)
-//! and `window_bytes` open at once. An open instance whose decision does not arrive in time is sent
-//! again.
+//! instance from its first undecided one onward (in pieces, see [`super::phase1`]), re-proposes what
+//! Phase 1 found, then batches queued values into instances. Both go through one window: at most
+//! `window_instances` (shrunk by flow control) and `window_bytes` open at once, so even a new
+//! coordinator facing a long log of votes holds a bounded amount. An open instance whose decision does
+//! not arrive in time is sent again.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::config::ValueChoice;
 use super::flow_control::FlowWindow;
-use super::phase1::Phase1;
+use super::phase1::{Phase1, Step};
 use super::types::{Batch, Instance, NodeId, Ring, Round, Tick, Value, Vid, Vote};
 
 #[derive(Debug)]
@@ -33,9 +34,8 @@ pub struct Proposal2A {
 pub struct Coordinator {
     pub c_rnd: Round,
     pub ring: Ring,
-    /// `Some` while Phase 1 gathers promises.
+    /// `Some` until an m-quorum has reported its whole log; re-proposals are drawn from it meanwhile.
     phase1: Option<Phase1>,
-    pub phase1_sent_at: Tick,
     next_instance: Instance,
     next_vid_seq: u64,
     open: BTreeMap<Instance, Open>,
@@ -46,19 +46,21 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts round `c_rnd` on `ring`, Phase 1 from instance `from`.
+    /// Starts round `c_rnd` on `ring`: Phase 1 from instance `from`, answered by `acceptors` (an
+    /// m-quorum of `quorum`). The caller sends the first Phase 1A to every acceptor at `now`.
     pub fn new(
         c_rnd: Round,
         ring: Ring,
         from: Instance,
+        phase1_quorum: (&[NodeId], usize, ValueChoice),
         now: Tick,
         window: FlowWindow,
     ) -> Coordinator {
+        let (acceptors, quorum, choice) = phase1_quorum;
         Coordinator {
             c_rnd,
             ring,
-            phase1: Some(Phase1::new(c_rnd, from)),
-            phase1_sent_at: now,
+            phase1: Some(Phase1::new(c_rnd, from, acceptors, quorum, choice, now)),
             next_instance: from,
             next_vid_seq: 0,
             open: BTreeMap::new(),
@@ -88,40 +90,32 @@ impl Coordinator {
         self.phase1.is_some()
     }
 
-    pub fn phase1_from(&self) -> Option<Instance> {
-        self.phase1.as_ref().map(|p| p.from)
-    }
-
-    /// Records a Phase 1B. When it completes an m-quorum, returns the re-proposals to send.
+    /// Records a piece of an acceptor's Phase 1B (see [`Phase1::on_phase1b`]); false if it added
+    /// nothing. What it makes proposable is drawn by [`Coordinator::next_proposal`].
     pub fn on_phase1b(
         &mut self,
         acceptor: NodeId,
+        from: Instance,
         trimmed_below: Instance,
+        votes_below: Instance,
         votes: Vec<Vote>,
-        quorum: usize,
-        choice: ValueChoice,
+    ) -> bool {
+        let Some(p1) = self.phase1.as_mut() else { return false };
+        p1.on_phase1b(acceptor, from, trimmed_below, votes_below, votes)
+    }
+
+    /// The Phase 1A requests to send now, as (acceptor, from): first answers that are overdue, and
+    /// the next piece of every acceptor whose report ends within a window of the next instance.
+    pub fn phase1_requests(
+        &mut self,
         now: Tick,
-    ) -> Option<Vec<Proposal2A>> {
-        let p1 = self.phase1.as_mut()?;
-        p1.on_phase1b(acceptor, trimmed_below, votes);
-        if p1.promises() < quorum {
-            return None;
+        retry_us: Tick,
+        out: &mut Vec<(NodeId, Instance)>,
+    ) {
+        let horizon = self.next_instance.saturating_add(u64::from(self.window.instances()));
+        if let Some(p1) = self.phase1.as_mut() {
+            p1.requests(now, retry_us, horizon, out);
         }
-        let outcome = p1.outcome(choice);
-        self.phase1 = None;
-        self.next_instance = outcome.start;
-        let mut out = Vec::with_capacity(outcome.reproposals.len());
-        for (instance, c_vid, c_val) in outcome.reproposals {
-            // Instances between re-proposals that no acceptor of the quorum voted in get a no-op, so
-            // learners never wait on a hole.
-            while self.next_instance < instance {
-                out.push(self.open_instance(self.next_instance, None, Batch::empty(), now));
-                self.next_instance += 1;
-            }
-            out.push(self.open_instance(instance, Some(c_vid), c_val, now));
-            self.next_instance = instance + 1;
-        }
-        Some(out)
     }
 
     fn open_instance(
@@ -154,18 +148,36 @@ impl Coordinator {
         dropped
     }
 
-    /// The next instance to open, if Phase 1 is done, values are queued and the window has room.
+    /// The next instance to open while the window has room: what Phase 1 found (a re-proposal or a
+    /// no-op) first, then, once Phase 1 is complete, a batch of queued values.
     pub fn next_proposal(
         &mut self,
         now: Tick,
         batch_bytes_max: usize,
         window_bytes: usize,
     ) -> Option<Proposal2A> {
-        if self.phase1.is_some()
-            || self.queue.is_empty()
-            || self.open.len() >= self.window.instances() as usize
-            || self.open_bytes >= window_bytes
-        {
+        if self.open.len() >= self.window.instances() as usize || self.open_bytes >= window_bytes {
+            return None;
+        }
+        while let Some(p1) = self.phase1.as_mut() {
+            let instance = self.next_instance;
+            let (vid, val) = match p1.step(instance) {
+                Step::Repropose { c_vid, c_val } => (Some(c_vid), c_val),
+                Step::NoOp => (None, Batch::empty()),
+                Step::Skip { to } => {
+                    self.next_instance = to;
+                    continue;
+                }
+                Step::Wait => return None,
+                Step::Complete => {
+                    self.phase1 = None;
+                    break;
+                }
+            };
+            self.next_instance += 1;
+            return Some(self.open_instance(instance, vid, val, now));
+        }
+        if self.queue.is_empty() {
             return None;
         }
         let mut values = Vec::new();
@@ -228,20 +240,30 @@ mod tests {
         }
     }
 
+    const ALL: Instance = Instance::MAX;
+
+    /// A coordinator of round 1.0 whose Phase 1 is answered by acceptors 0, 1, 2 (m-quorum 2).
     fn coordinator(window: u32) -> Coordinator {
         let ring = Ring::new(&[1, 0]).unwrap();
-        Coordinator::new(Round(1 << 16), ring, 0, 0, FlowWindow::new(window, 1, 1_000, 0))
+        let phase1 = (&[0, 1, 2][..], 2, ValueChoice::HighestVRnd);
+        Coordinator::new(Round(1 << 16), ring, 0, phase1, 0, FlowWindow::new(window, 1, 1_000, 0))
+    }
+
+    fn open_all(c: &mut Coordinator) -> Vec<Proposal2A> {
+        std::iter::from_fn(|| c.next_proposal(0, 1 << 15, 1 << 20)).collect()
     }
 
     #[test]
     fn batches_respect_batch_bytes_and_window() {
         let mut c = coordinator(2);
-        assert!(c.on_phase1b(0, 0, vec![], 2, ValueChoice::HighestVRnd, 0).is_none());
-        assert_eq!(c.on_phase1b(1, 0, vec![], 2, ValueChoice::HighestVRnd, 0), Some(vec![]));
         let values: Vec<Value> = (0..10).map(|s| value(s, 100)).collect();
         assert_eq!(c.enqueue(&values, 1 << 20), 0);
+        assert!(c.on_phase1b(0, 0, 0, ALL, vec![]));
+        assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "one promise is no m-quorum");
+        assert!(c.on_phase1b(1, 0, 0, ALL, vec![]));
         let a = c.next_proposal(0, 3 * 118, 1 << 20).unwrap();
         assert_eq!((a.instance, a.c_val.len()), (0, 3));
+        assert!(!c.in_phase1());
         let b = c.next_proposal(0, 3 * 118, 1 << 20).unwrap();
         assert_eq!(b.instance, 1);
         assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "window of 2 is full");
@@ -255,8 +277,9 @@ mod tests {
         let vid = Vid { rnd: Round(1), seq: 9 };
         let vote =
             Vote { instance: 2, v_rnd: Round(1), v_vid: vid, v_val: Batch::new(vec![value(5, 1)]) };
-        c.on_phase1b(0, 0, vec![vote], 2, ValueChoice::HighestVRnd, 0);
-        let out = c.on_phase1b(1, 0, vec![], 2, ValueChoice::HighestVRnd, 0).unwrap();
+        c.on_phase1b(0, 0, 0, ALL, vec![vote]);
+        c.on_phase1b(1, 0, 0, ALL, vec![]);
+        let out = open_all(&mut c);
         assert_eq!(out.len(), 3);
         assert!(out[0].c_val.is_empty() && out[1].c_val.is_empty());
         assert_eq!((out[2].instance, out[2].c_vid), (2, vid));
@@ -265,9 +288,52 @@ mod tests {
     }
 
     #[test]
+    fn phase1_in_pieces_proposes_nothing_new_until_complete() {
+        let mut c = coordinator(8);
+        c.enqueue(&[value(1, 1)], 1 << 20);
+        let vid = Vid { rnd: Round(1), seq: 9 };
+        let vote = Vote { instance: 1, v_rnd: Round(1), v_vid: vid, v_val: Batch::empty() };
+        c.on_phase1b(0, 0, 0, 3, vec![vote]);
+        c.on_phase1b(1, 0, 0, ALL, vec![]);
+        let out = open_all(&mut c);
+        assert_eq!(
+            out.iter().map(|p| (p.instance, p.c_vid == vid)).collect::<Vec<_>>(),
+            [(0, false), (1, true), (2, false)]
+        );
+        assert!(c.in_phase1(), "acceptor 0 has more to report from 3");
+        let mut asked = Vec::new();
+        c.phase1_requests(1, 1_000, &mut asked);
+        assert_eq!(asked, vec![(0, 3)], "acceptor 2's first request is not overdue yet");
+        c.on_phase1b(0, 3, 0, ALL, vec![]);
+        let out = open_all(&mut c);
+        assert_eq!(out.len(), 1, "Phase 1 complete: the queued value is proposed");
+        assert_eq!((out[0].instance, out[0].c_val.len()), (3, 1));
+    }
+
+    #[test]
+    fn re_proposals_wait_for_room_in_the_window() {
+        let mut c = coordinator(2);
+        let votes = (0..5)
+            .map(|i| Vote {
+                instance: i,
+                v_rnd: Round(1),
+                v_vid: Vid { rnd: Round(1), seq: i },
+                v_val: Batch::empty(),
+            })
+            .collect();
+        c.on_phase1b(0, 0, 0, ALL, votes);
+        c.on_phase1b(1, 0, 0, ALL, vec![]);
+        assert_eq!(open_all(&mut c).len(), 2);
+        c.on_decided(0);
+        c.on_decided(1);
+        assert_eq!(open_all(&mut c).iter().map(|p| p.instance).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
     fn overdue_instances_are_resent() {
         let mut c = coordinator(8);
-        c.on_phase1b(0, 0, vec![], 1, ValueChoice::HighestVRnd, 0);
+        c.on_phase1b(0, 0, 0, ALL, vec![]);
+        c.on_phase1b(1, 0, 0, ALL, vec![]);
         c.enqueue(&[value(1, 1)], 1 << 20);
         c.next_proposal(0, 1 << 15, 1 << 20).unwrap();
         let mut out = Vec::new();

@@ -58,6 +58,11 @@ fn phase2a(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ri
     Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone(), ring }
 }
 
+/// An acceptor's Phase 1B for `rnd`: its promise, and no vote anywhere in its log.
+fn promise_without_votes(rnd: Round) -> Msg {
+    Msg::Phase1B { rnd, from: 0, trimmed_below: 0, votes_below: Instance::MAX, votes: vec![] }
+}
+
 fn deliveries(instance: Instance, b: &Batch) -> Vec<Action> {
     b.values().iter().map(|v| Action::Deliver { instance, value: v.clone() }).collect()
 }
@@ -71,13 +76,7 @@ fn an_acceptor_that_saw_a_higher_round_refuses_phase1a_and_phase2a_with_a_nack()
     let mut a = node(1, Protocol::MRing, 1, 3);
     let m_ring = ring(&[1, 2]);
     a.on_message(0, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 0, ring: m_ring });
-    assert_eq!(
-        drain(&mut a),
-        vec![Action::Send {
-            to: 2,
-            msg: Msg::Phase1B { rnd: r(2, 2), from: 0, trimmed_below: 0, votes: vec![] }
-        }]
-    );
+    assert_eq!(drain(&mut a), vec![Action::Send { to: 2, msg: promise_without_votes(r(2, 2)) }]);
     let old = ring(&[1, 0]);
     a.on_message(1, 0, phase2a(r(1, 0), 0, vid(r(1, 0), 1), &Batch::empty(), old));
     assert_eq!(drain(&mut a), vec![Action::Send { to: 0, msg: Msg::Nack { rnd: r(2, 2) } }]);
@@ -85,7 +84,7 @@ fn an_acceptor_that_saw_a_higher_round_refuses_phase1a_and_phase2a_with_a_nack()
     assert_eq!(drain(&mut a), vec![Action::Send { to: 0, msg: Msg::Nack { rnd: r(2, 2) } }]);
     assert_eq!(a.counters().refused_stale_round, 2);
     assert!(
-        a.acceptor_state().unwrap().votes_from(0).is_empty(),
+        a.acceptor_state().unwrap().votes_from(0, usize::MAX).0.is_empty(),
         "the stale Phase 2A left no vote"
     );
 }
@@ -104,7 +103,13 @@ fn a_repeated_phase1a_of_the_same_round_is_answered_again_with_the_votes() {
             drain(&mut a),
             vec![Action::Send {
                 to: 2,
-                msg: Msg::Phase1B { rnd: r(2, 2), from: 3, trimmed_below: 0, votes: vec![vote] }
+                msg: Msg::Phase1B {
+                    rnd: r(2, 2),
+                    from: 3,
+                    trimmed_below: 0,
+                    votes_below: u64::MAX,
+                    votes: vec![vote]
+                }
             }]
         );
     }
@@ -170,7 +175,7 @@ fn m_ring_coordinator_decides_on_the_last_phase2b_and_multicasts_the_id_only() {
             Action::Send { to: 2, msg: Msg::Phase1A { c_rnd, from: 0, ring: m_ring } },
         ]
     );
-    c.on_message(1, 1, Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] });
+    c.on_message(1, 1, promise_without_votes(c_rnd));
     assert_eq!(drain(&mut c), vec![]);
     assert_eq!(c.coordinating(), Some(c_rnd));
 
@@ -227,6 +232,7 @@ fn a_new_coordinator_reproposes_the_value_of_the_highest_v_rnd_and_fills_holes()
             rnd: c_rnd,
             from: 0,
             trimmed_below: 0,
+            votes_below: u64::MAX,
             votes: vec![vote(0, r(1, 1), x, &x_val), vote(2, r(1, 1), z, &z_val)],
         },
     );
@@ -238,6 +244,7 @@ fn a_new_coordinator_reproposes_the_value_of_the_highest_v_rnd_and_fills_holes()
             rnd: c_rnd,
             from: 0,
             trimmed_below: 0,
+            votes_below: u64::MAX,
             votes: vec![vote(0, r(2, 2), y, &y_val)],
         },
     );
@@ -251,6 +258,93 @@ fn a_new_coordinator_reproposes_the_value_of_the_highest_v_rnd_and_fills_holes()
             Action::Multicast { msg: phase2a(c_rnd, 2, z, &z_val, m_ring) },
         ]
     );
+}
+
+#[test]
+fn an_acceptor_reports_a_large_log_in_pieces_of_bounded_bytes() {
+    let mut cfg = config(1, Protocol::MRing, 1, 4);
+    cfg.phase1b_bytes_max = 50; // two 22-byte batches fit, three do not
+    let mut a = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    drain(&mut a);
+    let (old, m_ring) = (r(1, 0), ring(&[1, 0]));
+    let vals: Vec<Batch> = (0..3).map(|i| batch(&[value(3, i)])).collect();
+    for (i, val) in vals.iter().enumerate() {
+        a.on_message(1, 0, phase2a(old, i as Instance, vid(old, i as u64 + 1), val, m_ring));
+    }
+    drain(&mut a);
+    let vote = |i: usize| Vote {
+        instance: i as Instance,
+        v_rnd: old,
+        v_vid: vid(old, i as u64 + 1),
+        v_val: vals[i].clone(),
+    };
+
+    let c_rnd = r(2, 2);
+    let piece = |from, votes_below, votes| {
+        let msg = Msg::Phase1B { rnd: c_rnd, from, trimmed_below: 0, votes_below, votes };
+        vec![Action::Send { to: 2, msg }]
+    };
+    a.on_message(2, 2, Msg::Phase1A { c_rnd, from: 0, ring: ring(&[1, 2]) });
+    assert_eq!(drain(&mut a), piece(0, 2, vec![vote(0), vote(1)]));
+    a.on_message(3, 2, Msg::Phase1A { c_rnd, from: 2, ring: ring(&[1, 2]) });
+    assert_eq!(drain(&mut a), piece(2, Instance::MAX, vec![vote(2)]));
+}
+
+#[test]
+fn a_coordinator_pulls_the_next_piece_and_ignores_a_stale_one() {
+    // M-Ring, f = 1: node 0 coordinates; its own (empty) acceptor and acceptor 1 form the m-quorum.
+    let mut c = node(0, Protocol::MRing, 1, 3);
+    c.on_tick(0);
+    assert_eq!(drain(&mut c).len(), 2, "Phase 1A to acceptors 1 and 2");
+    let (c_rnd, m_ring) = (r(1, 0), ring(&[1, 0]));
+    let old = r(0, 1);
+    let (x, z) = (vid(old, 1), vid(old, 3));
+    let (x_val, z_val) = (batch(&[value(1, 0)]), batch(&[value(1, 2)]));
+    let vote =
+        |instance, v_vid, v_val: &Batch| Vote { instance, v_rnd: old, v_vid, v_val: v_val.clone() };
+    let first_piece = Msg::Phase1B {
+        rnd: c_rnd,
+        from: 0,
+        trimmed_below: 0,
+        votes_below: 2,
+        votes: vec![vote(0, x, &x_val)],
+    };
+    c.on_message(1, 1, first_piece.clone());
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            // The window (32 instances) reaches past acceptor 1's report: ask for what follows.
+            Action::Send { to: 1, msg: Msg::Phase1A { c_rnd, from: 2, ring: m_ring } },
+            // Instances 0 and 1 are reported by the m-quorum {0, 1}: x again, then a no-op.
+            Action::Multicast { msg: phase2a(c_rnd, 0, x, &x_val, m_ring) },
+            Action::Multicast { msg: phase2a(c_rnd, 1, vid(c_rnd, 1), &Batch::empty(), m_ring) },
+        ]
+    );
+    assert_eq!(c.coordinating(), None, "Phase 1 is not complete");
+
+    c.on_message(2, 1, first_piece);
+    assert_eq!(drain(&mut c), vec![], "a repeated piece adds nothing");
+    assert_eq!(c.counters().phase1b_ignored, 1);
+
+    c.on_message(
+        3,
+        1,
+        Msg::Phase1B {
+            rnd: c_rnd,
+            from: 2,
+            trimmed_below: 0,
+            votes_below: u64::MAX,
+            votes: vec![vote(3, z, &z_val)],
+        },
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            Action::Multicast { msg: phase2a(c_rnd, 2, vid(c_rnd, 2), &Batch::empty(), m_ring) },
+            Action::Multicast { msg: phase2a(c_rnd, 3, z, &z_val, m_ring) },
+        ]
+    );
+    assert_eq!(c.coordinating(), Some(c_rnd));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -355,11 +449,7 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
     let c_rnd = r(1, 0);
     let u_ring = ring(&[0, 1, 2, 3, 4, 5]);
     for from in [1, 2] {
-        c.on_message(
-            1,
-            from,
-            Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] },
-        );
+        c.on_message(1, from, promise_without_votes(c_rnd));
     }
     assert_eq!(drain(&mut c), vec![]);
     c.propose(2, Bytes::from_static(b"a")).unwrap();
@@ -409,7 +499,7 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
     c.on_tick(0);
     drain(&mut c);
     let c_rnd = r(1, 0);
-    c.on_message(1, 1, Msg::Phase1B { rnd: c_rnd, from: 0, trimmed_below: 0, votes: vec![] });
+    c.on_message(1, 1, promise_without_votes(c_rnd));
     c.propose(1, Bytes::from_static(b"a")).unwrap();
     let sent = drain(&mut c);
     assert_eq!(sent.len(), 1);
@@ -470,7 +560,7 @@ fn a_flow_notice_halves_the_coordinators_window() {
     cfg.batch_bytes_max = 64;
     let mut c = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
     c.on_tick(0);
-    c.on_message(1, 1, Msg::Phase1B { rnd: r(1, 0), from: 0, trimmed_below: 0, votes: vec![] });
+    c.on_message(1, 1, promise_without_votes(r(1, 0)));
     drain(&mut c);
     c.on_message(2, 1, Msg::FlowNotice { learner: 2, backlog_instances: 5_000 });
     for _ in 0..20 {

@@ -18,10 +18,18 @@ pub enum Msg {
     /// coordinator will use in round `c_rnd`.
     Phase1A { c_rnd: Round, from: Instance, ring: Ring },
 
-    /// Phase 1B: the promise for `rnd` and every vote the acceptor holds at instances ≥ `from`.
+    /// Phase 1B: the promise for `rnd` and the votes the acceptor holds at instances in
+    /// `from..votes_below`. `votes_below` is `Instance::MAX` when that is every vote; a log too large
+    /// for one message is reported in pieces, and the coordinator asks again from `votes_below`.
     /// `trimmed_below` is the first instance the acceptor still keeps: everything under it was decided
     /// and garbage-collected (3.3.7), so the coordinator must not propose there.
-    Phase1B { rnd: Round, from: Instance, trimmed_below: Instance, votes: Vec<Vote> },
+    Phase1B {
+        rnd: Round,
+        from: Instance,
+        trimmed_below: Instance,
+        votes_below: Instance,
+        votes: Vec<Vote>,
+    },
 
     /// An acceptor refuses a Phase 1A/2A because it already takes part in the higher round `rnd`.
     /// Not in the thesis' pseudo-code; it lets a coordinator that lost its place learn so at once

@@ -65,6 +65,8 @@ pub struct Counters {
     pub proposals_dropped: u64,
     /// Rounds this process started as coordinator.
     pub rounds_started: u64,
+    /// Phase 1B pieces that added nothing (stale, duplicated, or not continuing the acceptor's report).
+    pub phase1b_ignored: u64,
     /// Phase 2A messages sent again after a timeout.
     pub phase2_retransmissions: u64,
     /// Retransmission requests this acceptor answered.
@@ -109,6 +111,8 @@ pub struct RingNode {
     /// Messages to this process itself, handled before an input returns.
     local: VecDeque<Msg>,
     out: Vec<Action>,
+    /// Scratch space for the coordinator's Phase 1A requests, reused.
+    phase1_requests: Vec<(NodeId, Instance)>,
     next_heartbeat_at: Tick,
     next_retry_scan_at: Tick,
     last_flow_notice_at: Option<Tick>,
@@ -145,6 +149,7 @@ impl RingNode {
             max_rnd_seen,
             local: VecDeque::new(),
             out: Vec::new(),
+            phase1_requests: Vec::new(),
             next_heartbeat_at: now,
             next_retry_scan_at: now,
             last_flow_notice_at: None,
@@ -266,24 +271,17 @@ impl RingNode {
             Msg::Phase1A { c_rnd, from: from_instance, ring } => {
                 self.on_phase1a(from, c_rnd, from_instance, ring)
             }
-            Msg::Phase1B { rnd, from: _, trimmed_below, votes } => {
-                let quorum = self.cfg.cluster.quorum();
-                let choice = self.cfg.value_choice;
-                let now = self.now;
+            Msg::Phase1B { rnd, from: piece_from, trimmed_below, votes_below, votes } => {
                 let Some(c) = self.coordinator.as_mut().filter(|c| c.c_rnd == rnd) else {
                     return;
                 };
-                if !self.cfg.cluster.is_acceptor(from) {
-                    self.counters.ignored_misrouted += 1;
+                if !c.on_phase1b(from, piece_from, trimmed_below, votes_below, votes) {
+                    self.counters.phase1b_ignored += 1;
                     return;
                 }
-                if let Some(reproposals) =
-                    c.on_phase1b(from, trimmed_below, votes, quorum, choice, now)
-                {
-                    for p in reproposals {
-                        self.send_phase2a(p);
-                    }
-                }
+                // What the piece made proposable is opened at the next drain, under the window; the
+                // acceptor is asked for its next piece if the window is about to reach its end.
+                self.send_phase1_requests();
             }
             Msg::Nack { rnd } => {
                 self.note_round(rnd, None);
@@ -445,21 +443,11 @@ impl RingNode {
             self.start_round();
             return;
         }
-        let retry_us = self.cfg.phase_retry_us;
         let Some(c) = self.coordinator.as_mut() else { return };
         c.window.on_tick(now);
-        if c.in_phase1() {
-            if now >= c.phase1_sent_at + retry_us {
-                c.phase1_sent_at = now;
-                let msg = Msg::Phase1A {
-                    c_rnd: c.c_rnd,
-                    from: c.phase1_from().unwrap_or(0),
-                    ring: c.ring,
-                };
-                self.send_to_acceptors(msg);
-            }
-            return;
-        }
+        self.send_phase1_requests();
+        let retry_us = self.cfg.phase_retry_us;
+        let Some(c) = self.coordinator.as_mut() else { return };
         let mut overdue = Vec::new();
         let retries = c.overdue(now, retry_us, &mut overdue);
         if retries > self.cfg.phase2_retries_before_new_round {
@@ -530,7 +518,9 @@ impl RingNode {
             self.cfg.phase_retry_us,
             now,
         );
-        let mut c = Coordinator::new(c_rnd, ring, from, now, window);
+        let acceptors = &self.cfg.cluster.acceptors;
+        let phase1 = (&acceptors[..], self.cfg.cluster.quorum(), self.cfg.value_choice);
+        let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
         }
@@ -538,6 +528,18 @@ impl RingNode {
         self.counters.rounds_started += 1;
         self.note_round(c_rnd, Some(ring));
         self.send_to_acceptors(Msg::Phase1A { c_rnd, from, ring });
+    }
+
+    /// Phase 1A to the acceptors whose promise is overdue or whose next piece of votes is needed.
+    fn send_phase1_requests(&mut self) {
+        let Some(c) = self.coordinator.as_mut() else { return };
+        let (c_rnd, ring) = (c.c_rnd, c.ring);
+        let mut requests = std::mem::take(&mut self.phase1_requests);
+        c.phase1_requests(self.now, self.cfg.phase_retry_us, &mut requests);
+        for (acceptor, from) in requests.drain(..) {
+            self.send(acceptor, Msg::Phase1A { c_rnd, from, ring });
+        }
+        self.phase1_requests = requests;
     }
 
     fn send_to_acceptors(&mut self, msg: Msg) {
@@ -586,11 +588,13 @@ impl RingNode {
         };
         match a.on_phase1a(c_rnd) {
             Verdict::Accepted => {
-                let votes = a.votes_from(from_instance.max(a.trimmed_below));
+                let (votes, votes_below) =
+                    a.votes_from(from_instance.max(a.trimmed_below), self.cfg.phase1b_bytes_max);
                 let msg = Msg::Phase1B {
                     rnd: c_rnd,
                     from: from_instance,
                     trimmed_below: a.trimmed_below,
+                    votes_below,
                     votes,
                 };
                 self.send(from, msg);

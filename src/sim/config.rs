@@ -22,14 +22,16 @@ pub struct SimConfig {
     pub batch_bytes_max: usize,
     pub window_instances: u32,
     pub gc_retain_instances: u64,
+    /// Small values make Phase 1 report acceptor logs in several pieces.
+    pub phase1b_bytes_max: usize,
     pub value_choice: ValueChoice,
 }
 
 impl SimConfig {
     /// The run of `seed` for `protocol` with `f`: the seed also picks the cluster size (2f+1 acceptors
     /// plus 0–2 learner/proposer-only processes), the storage mode, the workload and how small the
-    /// batches, window and garbage-collection margin are, so the seeds cover batching, windows and
-    /// trimming as well as faults.
+    /// batches, window, garbage-collection margin and Phase 1B pieces are, so the seeds cover
+    /// batching, windows, trimming and piecewise Phase 1 as well as faults.
     pub fn for_seed(protocol: Protocol, f: usize, seed: u64) -> SimConfig {
         let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ f as u64);
         let acceptors = 2 * f as u16 + 1;
@@ -45,6 +47,7 @@ impl SimConfig {
             batch_bytes_max: [256, 1024, 32 * 1024][rng.range(0, 2) as usize],
             window_instances: rng.range(2, 16) as u32,
             gc_retain_instances: [8, 64, 100_000][rng.range(0, 2) as usize],
+            phase1b_bytes_max: [200, 1024 * 1024][rng.range(0, 1) as usize],
             value_choice: ValueChoice::HighestVRnd,
         }
     }

@@ -182,6 +182,7 @@ impl Simulation {
         c.window_bytes = c.window_bytes.max(c.batch_bytes_max);
         c.proposer_pending_bytes_max = c.proposer_pending_bytes_max.max(c.batch_bytes_max);
         c.gc_retain_instances = self.cfg.gc_retain_instances;
+        c.phase1b_bytes_max = self.cfg.phase1b_bytes_max;
         c.value_choice = self.cfg.value_choice;
         c
     }

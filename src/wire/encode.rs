@@ -113,10 +113,11 @@ fn put_msg(s: &mut impl Sink, msg: &Msg) {
             s.put_u64(*from);
             put_ring(s, ring);
         }
-        Msg::Phase1B { rnd, from, trimmed_below, votes } => {
+        Msg::Phase1B { rnd, from, trimmed_below, votes_below, votes } => {
             put_round(s, *rnd);
             s.put_u64(*from);
             s.put_u64(*trimmed_below);
+            s.put_u64(*votes_below);
             s.put_len(votes.len());
             for vote in votes {
                 put_vote(s, vote);

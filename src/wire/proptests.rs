@@ -54,8 +54,14 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
             from,
             ring
         }),
-        (arb_round(), any::<u64>(), any::<u64>(), vec(arb_vote(), 0..4)).prop_map(
-            |(rnd, from, trimmed_below, votes)| Msg::Phase1B { rnd, from, trimmed_below, votes }
+        (arb_round(), any::<u64>(), any::<u64>(), any::<u64>(), vec(arb_vote(), 0..4)).prop_map(
+            |(rnd, from, trimmed_below, votes_below, votes)| Msg::Phase1B {
+                rnd,
+                from,
+                trimmed_below,
+                votes_below,
+                votes
+            }
         ),
         arb_round().prop_map(|rnd| Msg::Nack { rnd }),
         (arb_round(), any::<u64>(), arb_vid(), arb_batch(), arb_ring()).prop_map(

@@ -50,6 +50,7 @@ fn samples() -> Vec<(u8, Msg)> {
                 rnd: Round(0x3_0002),
                 from: 40,
                 trimmed_below: 12,
+                votes_below: u64::MAX,
                 votes: vec![
                     Vote { instance: 40, v_rnd: Round(0x1_0001), v_vid: vid, v_val: batch.clone() },
                     Vote {
@@ -163,6 +164,7 @@ fn phase1b_body_has_exact_layout() {
         rnd: Round(2),
         from: 3,
         trimmed_below: 4,
+        votes_below: 9,
         votes: vec![Vote {
             instance: 5,
             v_rnd: Round(6),
@@ -171,7 +173,7 @@ fn phase1b_body_has_exact_layout() {
         }],
     };
     let mut expected_body = Vec::new();
-    for word in [2u64, 3, 4] {
+    for word in [2u64, 3, 4, 9] {
         expected_body.extend_from_slice(&word.to_le_bytes());
     }
     expected_body.extend_from_slice(&1u32.to_le_bytes()); // vote count
@@ -364,7 +366,7 @@ fn hostile_counts_are_refused_before_allocating() {
         Err(WireError::CountTooLarge { count: 2, needed_bytes: 36, remaining_bytes: 18, .. })
     ));
 
-    let mut body = vec![0; 24];
+    let mut body = vec![0; 32];
     body.extend_from_slice(&0x0100_0000u32.to_le_bytes());
     assert!(matches!(
         decode(&frame_with_body(3, &body)),
