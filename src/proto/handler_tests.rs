@@ -413,9 +413,13 @@ fn u_ring_last_acceptor_decides_and_the_decision_carries_the_value_only_where_ne
     let c_rnd = r(1, 0);
     let x = vid(c_rnd, 1);
     let val = batch(&[value(3, 0)]);
-    let with_value =
-        Msg::Decision { instance: 0, c_vid: x, c_val: Some(val.clone()), ring: Some(u_ring) };
-    let id_only = Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: Some(u_ring) };
+    let with_value = Msg::Decision {
+        instance: 0,
+        c_vid: x,
+        c_val: Some(val.clone()),
+        ring: Some((c_rnd, u_ring)),
+    };
+    let id_only = Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: Some((c_rnd, u_ring)) };
 
     let mut last = node(1, Protocol::URing, 1, 4);
     last.on_message(0, 0, phase2a(c_rnd, 0, x, &val, u_ring));
@@ -435,6 +439,55 @@ fn u_ring_last_acceptor_decides_and_the_decision_carries_the_value_only_where_ne
     let mut expected = deliveries(0, &val);
     expected.push(Action::Send { to: 0, msg: id_only.clone() });
     assert_eq!(drain(&mut p3), expected);
+}
+
+#[test]
+fn a_u_ring_proposal_follows_the_ring_only_while_views_agree_then_goes_straight_to_the_coordinator()
+{
+    // f = 1; node 3 is neither coordinator nor acceptor. It first learns ring r1 = 0 1 3 2 from a
+    // decision forwarded along it (its successor there is 2; the coordinator is 0).
+    let mut p = node(3, Protocol::URing, 1, 4);
+    let (r1, r2) = (r(1, 0), r(2, 0));
+    let (ring1, ring2) = (ring(&[0, 1, 3, 2]), ring(&[0, 1, 2, 3]));
+    let val = batch(&[value(1, 0)]);
+    let decision = |rnd, ring| Msg::Decision {
+        instance: 0,
+        c_vid: vid(r1, 1),
+        c_val: Some(val.clone()),
+        ring: Some((rnd, ring)),
+    };
+    p.on_message(1, 1, decision(r1, ring1));
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 2, msg: decision(r1, ring1) });
+    assert_eq!(drain(&mut p), expected, "delivered and passed on, with the value, to 2");
+
+    let values = batch(&[value(2, 0)]);
+    let proposal = |via_rnd, ttl| Msg::Proposal { values: values.clone(), via_rnd, ttl };
+    p.on_message(2, 1, proposal(r1, 9));
+    assert_eq!(drain(&mut p), vec![Action::Send { to: 2, msg: proposal(r1, 8) }], "same ring");
+    p.on_message(3, 1, proposal(r(7, 1), 9));
+    assert_eq!(
+        drain(&mut p),
+        vec![Action::Send { to: 0, msg: proposal(Round::ZERO, 8) }],
+        "came along a ring node 3 does not know: straight to the coordinator"
+    );
+    p.on_message(4, 2, proposal(Round::ZERO, 9));
+    assert_eq!(drain(&mut p), vec![Action::Send { to: 0, msg: proposal(Round::ZERO, 8) }]);
+    p.on_message(5, 2, proposal(r1, 0));
+    assert_eq!(drain(&mut p), vec![], "no hops left");
+    assert_eq!(p.counters().proposals_dropped, 1);
+
+    // A decision forwarded along the newer ring r2 updates node 3's view: r1 is now stale.
+    p.on_message(6, 2, decision(r2, ring2));
+    let id_only =
+        Msg::Decision { instance: 0, c_vid: vid(r1, 1), c_val: None, ring: Some((r2, ring2)) };
+    assert_eq!(
+        drain(&mut p),
+        vec![Action::Send { to: 0, msg: id_only }],
+        "on r2 the coordinator follows node 3 and already holds the value: the id only"
+    );
+    p.on_message(7, 1, proposal(r1, 9));
+    assert_eq!(drain(&mut p), vec![Action::Send { to: 0, msg: proposal(Round::ZERO, 8) }]);
 }
 
 #[test]
@@ -471,12 +524,22 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
     c.on_message(
         4,
         5,
-        Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: None, ring: Some(u_ring) },
+        Msg::Decision {
+            instance: 0,
+            c_vid: vid(c_rnd, 1),
+            c_val: None,
+            ring: Some((c_rnd, u_ring)),
+        },
     );
     let mut expected = deliveries(0, &a);
     expected.push(Action::Send {
         to: 1,
-        msg: Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: None, ring: Some(u_ring) },
+        msg: Msg::Decision {
+            instance: 0,
+            c_vid: vid(c_rnd, 1),
+            c_val: None,
+            ring: Some((c_rnd, u_ring)),
+        },
     });
     expected.push(Action::Send { to: 1, msg: phase2a(c_rnd, 1, vid(c_rnd, 2), &b, u_ring) });
     assert_eq!(

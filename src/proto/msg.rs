@@ -9,9 +9,13 @@ use super::types::{Batch, Instance, NodeId, Ring, Round, Vid, Vote};
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Msg {
     /// Values on their way from a proposer to the coordinator (Alg. 3 Task 1). In U-Ring Paxos they are
-    /// forwarded along the ring; in M-Ring Paxos they are sent straight to the coordinator. `ttl` counts
-    /// the hops left, so processes with different views of who coordinates cannot bounce it forever.
-    Proposal { values: Batch, ttl: u8 },
+    /// forwarded along the ring of round `via_rnd`, which ends at that round's coordinator; a process
+    /// whose view of the ring is another round's sends them straight to the coordinator instead, and
+    /// from then on they travel direct (`via_rnd` = `Round::ZERO`), so two processes with different
+    /// views of the ring can never pass them back and forth. In M-Ring Paxos they always go direct.
+    /// `ttl` counts the hops left, so processes with different views of who coordinates cannot bounce
+    /// them forever either.
+    Proposal { values: Batch, via_rnd: Round, ttl: u8 },
 
     /// Phase 1A for every instance from `from` onward, executed ahead of time by one exchange
     /// (thesis 3.2, "execute Phase 1 before a value is received"). It also announces the ring the
@@ -51,11 +55,13 @@ pub enum Msg {
     /// The decision of `instance`: value id `c_vid` was chosen.
     ///
     /// - M-Ring Paxos: ip-multicast by the coordinator with `c_val = None` (Alg. 2 Task 5).
-    /// - U-Ring Paxos: forwarded along `ring` (Alg. 3 Task 5): with the value until the predecessor of the
-    ///   coordinator, with the id only after that.
+    /// - U-Ring Paxos: forwarded along the ring of round `ring.0` (Alg. 3 Task 5): with the value until
+    ///   the predecessor of the coordinator, with the id only after that. The round lets every process
+    ///   on the ring keep its view of the current ring up to date, not only the f+1 acceptors that see
+    ///   Phase 2A.
     /// - Retransmission (3.3.4): an acceptor answers a learner's [`Msg::Retransmit`] with the value and
     ///   no ring.
-    Decision { instance: Instance, c_vid: Vid, c_val: Option<Batch>, ring: Option<Ring> },
+    Decision { instance: Instance, c_vid: Vid, c_val: Option<Batch>, ring: Option<(Round, Ring)> },
 
     /// A learner missing instances `from..to` asks its preferential acceptor for them (3.3.4).
     Retransmit { from: Instance, to: Instance },

@@ -267,7 +267,7 @@ impl RingNode {
 
     fn handle(&mut self, from: NodeId, msg: Msg) {
         match msg {
-            Msg::Proposal { values, ttl } => self.on_proposal(values, ttl),
+            Msg::Proposal { values, via_rnd, ttl } => self.on_proposal(values, via_rnd, ttl),
             Msg::Phase1A { c_rnd, from: from_instance, ring } => {
                 self.on_phase1a(from, c_rnd, from_instance, ring)
             }
@@ -298,8 +298,9 @@ impl RingNode {
             }
             Msg::Decision { instance, c_vid, c_val, ring } => {
                 let val = self.learn_decision(instance, c_vid, c_val);
-                if let (Protocol::URing, Some(ring)) = (self.cfg.protocol, ring) {
-                    self.forward_decision(ring, instance, c_vid, val);
+                if let (Protocol::URing, Some((rnd, ring))) = (self.cfg.protocol, ring) {
+                    self.note_round(rnd, Some(ring));
+                    self.forward_decision(rnd, ring, instance, c_vid, val);
                 }
             }
             Msg::Retransmit { from: first, to } => self.on_retransmit(from, first, to),
@@ -362,7 +363,7 @@ impl RingNode {
             if values.is_empty() {
                 break;
             }
-            self.route_proposal(Batch::new(values), PROPOSAL_TTL_HOPS);
+            self.route_proposal(Batch::new(values), None, PROPOSAL_TTL_HOPS);
         }
         self.pump();
         self.open_instances();
@@ -377,45 +378,55 @@ impl RingNode {
         let mut batch_bytes = 0;
         for v in values {
             if !batch.is_empty() && batch_bytes + v.batch_bytes() > self.cfg.batch_bytes_max {
-                self.route_proposal(Batch::new(std::mem::take(&mut batch)), PROPOSAL_TTL_HOPS);
+                let values = Batch::new(std::mem::take(&mut batch));
+                self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
                 batch_bytes = 0;
             }
             batch_bytes += v.batch_bytes();
             batch.push(v);
         }
         if !batch.is_empty() {
-            self.route_proposal(Batch::new(batch), PROPOSAL_TTL_HOPS);
+            self.route_proposal(Batch::new(batch), None, PROPOSAL_TTL_HOPS);
         }
     }
 
-    /// The next hop towards the coordinator: along the ring in U-Ring Paxos (Alg. 3 Task 1), straight
-    /// to it in M-Ring Paxos.
-    fn next_hop_to_coordinator(&self) -> Option<NodeId> {
+    /// The next hop of a proposal towards the coordinator, with the round of the ring it then travels
+    /// (`Round::ZERO`: straight to the coordinator). In U-Ring Paxos a proposal goes along the ring
+    /// (Alg. 3 Task 1) while every process it passes sees the same ring as the one it came along
+    /// (`via_rnd`; `None` for this process' own proposals): forwarded along one ring it ends at that
+    /// ring's first member. Where views differ, and always in M-Ring Paxos, it goes straight to the
+    /// coordinator and stays direct, so no two processes can pass it back and forth.
+    fn next_hop_to_coordinator(&self, via_rnd: Option<Round>) -> Option<(NodeId, Round)> {
         let leader = self.fd.leader(&self.cfg.cluster, self.now)?;
         if self.cfg.protocol == Protocol::URing
             && leader != self.cfg.id
-            && let Some((_, ring)) = self.ring_hint
+            && let Some((rnd, ring)) = self.ring_hint
+            && via_rnd.is_none_or(|via| via == rnd)
             && ring.first() == leader
             && let Some(next) = ring.successor(self.cfg.id)
         {
-            return Some(next);
+            return Some((next, rnd));
         }
-        Some(leader)
+        Some((leader, Round::ZERO))
     }
 
-    fn route_proposal(&mut self, values: Batch, ttl: u8) {
-        match self.next_hop_to_coordinator() {
-            Some(to) => self.send(to, Msg::Proposal { values, ttl }),
-            None => self.counters.proposals_dropped += values.len() as u64,
+    fn route_proposal(&mut self, values: Batch, via_rnd: Option<Round>, ttl: u8) {
+        match self.next_hop_to_coordinator(via_rnd) {
+            Some((to, via_rnd)) if to != self.cfg.id || self.coordinator.is_some() => {
+                self.send(to, Msg::Proposal { values, via_rnd, ttl })
+            }
+            // No coordinator known, or this process leads without coordinating yet: the proposer
+            // sends the values again after `proposal_retry_us`.
+            _ => self.counters.proposals_dropped += values.len() as u64,
         }
     }
 
-    fn on_proposal(&mut self, values: Batch, ttl: u8) {
+    fn on_proposal(&mut self, values: Batch, via_rnd: Round, ttl: u8) {
         if let Some(c) = self.coordinator.as_mut() {
             let dropped = c.enqueue(values.values(), self.cfg.coordinator_queue_bytes_max);
             self.counters.proposals_dropped += dropped as u64;
-        } else if ttl > 0 && self.next_hop_to_coordinator() != Some(self.cfg.id) {
-            self.route_proposal(values, ttl - 1);
+        } else if ttl > 0 {
+            self.route_proposal(values, Some(via_rnd), ttl - 1);
         } else {
             self.counters.proposals_dropped += values.len() as u64;
         }
@@ -653,7 +664,7 @@ impl RingNode {
             // U-Ring: the last acceptor decides (Alg. 3 Task 4) ...
             (Protocol::URing, Some(p)) if p == f => {
                 let val = self.learn_decision(instance, c_vid, Some(c_val));
-                self.forward_decision(ring, instance, c_vid, val);
+                self.forward_decision(c_rnd, ring, instance, c_vid, val);
             }
             // ... the others pass Phase 2A/2B on.
             (Protocol::URing, _) => {
@@ -749,7 +760,14 @@ impl RingNode {
     /// U-Ring decision forwarding (Alg. 3 Task 5): the value travels with the decision to the processes
     /// after the last acceptor, which have not seen it; the id alone goes on to the coordinator and the
     /// acceptors, which voted for it; forwarding ends at the predecessor of the last acceptor.
-    fn forward_decision(&mut self, ring: Ring, instance: Instance, c_vid: Vid, val: Option<Batch>) {
+    fn forward_decision(
+        &mut self,
+        rnd: Round,
+        ring: Ring,
+        instance: Instance,
+        c_vid: Vid,
+        val: Option<Batch>,
+    ) {
         let me = self.cfg.id;
         let f = self.cfg.cluster.f;
         let Some(last_acceptor) = ring.members().get(f).copied() else { return };
@@ -759,7 +777,7 @@ impl RingNode {
         let Some(next) = ring.successor(me) else { return };
         let needs_value = ring.position(next).is_some_and(|p| p > f);
         let c_val = if needs_value { val } else { None };
-        self.send(next, Msg::Decision { instance, c_vid, c_val, ring: Some(ring) });
+        self.send(next, Msg::Decision { instance, c_vid, c_val, ring: Some((rnd, ring)) });
     }
 
     fn deliver_ready(&mut self) {

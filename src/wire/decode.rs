@@ -69,9 +69,11 @@ fn decode_with<P: PayloadSource>(buf: &[u8], payloads: &P) -> Result<(Msg, usize
 /// expressions evaluate their fields in the order written, which is what sequences the reads.)
 fn read_msg<P: PayloadSource>(r: &mut Reader<'_, P>, kind: Kind) -> Result<Msg, WireError> {
     Ok(match kind {
-        Kind::Proposal => {
-            Msg::Proposal { values: read_batch(r, "Proposal.values")?, ttl: r.u8("Proposal.ttl")? }
-        }
+        Kind::Proposal => Msg::Proposal {
+            values: read_batch(r, "Proposal.values")?,
+            via_rnd: read_round(r, "Proposal.via_rnd")?,
+            ttl: r.u8("Proposal.ttl")?,
+        },
         Kind::Phase1A => Msg::Phase1A {
             c_rnd: read_round(r, "Phase1A.c_rnd")?,
             from: r.u64("Phase1A.from")?,
@@ -102,7 +104,7 @@ fn read_msg<P: PayloadSource>(r: &mut Reader<'_, P>, kind: Kind) -> Result<Msg, 
             instance: r.u64("Decision.instance")?,
             c_vid: read_vid(r, "Decision.c_vid")?,
             c_val: read_option(r, "Decision.c_val", read_batch)?,
-            ring: read_option(r, "Decision.ring", read_ring)?,
+            ring: read_option(r, "Decision.ring", read_round_ring)?,
         },
         Kind::Retransmit => {
             Msg::Retransmit { from: r.u64("Retransmit.from")?, to: r.u64("Retransmit.to")? }
@@ -182,6 +184,13 @@ fn read_ring<P: PayloadSource>(
     }
     // Ring::new is the one authority on what a ring is; the only rule left to break is uniqueness.
     Ring::new(members).ok_or(invalid("a member appears twice"))
+}
+
+fn read_round_ring<P: PayloadSource>(
+    r: &mut Reader<'_, P>,
+    field: &'static str,
+) -> Result<(Round, Ring), WireError> {
+    Ok((read_round(r, field)?, read_ring(r, field)?))
 }
 
 fn read_vote<P: PayloadSource>(

@@ -104,8 +104,9 @@ impl Sink for ByteCounter {
 /// The body of `msg`; fields in declaration order, matching `decode::read_msg`.
 fn put_msg(s: &mut impl Sink, msg: &Msg) {
     match msg {
-        Msg::Proposal { values, ttl } => {
+        Msg::Proposal { values, via_rnd, ttl } => {
             put_batch(s, values);
+            put_round(s, *via_rnd);
             s.put_u8(*ttl);
         }
         Msg::Phase1A { c_rnd, from, ring } => {
@@ -141,7 +142,7 @@ fn put_msg(s: &mut impl Sink, msg: &Msg) {
             s.put_u64(*instance);
             put_vid(s, *c_vid);
             put_option(s, c_val.as_ref(), put_batch);
-            put_option(s, ring.as_ref(), put_ring);
+            put_option(s, ring.as_ref(), put_round_ring);
         }
         Msg::Retransmit { from, to } => {
             s.put_u64(*from);
@@ -194,6 +195,11 @@ fn put_ring(s: &mut impl Sink, ring: &Ring) {
     for &member in ring.members() {
         s.put_u16(member);
     }
+}
+
+fn put_round_ring(s: &mut impl Sink, (rnd, ring): &(Round, Ring)) {
+    put_round(s, *rnd);
+    put_ring(s, ring);
 }
 
 fn put_vote(s: &mut impl Sink, vote: &Vote) {

@@ -48,7 +48,11 @@ fn arb_vote() -> impl Strategy<Value = Vote> {
 
 fn arb_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        (arb_batch(), any::<u8>()).prop_map(|(values, ttl)| Msg::Proposal { values, ttl }),
+        (arb_batch(), arb_round(), any::<u8>()).prop_map(|(values, via_rnd, ttl)| Msg::Proposal {
+            values,
+            via_rnd,
+            ttl
+        }),
         (arb_round(), any::<u64>(), arb_ring()).prop_map(|(c_rnd, from, ring)| Msg::Phase1A {
             c_rnd,
             from,
@@ -80,7 +84,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
             any::<u64>(),
             arb_vid(),
             proptest::option::of(arb_batch()),
-            proptest::option::of(arb_ring())
+            proptest::option::of((arb_round(), arb_ring()))
         )
             .prop_map(|(instance, c_vid, c_val, ring)| Msg::Decision {
                 instance,

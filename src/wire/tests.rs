@@ -42,7 +42,7 @@ fn samples() -> Vec<(u8, Msg)> {
     let batch = Batch::new(vec![value(1, 1, b"alpha"), value(2, 9, b""), value(3, 4, b"gamma!")]);
     let vid = Vid { rnd: Round::next_owned(Round::ZERO, 2), seq: 11 };
     vec![
-        (1, Msg::Proposal { values: batch.clone(), ttl: 3 }),
+        (1, Msg::Proposal { values: batch.clone(), via_rnd: Round(0x2_0001), ttl: 3 }),
         (2, Msg::Phase1A { c_rnd: Round(0x3_0002), from: 40, ring: ring(&[2, 5, 9]) }),
         (
             3,
@@ -80,7 +80,7 @@ fn samples() -> Vec<(u8, Msg)> {
                 instance: 42,
                 c_vid: vid,
                 c_val: Some(batch),
-                ring: Some(ring(&[1, 2])),
+                ring: Some((Round(0x3_0002), ring(&[1, 2]))),
             },
         ),
         (7, Msg::Decision { instance: 43, c_vid: vid, c_val: None, ring: None }),
@@ -135,7 +135,7 @@ fn decision_body_has_exact_layout() {
             id: ValueId { proposer: 5, incarnation: 6, seq: 9 },
             payload: Bytes::from_static(b"hi"),
         }])),
-        ring: Some(ring(&[1, 2])),
+        ring: Some((Round(0x4_0003), ring(&[1, 2]))),
     };
     #[rustfmt::skip]
     let expected_body: &[u8] = &[
@@ -150,6 +150,7 @@ fn decision_body_has_exact_layout() {
         2, 0, 0, 0,             // payload_len
         b'h', b'i',             // payload
         1,                      // ring: some
+        3, 0, 4, 0, 0, 0, 0, 0, // ring.0: the round
         2,                      // ring len
         1, 0, 2, 0,             // members
     ];
@@ -203,7 +204,7 @@ fn proposal_body_has_exact_layout_and_value_overhead_matches_types() {
         id: ValueId { proposer: 0x0102, incarnation: 0x0304_0506, seq: 0x0708 },
         payload: Bytes::from_static(b"abc"),
     }]);
-    let msg = Msg::Proposal { values: values.clone(), ttl: 9 };
+    let msg = Msg::Proposal { values: values.clone(), via_rnd: Round(0x0a0b), ttl: 9 };
     #[rustfmt::skip]
     let expected_body: &[u8] = &[
         1, 0, 0, 0,             // batch count
@@ -212,11 +213,12 @@ fn proposal_body_has_exact_layout_and_value_overhead_matches_types() {
         0x08, 0x07, 0, 0, 0, 0, 0, 0, // seq
         3, 0, 0, 0,             // payload_len
         b'a', b'b', b'c',       // payload
+        0x0b, 0x0a, 0, 0, 0, 0, 0, 0, // via_rnd
         9,                      // ttl
     ];
     assert_eq!(body_of(&frame_of(&msg)), expected_body);
     // Value::batch_bytes (what batch_bytes_max bounds) is exactly what a value costs on the wire.
-    assert_eq!(encoded_len(&msg), FRAME_HEADER_BYTES + 4 + values.bytes() + 1);
+    assert_eq!(encoded_len(&msg), FRAME_HEADER_BYTES + 4 + values.bytes() + 8 + 1);
 }
 
 #[test]
@@ -431,7 +433,8 @@ fn concatenated_frames_decode_in_turn() {
 
 #[test]
 fn decode_bytes_shares_payloads_with_the_input() {
-    let msg = Msg::Proposal { values: Batch::new(vec![value(1, 1, b"zero-copy payload")]), ttl: 1 };
+    let values = Batch::new(vec![value(1, 1, b"zero-copy payload")]);
+    let msg = Msg::Proposal { values, via_rnd: Round::ZERO, ttl: 1 };
     let buf = Bytes::from(frame_of(&msg));
     let (decoded, _) = decode_bytes(&buf).unwrap();
     let Msg::Proposal { values, .. } = decoded else { panic!("not a proposal") };
@@ -452,6 +455,7 @@ fn oversized_proposal() -> Msg {
             id: ValueId { proposer: 1, incarnation: 1, seq: 1 },
             payload,
         }]),
+        via_rnd: Round::ZERO,
         ttl: 1,
     }
 }
@@ -475,13 +479,14 @@ fn encode_panics_on_an_oversized_body() {
 
 #[test]
 fn a_body_of_exactly_the_maximum_round_trips() {
-    let overhead_bytes = 4 + 18 + 1; // batch count, one value's id and length, ttl
+    let overhead_bytes = 4 + 18 + 8 + 1; // batch count, one value's id and length, via_rnd, ttl
     let payload = Bytes::from(vec![7; FRAME_BODY_BYTES_MAX - overhead_bytes]);
     let msg = Msg::Proposal {
         values: Batch::new(vec![Value {
             id: ValueId { proposer: 1, incarnation: 1, seq: 1 },
             payload,
         }]),
+        via_rnd: Round::ZERO,
         ttl: 1,
     };
     let frame = frame_of(&msg);
