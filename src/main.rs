@@ -1,5 +1,6 @@
 //! The `ringsmr` command.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -59,11 +60,17 @@ enum Command {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
+        // The reader of our output went away (`ringsmr sim ... | head`): nothing left to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringsmr: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -78,27 +85,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => (first_seed..first_seed + seeds).collect(),
             };
             let started = Instant::now();
+            let mut out = io::stdout().lock();
             let mut failed = Vec::new();
+            let mut coverage = sim::Coverage::default();
             for &s in &seeds {
                 let report = sim::run(SimConfig::for_seed(protocol.into(), f, s));
+                coverage.add(&report);
                 if verbose || single.is_some() || !report.passed() {
-                    println!("{}", report.summary());
+                    writeln!(out, "{}", report.summary())?;
                 }
                 if single.is_some() {
-                    println!("  config: {:?}", report.config);
-                    println!("  faults: {:?}", report.plan);
+                    writeln!(out, "  config: {:?}", report.config)?;
+                    writeln!(out, "  faults: {:?}", report.plan)?;
                     for p in &report.processes {
-                        println!("  {p:?}");
+                        writeln!(out, "  {p:?}")?;
                     }
                 }
                 for v in &report.violations {
-                    println!("  {v}");
+                    writeln!(out, "  {v}")?;
                 }
                 if !report.passed() {
                     failed.push(s);
                 }
             }
-            println!(
+            writeln!(
+                out,
                 "{} seeds, {} failed, {:.1} s{}",
                 seeds.len(),
                 failed.len(),
@@ -108,7 +119,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     format!(" — failing seeds: {failed:?}")
                 }
-            );
+            )?;
+            if single.is_none() {
+                writeln!(out, "exercised, {coverage}")?;
+            }
             Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

@@ -25,6 +25,13 @@ pub struct SimConfig {
     /// Small values make Phase 1 report acceptor logs in several pieces.
     pub phase1b_bytes_max: usize,
     pub value_choice: ValueChoice,
+    /// The run is stopped and reported as a message storm when more events than this wait at once.
+    /// Healthy runs keep a few hundred in flight; a bug that answers one message with several grows
+    /// the queue exponentially and would otherwise exhaust memory.
+    pub in_flight_events_max: usize,
+    /// ... or when more messages than this were sent in all. Healthy runs send 10⁴–10⁵ (heartbeats
+    /// included); a bug that keeps two processes answering each other sends without end.
+    pub messages_max: u64,
 }
 
 impl SimConfig {
@@ -49,6 +56,8 @@ impl SimConfig {
             gc_retain_instances: [8, 64, 100_000][rng.range(0, 2) as usize],
             phase1b_bytes_max: [200, 1024 * 1024][rng.range(0, 1) as usize],
             value_choice: ValueChoice::HighestVRnd,
+            in_flight_events_max: 200_000,
+            messages_max: 5_000_000,
         }
     }
 }

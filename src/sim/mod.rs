@@ -32,20 +32,59 @@ pub fn replay_seed() -> Option<u64> {
     }
 }
 
+/// How many runs of a set of seeds exercised each hard path, so a test can insist that the seeds keep
+/// reaching them: a simulator whose faults stopped causing coordinator changes would pass every
+/// invariant and prove nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    pub runs: usize,
+    /// More than one round was started: a coordinator change or a new ring.
+    pub new_rounds: usize,
+    /// Some acceptor reported its votes to a new coordinator in more than one Phase 1B.
+    pub phase1_in_pieces: usize,
+    /// Some learner fell behind what every acceptor trimmed and needs state transfer.
+    pub state_transfer: usize,
+    /// The run crashed and restarted processes.
+    pub crashes: usize,
+}
+
+impl Coverage {
+    pub fn add(&mut self, report: &SimReport) {
+        self.runs += 1;
+        self.new_rounds += usize::from(report.rounds_started > 1);
+        self.phase1_in_pieces += usize::from(report.phase1b_pieces_sent > 0);
+        self.state_transfer += usize::from(report.learners_needing_state_transfer > 0);
+        self.crashes += usize::from(!report.plan.crashes.is_empty());
+    }
+}
+
+impl std::fmt::Display for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
+            self.runs, self.new_rounds, self.crashes, self.phase1_in_pieces, self.state_transfer
+        )
+    }
+}
+
 /// Runs `seeds` (or only the `RINGSMR_SEED` one) for `protocol` with `f`; returns the reports of the
-/// seeds that failed, after printing each with the command that replays it.
+/// seeds that failed, after printing each with the command that replays it, and what the runs
+/// exercised.
 pub fn run_seeds(
     protocol: Protocol,
     f: usize,
     seeds: impl Iterator<Item = u64>,
-) -> (usize, Vec<SimReport>) {
+) -> (Coverage, Vec<SimReport>) {
     let seeds: Vec<u64> = match replay_seed() {
         Some(seed) => vec![seed],
         None => seeds.collect(),
     };
     let mut failed = Vec::new();
+    let mut coverage = Coverage::default();
     for &seed in &seeds {
         let report = run(SimConfig::for_seed(protocol, f, seed));
+        coverage.add(&report);
         if !report.passed() {
             eprintln!("{}", report.summary());
             for v in &report.violations {
@@ -55,7 +94,7 @@ pub fn run_seeds(
             failed.push(report);
         }
     }
-    (seeds.len(), failed)
+    (coverage, failed)
 }
 
 #[cfg(test)]

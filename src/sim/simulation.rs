@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
 
@@ -42,6 +43,8 @@ pub struct SimReport {
     pub instances_delivered_max: u64,
     pub rounds_started: u64,
     pub learners_needing_state_transfer: usize,
+    /// Phase 1B messages that held only a piece of the acceptor's log (Phase 1 in pieces).
+    pub phase1b_pieces_sent: u64,
     /// The state of every process at the end, for diagnosing a failed seed.
     pub processes: Vec<ProcessSummary>,
 }
@@ -134,6 +137,12 @@ pub struct Simulation {
     frame: Vec<u8>,
     messages_sent: u64,
     messages_lost: u64,
+    /// Messages sent, per wire kind byte.
+    messages_by_kind: [u64; 256],
+    /// Phase 1B messages sent with `votes_below` short of the whole log.
+    phase1b_pieces_sent: u64,
+    /// The run hit `in_flight_events_max` or `messages_max`.
+    storm: bool,
     proposals_left: u64,
 }
 
@@ -168,6 +177,9 @@ impl Simulation {
             frame: Vec::new(),
             messages_sent: 0,
             messages_lost: 0,
+            messages_by_kind: [0; 256],
+            phase1b_pieces_sent: 0,
+            storm: false,
             proposals_left: 0,
             cfg,
         }
@@ -247,6 +259,12 @@ impl Simulation {
         let mut next_quiet_check = self.cfg.fault_phase_us;
         while let Some(Reverse((at, _, id))) = self.queue.pop() {
             if at > deadline {
+                break;
+            }
+            if self.queue.len() > self.cfg.in_flight_events_max
+                || self.messages_sent > self.cfg.messages_max
+            {
+                self.storm = true;
                 break;
             }
             self.now = at;
@@ -405,6 +423,12 @@ impl Simulation {
         self.frame.clear();
         wire::encode(msg, &mut self.frame);
         let frame = Bytes::copy_from_slice(&self.frame);
+        self.messages_by_kind[usize::from(wire::Kind::of(msg).byte())] += to.len() as u64;
+        if let crate::proto::Msg::Phase1B { votes_below, .. } = msg
+            && *votes_below != crate::proto::Instance::MAX
+        {
+            self.phase1b_pieces_sent += 1;
+        }
         for &dest in to {
             self.messages_sent += 1;
             let mut arrivals = std::mem::take(&mut self.arrivals);
@@ -426,7 +450,22 @@ impl Simulation {
                 self.history.must_deliver.extend_from_slice(&n.proposed);
             }
         }
-        let violations = invariants::check_all(&self.history);
+        let mut violations = invariants::check_all(&self.history);
+        if self.storm {
+            let (kind, count) = (0..=u8::MAX)
+                .filter_map(|b| {
+                    Some((wire::Kind::from_byte(b)?, self.messages_by_kind[usize::from(b)]))
+                })
+                .max_by_key(|&(_, count)| count)
+                .unwrap_or((wire::Kind::Heartbeat, 0));
+            violations.push(Violation::MessageStorm {
+                at_us: self.now,
+                messages_sent: self.messages_sent,
+                in_flight: self.queue.len(),
+                busiest: kind,
+                busiest_sent: count,
+            });
+        }
         let rounds_started = self
             .nodes
             .iter()
@@ -465,6 +504,7 @@ impl Simulation {
                 .max()
                 .unwrap_or(0),
             rounds_started,
+            phase1b_pieces_sent: self.phase1b_pieces_sent,
             learners_needing_state_transfer: self
                 .history
                 .logs
@@ -477,7 +517,35 @@ impl Simulation {
     }
 }
 
-/// Runs one seed.
+/// Runs one seed. A panic inside the run (a protocol core's `assert!` firing, say) is caught and
+/// reported as [`Violation::Panicked`] of this seed, so the seed is named and can be replayed, and the
+/// seeds after it still run.
 pub fn run(cfg: SimConfig) -> SimReport {
-    Simulation::new(cfg).run()
+    let sim = Simulation::new(cfg.clone());
+    let plan = sim.plan.clone();
+    match panic::catch_unwind(AssertUnwindSafe(|| sim.run())) {
+        Ok(report) => report,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            SimReport {
+                config: cfg,
+                plan,
+                violations: vec![Violation::Panicked { message }],
+                end_us: 0,
+                messages_sent: 0,
+                messages_lost: 0,
+                values_proposed: 0,
+                values_must_deliver: 0,
+                instances_delivered_max: 0,
+                rounds_started: 0,
+                learners_needing_state_transfer: 0,
+                phase1b_pieces_sent: 0,
+                processes: Vec::new(),
+            }
+        }
+    }
 }

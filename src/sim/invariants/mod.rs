@@ -17,7 +17,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::proto::{Instance, NodeId, ValueId};
+use crate::proto::{Instance, NodeId, Tick, ValueId};
+use crate::wire::Kind;
 
 /// What one incarnation of one learner delivered, in order.
 #[derive(Debug, Clone)]
@@ -53,6 +54,18 @@ pub enum Violation {
     Duplicate { learner: (NodeId, u32), value: ValueId },
     /// After the heal phase, a correct learner still misses values of correct proposers.
     Liveness { learner: NodeId, missing: usize, example: ValueId },
+    /// The run panicked (a broken internal invariant); the panic's message. The run stopped there.
+    Panicked { message: String },
+    /// The run was stopped because messages multiplied beyond the bounds of its `SimConfig`
+    /// (`in_flight_events_max`, `messages_max`): processes answering one message with several, or
+    /// answering each other without end. `busiest` is the kind sent most.
+    MessageStorm {
+        at_us: Tick,
+        messages_sent: u64,
+        in_flight: usize,
+        busiest: Kind,
+        busiest_sent: u64,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -78,6 +91,13 @@ impl fmt::Display for Violation {
             }
             Violation::Duplicate { learner, value } => {
                 write!(f, "integrity violated: learner {learner:?} delivered {value:?} twice")
+            }
+            Violation::Panicked { message } => write!(f, "panicked: {message}"),
+            Violation::MessageStorm { at_us, messages_sent, in_flight, busiest, busiest_sent } => {
+                write!(
+                    f,
+                    "message storm: stopped at {at_us} µs after {messages_sent} messages with {in_flight} events in flight; {busiest:?} was sent {busiest_sent} times"
+                )
             }
             Violation::Liveness { learner, missing, example } => write!(
                 f,
