@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A simulation soak: many more seeds than `cargo test` runs, for every protocol and f, split over all
+# cores. Prints one line per (protocol, f) and, for every failing seed, the command that replays it.
+#
+#   scripts/sim-soak.sh [SEEDS_PER_CONFIG] [FIRST_SEED]      (defaults: 10000 seeds from seed 1000)
+#
+# `cargo test` runs seeds 0..400; starting above them makes a soak explore runs the suite does not.
+# Exits 1 if any seed failed. Each simulated run is bounded (the simulator stops a message storm and
+# reports it), so the soak's memory stays small and its time is proportional to the seeds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seeds=${1:-10000}
+first=${2:-1000}
+jobs=$(nproc)
+
+cargo build --release --locked --quiet
+bin=target/release/ringsmr
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+failed_any=0
+for protocol in uring mring; do
+  for f in 1 2; do
+    started=$SECONDS
+    per_job=$(((seeds + jobs - 1) / jobs))
+    pids=()
+    for ((j = 0; j < jobs; j++)); do
+      from=$((first + j * per_job))
+      count=$((per_job < first + seeds - from ? per_job : first + seeds - from))
+      ((count > 0)) || continue
+      "$bin" sim --protocol "$protocol" --f "$f" --first-seed "$from" --seeds "$count" \
+        >"$out/$protocol-$f-$j.txt" 2>&1 &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+      wait "$pid" || true
+    done
+    failing=$(cat "$out/$protocol-$f-"*.txt | sed -n 's/.*failing seeds: \[\(.*\)\]/\1/p' | tr -d ' ' |
+      paste -sd, -)
+    echo "$protocol f=$f: $seeds seeds from $first in $((SECONDS - started)) s, failing: ${failing:-none}"
+    if [ -n "$failing" ]; then
+      failed_any=1
+      for seed in ${failing//,/ }; do
+        echo "  replay: cargo run --release -- sim --protocol $protocol --f $f --seed $seed"
+      done
+    fi
+    # Every slice ends with its "N seeds, M failed" line; one without it died before finishing.
+    for slice in "$out/$protocol-$f-"*.txt; do
+      if ! grep -q '^[0-9]* seeds, [0-9]* failed' "$slice"; then
+        failed_any=1
+        echo "  a slice died before finishing its seeds; its last output:"
+        tail -n 5 "$slice" | sed 's/^/    /'
+      fi
+    done
+  done
+done
+exit "$failed_any"
