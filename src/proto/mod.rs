@@ -28,7 +28,11 @@ pub mod ring_node;
 pub mod types;
 
 #[cfg(test)]
+pub(crate) mod arb;
+#[cfg(test)]
 mod handler_tests;
+#[cfg(test)]
+mod hostile_input_tests;
 
 pub use acceptor::AcceptorState;
 pub use action::Action;

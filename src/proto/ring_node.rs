@@ -34,7 +34,7 @@ use super::flow_control::FlowWindow;
 use super::learner::{Learner, LearnerRequest};
 use super::msg::Msg;
 use super::proposer::{Backpressure, Proposer};
-use super::ring_layout::lay_out;
+use super::ring_layout::{is_laid_out, lay_out};
 use super::types::{Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Tick, ValueId, Vid};
 
 /// How a process (re)starts.
@@ -57,6 +57,9 @@ pub enum Boot {
 pub struct Counters {
     /// Phase 1A/2A refused because the acceptor promised a higher round.
     pub refused_stale_round: u64,
+    /// Messages dropped as malformed: well-formed bytes, but content no correct process sends (a ring
+    /// its round's coordinator could not have laid out).
+    pub malformed_dropped: u64,
     /// Messages that reached a process with no part in them (wrong role, not on the ring).
     pub ignored_misrouted: u64,
     /// M-Ring Phase 2B that arrived before (or without) the acceptor's own vote.
@@ -214,6 +217,10 @@ impl RingNode {
             self.counters.ignored_misrouted += 1;
             return;
         }
+        if !self.is_well_formed(&msg) {
+            self.counters.malformed_dropped += 1;
+            return;
+        }
         self.fd.heard_from(from, self.now);
         self.handle(from, msg);
         self.pump();
@@ -320,6 +327,21 @@ impl RingNode {
                     }
                 }
             }
+        }
+    }
+
+    /// What the codec cannot check because it needs the cluster: every ring a message carries has the
+    /// shape its round's coordinator would give it (see [`is_laid_out`]).
+    fn is_well_formed(&self, msg: &Msg) -> bool {
+        let fits = |rnd: &Round, ring: &Ring| {
+            is_laid_out(self.cfg.protocol, &self.cfg.cluster, *rnd, ring)
+        };
+        match msg {
+            Msg::Phase1A { c_rnd, ring, .. }
+            | Msg::Phase2A { c_rnd, ring, .. }
+            | Msg::Phase2B { c_rnd, ring, .. } => fits(c_rnd, ring),
+            Msg::Decision { ring: Some((rnd, ring)), .. } => fits(rnd, ring),
+            _ => true,
         }
     }
 

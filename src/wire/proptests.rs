@@ -2,110 +2,17 @@
 //! cut short or padded — makes the decoder panic or accept something encode would not have written.
 
 use bytes::Bytes;
-use proptest::collection::{btree_set, vec};
+use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use crate::proto::arb::{self, Bounds};
 use crate::proto::msg::Msg;
-use crate::proto::types::{Batch, RING_MEMBERS_MAX, Ring, Round, Value, ValueId, Vid, Vote};
 
 use super::*;
 
-fn arb_round() -> impl Strategy<Value = Round> {
-    any::<u64>().prop_map(Round)
-}
-
-fn arb_vid() -> impl Strategy<Value = Vid> {
-    (arb_round(), any::<u64>()).prop_map(|(rnd, seq)| Vid { rnd, seq })
-}
-
-fn arb_value() -> impl Strategy<Value = Value> {
-    (any::<u16>(), any::<u32>(), any::<u64>(), vec(any::<u8>(), 0..300)).prop_map(
-        |(proposer, incarnation, seq, payload)| Value {
-            id: ValueId { proposer, incarnation, seq },
-            payload: Bytes::from(payload),
-        },
-    )
-}
-
-fn arb_batch() -> impl Strategy<Value = Batch> {
-    vec(arb_value(), 0..6).prop_map(Batch::new)
-}
-
-/// 1..=32 distinct members in random order. (A BTreeSet rather than a HashSet keeps generation
-/// deterministic for a given seed; the shuffle restores arbitrary order.)
-fn arb_ring() -> impl Strategy<Value = Ring> {
-    btree_set(any::<u16>(), 1..=RING_MEMBERS_MAX)
-        .prop_map(|members| members.into_iter().collect::<Vec<_>>())
-        .prop_shuffle()
-        .prop_map(|members| Ring::new(&members).expect("distinct, 1..=32 members"))
-}
-
-fn arb_vote() -> impl Strategy<Value = Vote> {
-    (any::<u64>(), arb_round(), arb_vid(), arb_batch())
-        .prop_map(|(instance, v_rnd, v_vid, v_val)| Vote { instance, v_rnd, v_vid, v_val })
-}
-
 fn arb_msg() -> impl Strategy<Value = Msg> {
-    prop_oneof![
-        (arb_batch(), arb_round(), any::<u8>()).prop_map(|(values, via_rnd, ttl)| Msg::Proposal {
-            values,
-            via_rnd,
-            ttl
-        }),
-        (arb_round(), any::<u64>(), arb_ring()).prop_map(|(c_rnd, from, ring)| Msg::Phase1A {
-            c_rnd,
-            from,
-            ring
-        }),
-        (arb_round(), any::<u64>(), any::<u64>(), any::<u64>(), vec(arb_vote(), 0..4)).prop_map(
-            |(rnd, from, trimmed_below, votes_below, votes)| Msg::Phase1B {
-                rnd,
-                from,
-                trimmed_below,
-                votes_below,
-                votes
-            }
-        ),
-        arb_round().prop_map(|rnd| Msg::Nack { rnd }),
-        (arb_round(), any::<u64>(), arb_vid(), arb_batch(), arb_ring()).prop_map(
-            |(c_rnd, instance, c_vid, c_val, ring)| Msg::Phase2A {
-                c_rnd,
-                instance,
-                c_vid,
-                c_val,
-                ring
-            }
-        ),
-        (arb_round(), any::<u64>(), arb_vid(), arb_ring()).prop_map(
-            |(c_rnd, instance, c_vid, ring)| Msg::Phase2B { c_rnd, instance, c_vid, ring }
-        ),
-        (
-            any::<u64>(),
-            arb_vid(),
-            proptest::option::of(arb_batch()),
-            proptest::option::of((arb_round(), arb_ring()))
-        )
-            .prop_map(|(instance, c_vid, c_val, ring)| Msg::Decision {
-                instance,
-                c_vid,
-                c_val,
-                ring
-            }),
-        (any::<u64>(), any::<u64>()).prop_map(|(from, to)| Msg::Retransmit { from, to }),
-        any::<u64>().prop_map(|trimmed_below| Msg::Trimmed { trimmed_below }),
-        (any::<bool>(), any::<u64>(), any::<u64>()).prop_map(
-            |(acceptor_ready, decided_below, applied_below)| Msg::Heartbeat {
-                acceptor_ready,
-                decided_below,
-                applied_below,
-            }
-        ),
-        (any::<u16>(), any::<u32>()).prop_map(|(learner, backlog_instances)| Msg::FlowNotice {
-            learner,
-            backlog_instances
-        }),
-    ]
+    arb::arb_msg(Bounds::ANY)
 }
 
 fn frame_of(msg: &Msg) -> Vec<u8> {
