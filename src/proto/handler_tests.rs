@@ -347,6 +347,47 @@ fn a_coordinator_pulls_the_next_piece_and_ignores_a_stale_one() {
     assert_eq!(c.coordinating(), Some(c_rnd));
 }
 
+#[test]
+fn messages_no_correct_process_sends_are_dropped_and_counted() {
+    // U-Ring, f = 1, node 1 an acceptor. Each message below is well-formed bytes that no correct
+    // process sends; each is dropped before any role sees it.
+    let mut a = node(1, Protocol::URing, 1, 4);
+    let (c_rnd, x, val) = (r(1, 1), vid(r(1, 1), 1), batch(&[value(2, 0)]));
+    let malformed = [
+        // A ring of one: node 1 would be its own successor and pass this to itself for ever.
+        phase2a(c_rnd, 0, x, &val, ring(&[1])),
+        // The ring's coordinator is not the round's owner (node 1 owns r(1, 1)).
+        phase2a(c_rnd, 0, x, &val, ring(&[0, 1, 2, 3])),
+        // Process 9 is not in the cluster.
+        phase2a(c_rnd, 0, x, &val, ring(&[1, 0, 9])),
+        // No acceptor owns rounds of process 3.
+        Msg::Nack { rnd: r(5, 3) },
+        // Instance::MAX means "everything" on the wire; it is no instance.
+        Msg::Decision { instance: Instance::MAX, c_vid: x, c_val: Some(val.clone()), ring: None },
+    ];
+    let count = malformed.len() as u64;
+    for msg in malformed {
+        a.on_message(1, 0, msg);
+        assert_eq!(drain(&mut a), vec![]);
+    }
+    assert_eq!(a.counters().malformed_dropped, count);
+    assert!(a.acceptor_state().unwrap().slots.is_empty(), "nothing was voted");
+}
+
+#[test]
+fn a_refusal_naming_the_last_round_there_is_stops_the_coordinator_instead_of_wrapping() {
+    let mut c = node(0, Protocol::MRing, 1, 3);
+    c.on_tick(0);
+    assert_eq!(drain(&mut c).len(), 2, "Phase 1A of round 1.0 to acceptors 1 and 2");
+
+    // The last round acceptor 1 can own: there is no higher round for node 0. Wrapping around would
+    // give a lower one, which node 0's own acceptor refuses, which would start another, for ever.
+    c.on_message(2, 1, Msg::Nack { rnd: Round(((1 << 48) - 1) << 16 | 1) });
+    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!((c.counters().rounds_started, c.counters().rounds_exhausted), (1, 1));
+    assert_eq!(c.coordinating(), None);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Decisions and learners
 // ------------------------------------------------------------------------------------------------

@@ -87,12 +87,12 @@ mod tests {
     #[test]
     fn only_rings_a_coordinator_could_lay_out_are_accepted() {
         let c = ClusterConfig { nodes: 6, acceptors: vec![0, 1, 2, 3, 4], f: 2 };
-        let r3 = Round::next_owned(Round::ZERO, 3);
+        let r3 = Round::next_owned(Round::ZERO, 3).unwrap();
         for protocol in [Protocol::MRing, Protocol::URing] {
             for suspect in 0..6 {
                 let ring = lay_out(protocol, &c, 3, |a| a != suspect, |n| n != suspect).unwrap();
                 assert!(is_laid_out(protocol, &c, r3, &ring), "{protocol:?} {ring:?}");
-                let other_owner = Round::next_owned(r3, 4);
+                let other_owner = Round::next_owned(r3, 4).unwrap();
                 assert!(!is_laid_out(protocol, &c, other_owner, &ring), "{protocol:?} {ring:?}");
             }
         }

@@ -58,7 +58,8 @@ pub struct Counters {
     /// Phase 1A/2A refused because the acceptor promised a higher round.
     pub refused_stale_round: u64,
     /// Messages dropped as malformed: well-formed bytes, but content no correct process sends (a ring
-    /// its round's coordinator could not have laid out).
+    /// its round's coordinator could not have laid out, a round no acceptor owns, an instance number
+    /// that is the wire's "everything").
     pub malformed_dropped: u64,
     /// Messages that reached a process with no part in them (wrong role, not on the ring).
     pub ignored_misrouted: u64,
@@ -66,6 +67,8 @@ pub struct Counters {
     pub phase2b_without_vote: u64,
     /// Proposals dropped: no coordinator known, or the coordinator's queue was full.
     pub proposals_dropped: u64,
+    /// Rounds this process could not start because a message carried the last round there is.
+    pub rounds_exhausted: u64,
     /// Rounds this process started as coordinator.
     pub rounds_started: u64,
     /// Phase 1B pieces that added nothing (stale, duplicated, or not continuing the acceptor's report).
@@ -331,16 +334,23 @@ impl RingNode {
     }
 
     /// What the codec cannot check because it needs the cluster: every ring a message carries has the
-    /// shape its round's coordinator would give it (see [`is_laid_out`]).
+    /// shape its round's coordinator would give it (see [`is_laid_out`]), a refusal names a round some
+    /// acceptor owns, and instances are real ones.
     fn is_well_formed(&self, msg: &Msg) -> bool {
         let fits = |rnd: &Round, ring: &Ring| {
             is_laid_out(self.cfg.protocol, &self.cfg.cluster, *rnd, ring)
         };
+        // `Instance::MAX` means "everything" on the wire (votes_below, to); it is never an instance.
+        let real = |instance: &Instance| *instance < Instance::MAX;
         match msg {
-            Msg::Phase1A { c_rnd, ring, .. }
-            | Msg::Phase2A { c_rnd, ring, .. }
-            | Msg::Phase2B { c_rnd, ring, .. } => fits(c_rnd, ring),
-            Msg::Decision { ring: Some((rnd, ring)), .. } => fits(rnd, ring),
+            Msg::Phase1A { c_rnd, ring, .. } => fits(c_rnd, ring),
+            Msg::Phase2A { c_rnd, ring, instance, .. }
+            | Msg::Phase2B { c_rnd, ring, instance, .. } => fits(c_rnd, ring) && real(instance),
+            Msg::Decision { instance, ring, .. } => {
+                real(instance) && ring.as_ref().is_none_or(|(rnd, ring)| fits(rnd, ring))
+            }
+            // Only acceptors coordinate, so only they own rounds.
+            Msg::Nack { rnd } => self.cfg.cluster.is_acceptor(rnd.owner()),
             _ => true,
         }
     }
@@ -542,7 +552,12 @@ impl RingNode {
         };
         let above =
             self.max_rnd_seen.max(self.coordinator.as_ref().map_or(Round::ZERO, |c| c.c_rnd));
-        let c_rnd = Round::next_owned(above, me);
+        let Some(c_rnd) = Round::next_owned(above, me) else {
+            // Some message carried the last round there is: no higher one can be started.
+            self.coordinator = None;
+            self.counters.rounds_exhausted += 1;
+            return;
+        };
         self.max_rnd_seen = c_rnd;
         let from = self.learner.next_instance();
         let window = FlowWindow::new(

@@ -35,10 +35,15 @@ impl Round {
     /// The "no round" value every acceptor starts with (rnd = v-rnd = 0).
     pub const ZERO: Round = Round(0);
 
-    /// The smallest round owned by `owner` that is strictly greater than `above`.
-    pub fn next_owned(above: Round, owner: NodeId) -> Round {
+    /// The smallest round owned by `owner` that is strictly greater than `above`; `None` when the
+    /// counter is exhausted. Correct processes never get there (2⁴⁸ rounds), but a damaged message
+    /// can carry such a round; wrapping around would hand out a *lower* round, which every acceptor
+    /// refuses, and a coordinator refused by its own acceptor would start the next round at once,
+    /// without end.
+    pub fn next_owned(above: Round, owner: NodeId) -> Option<Round> {
         let counter = (above.0 >> ROUND_NODE_BITS) + 1;
-        Round((counter << ROUND_NODE_BITS) | u64::from(owner))
+        (counter < 1 << (u64::BITS - ROUND_NODE_BITS))
+            .then(|| Round((counter << ROUND_NODE_BITS) | u64::from(owner)))
     }
 
     /// The node that owns (coordinates) this round.
@@ -231,12 +236,20 @@ mod tests {
 
     #[test]
     fn rounds_are_unique_per_owner_and_increase() {
-        let r1 = Round::next_owned(Round::ZERO, 3);
-        let r2 = Round::next_owned(r1, 1);
+        let r1 = Round::next_owned(Round::ZERO, 3).unwrap();
+        let r2 = Round::next_owned(r1, 1).unwrap();
         assert!(r2 > r1);
         assert_eq!(r1.owner(), 3);
         assert_eq!(r2.owner(), 1);
         assert_ne!(Round::next_owned(r1, 2), Round::next_owned(r1, 1));
+    }
+
+    #[test]
+    fn an_exhausted_round_counter_gives_no_round_rather_than_wrap() {
+        let last = Round(u64::MAX - 5);
+        assert_eq!(Round::next_owned(last, 2), None);
+        let before_last = Round(((1 << 48) - 2) << 16 | 7);
+        assert_eq!(Round::next_owned(before_last, 2), Some(Round(((1 << 48) - 1) << 16 | 2)));
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn ring(members: &[u16]) -> Ring {
 /// One message of every variant, with its kind byte.
 fn samples() -> Vec<(u8, Msg)> {
     let batch = Batch::new(vec![value(1, 1, b"alpha"), value(2, 9, b""), value(3, 4, b"gamma!")]);
-    let vid = Vid { rnd: Round::next_owned(Round::ZERO, 2), seq: 11 };
+    let vid = Vid { rnd: Round(0x1_0002), seq: 11 };
     vec![
         (1, Msg::Proposal { values: batch.clone(), via_rnd: Round(0x2_0001), ttl: 3 }),
         (2, Msg::Phase1A { c_rnd: Round(0x3_0002), from: 40, ring: ring(&[2, 5, 9]) }),
