@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::config::ValueChoice;
+use super::config::{ClusterConfig, ValueChoice};
 use super::flow_control::FlowWindow;
 use super::phase1::{Phase1, Step};
 use super::types::{Batch, Instance, NodeId, Ring, Round, Tick, Value, Vid, Vote};
@@ -46,21 +46,21 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts round `c_rnd` on `ring`: Phase 1 from instance `from`, answered by `acceptors` (an
-    /// m-quorum of `quorum`). The caller sends the first Phase 1A to every acceptor at `now`.
+    /// Starts round `c_rnd` on `ring`: Phase 1 from instance `from`, answered by the acceptors of
+    /// `cluster`, picking values by `choice`. The caller sends the first Phase 1A to every acceptor at
+    /// `now`.
     pub fn new(
         c_rnd: Round,
         ring: Ring,
         from: Instance,
-        phase1_quorum: (&[NodeId], usize, ValueChoice),
+        (cluster, choice): (&ClusterConfig, ValueChoice),
         now: Tick,
         window: FlowWindow,
     ) -> Coordinator {
-        let (acceptors, quorum, choice) = phase1_quorum;
         Coordinator {
             c_rnd,
             ring,
-            phase1: Some(Phase1::new(c_rnd, from, acceptors, quorum, choice, now)),
+            phase1: Some(Phase1::new(c_rnd, from, cluster, choice, now)),
             next_instance: from,
             next_vid_seq: 0,
             open: BTreeMap::new(),
@@ -245,8 +245,9 @@ mod tests {
     /// A coordinator of round 1.0 whose Phase 1 is answered by acceptors 0, 1, 2 (m-quorum 2).
     fn coordinator(window: u32) -> Coordinator {
         let ring = Ring::new(&[1, 0]).unwrap();
-        let phase1 = (&[0, 1, 2][..], 2, ValueChoice::HighestVRnd);
-        Coordinator::new(Round(1 << 16), ring, 0, phase1, 0, FlowWindow::new(window, 1, 1_000, 0))
+        let cluster = ClusterConfig { nodes: 3, acceptors: vec![0, 1, 2], f: 1 };
+        let window = FlowWindow::new(window, 1, 1_000, 0);
+        Coordinator::new(Round(1 << 16), ring, 0, (&cluster, ValueChoice::HighestVRnd), 0, window)
     }
 
     fn open_all(c: &mut Coordinator) -> Vec<Proposal2A> {

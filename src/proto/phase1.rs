@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::ValueChoice;
+use super::config::{ClusterConfig, ValueChoice};
 use super::types::{Batch, Instance, NodeId, Round, Tick, Vid, Vote};
 
 /// What one acceptor reported so far in this round.
@@ -85,17 +85,18 @@ pub enum Step {
 }
 
 impl Phase1 {
-    /// Phase 1 of round `c_rnd` from instance `from`, to be answered by `acceptors` (an m-quorum of
-    /// `quorum` of them suffices). The caller sends the first Phase 1A to all of them at `now`.
+    /// Phase 1 of round `c_rnd` from instance `from`, to be answered by the acceptors of `cluster`
+    /// (an m-quorum of them suffices). The caller sends the first Phase 1A to all of them at `now`.
     pub fn new(
         c_rnd: Round,
         from: Instance,
-        acceptors: &[NodeId],
-        quorum: usize,
+        cluster: &ClusterConfig,
         choice: ValueChoice,
         now: Tick,
     ) -> Phase1 {
-        let reports = acceptors
+        let quorum = cluster.quorum();
+        let reports = cluster
+            .acceptors
             .iter()
             .map(|&acceptor| Report {
                 acceptor,
@@ -229,7 +230,8 @@ mod tests {
     }
 
     fn phase1(from: Instance, choice: ValueChoice) -> Phase1 {
-        Phase1::new(Round(9 << 16), from, &[0, 1, 2], 2, choice, 0)
+        let cluster = ClusterConfig { nodes: 3, acceptors: vec![0, 1, 2], f: 1 };
+        Phase1::new(Round(9 << 16), from, &cluster, choice, 0)
     }
 
     /// Steps from `instance` until Phase 1 waits or completes; returns what it chose at each instance.

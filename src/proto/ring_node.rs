@@ -566,8 +566,7 @@ impl RingNode {
             self.cfg.phase_retry_us,
             now,
         );
-        let acceptors = &self.cfg.cluster.acceptors;
-        let phase1 = (&acceptors[..], self.cfg.cluster.quorum(), self.cfg.value_choice);
+        let phase1 = (&self.cfg.cluster, self.cfg.value_choice);
         let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
