@@ -3,6 +3,7 @@
 //! Layers (see the project's design notes): [`proto`] holds the sans-IO protocol cores, [`wire`] their
 //! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network.
 
+pub mod io;
 pub mod proto;
 pub mod sim;
 pub mod wire;

@@ -1,0 +1,235 @@
+//! The reactor: one per core, owning that core's sockets and buffers, with one of two backends behind
+//! the same operations (accept, connect, stream receive and send, datagram receive and send, timers,
+//! wake-ups). The backend is chosen once, at start-up: io_uring where the kernel grants it, epoll
+//! otherwise (see [`Reactor::new`]).
+//!
+//! A driver uses it in a loop:
+//!
+//! ```text
+//! loop {
+//!     reactor.poll(timeout, &mut handler)?;   // completions -> Handler callbacks (received bytes, ...)
+//!     ... drain the protocol core's actions, write frames with reactor.outbox(conn) ...
+//!     reactor.flush();                        // one batched submission of every pending send
+//! }
+//! ```
+//!
+//! Callbacks only hand input to the caller; they cannot send. Sending happens between polls, so every
+//! send of one loop iteration goes to the kernel in one batch (one `io_uring_enter`).
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::buffer::OutBuf;
+use super::epoll::EpollDriver;
+use super::socket::{MulticastOptions, SocketOptions};
+use super::uring::UringDriver;
+use super::waker::Waker;
+
+/// A TCP connection of one reactor.
+pub type ConnId = usize;
+/// A listening socket of one reactor.
+pub type ListenerId = usize;
+/// A UDP (multicast) socket of one reactor.
+pub type UdpId = usize;
+
+/// What the driver does with received stream bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The first `n` bytes were handled (complete frames); the rest waits for more bytes.
+    Consumed(usize),
+    /// The peer sent something it must not: close the connection.
+    Close,
+}
+
+/// The reactor's callbacks into its driver.
+pub trait Handler {
+    /// A peer connected to one of our listeners.
+    fn accepted(&mut self, conn: ConnId, peer: SocketAddr);
+    /// Our `connect` completed.
+    fn connected(&mut self, conn: ConnId);
+    /// The connection is gone (peer closed, error, or connect failed); its id may be reused.
+    fn closed(&mut self, conn: ConnId, cause: io::Error);
+    /// New bytes arrived; `bytes` is everything received and not consumed yet.
+    fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received;
+    /// One datagram arrived on a UDP socket.
+    fn datagram(&mut self, udp: UdpId, bytes: &[u8]);
+    /// Another thread called [`Waker::wake`].
+    fn woken(&mut self);
+}
+
+/// Bounds of one reactor, all allocated at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub conns_max: usize,
+    /// Receive buffer of a connection; must hold the largest frame.
+    pub inbox_bytes: usize,
+    /// Send buffer of a connection (each of its two halves).
+    pub outbox_bytes: usize,
+    /// Largest datagram.
+    pub datagram_bytes_max: usize,
+    pub socket: SocketOptions,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            conns_max: 64,
+            inbox_bytes: 8 * 1024 * 1024,
+            outbox_bytes: 8 * 1024 * 1024,
+            datagram_bytes_max: 64 * 1024,
+            socket: SocketOptions::default(),
+        }
+    }
+}
+
+/// Which backend to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// io_uring when the kernel grants it, else epoll (with one log line naming the cause).
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl BackendChoice {
+    /// Reads `RINGSMR_IO` (`uring`, `epoll`, or unset for [`BackendChoice::Auto`]).
+    pub fn from_env() -> Result<BackendChoice, IoError> {
+        match std::env::var("RINGSMR_IO") {
+            Err(_) => Ok(BackendChoice::Auto),
+            Ok(v) => match v.as_str() {
+                "" | "auto" => Ok(BackendChoice::Auto),
+                "uring" | "io_uring" => Ok(BackendChoice::Uring),
+                "epoll" => Ok(BackendChoice::Epoll),
+                other => Err(IoError::BadBackendName(other.to_string())),
+            },
+        }
+    }
+}
+
+/// Environment failures of the runtime, each naming its cause and fix.
+#[derive(Debug, Error)]
+pub enum IoError {
+    #[error("RINGSMR_IO={0:?} is not a backend: use `uring` or `epoll` (or leave it unset)")]
+    BadBackendName(String),
+    #[error("io_uring unavailable ({0}); unset RINGSMR_IO=uring to fall back to epoll")]
+    UringRefused(String),
+    #[error("{what}: {source}")]
+    Os {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl IoError {
+    pub(crate) fn os(what: impl Into<String>, source: io::Error) -> IoError {
+        IoError::Os { what: what.into(), source }
+    }
+}
+
+/// One core's event loop over the backend chosen at start-up.
+#[derive(Debug)]
+pub enum Reactor {
+    Uring(UringDriver),
+    Epoll(EpollDriver),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $d:ident => $e:expr) => {
+        match $self {
+            Reactor::Uring($d) => $e,
+            Reactor::Epoll($d) => $e,
+        }
+    };
+}
+
+impl Reactor {
+    /// A reactor on the chosen backend. With [`BackendChoice::Auto`], a kernel that refuses io_uring
+    /// (ENOSYS: too old or not built in; EPERM: seccomp or `kernel.io_uring_disabled`; ENOMEM:
+    /// RLIMIT_MEMLOCK too small) gives an epoll reactor and one log line that says why.
+    pub fn new(choice: BackendChoice, limits: Limits) -> Result<Reactor, IoError> {
+        match choice {
+            BackendChoice::Epoll => Ok(Reactor::Epoll(EpollDriver::new(limits)?)),
+            BackendChoice::Uring => Ok(Reactor::Uring(UringDriver::new(limits)?)),
+            BackendChoice::Auto => match UringDriver::new(limits) {
+                Ok(d) => Ok(Reactor::Uring(d)),
+                Err(IoError::UringRefused(cause)) => {
+                    eprintln!("ringsmr: io_uring unavailable ({cause}); using epoll");
+                    Ok(Reactor::Epoll(EpollDriver::new(limits)?))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// `"io_uring"` or `"epoll"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Reactor::Uring(_) => "io_uring",
+            Reactor::Epoll(_) => "epoll",
+        }
+    }
+
+    pub fn waker(&self) -> Waker {
+        dispatch!(self, d => d.waker())
+    }
+
+    pub fn listen(&mut self, addr: SocketAddr) -> Result<ListenerId, IoError> {
+        dispatch!(self, d => d.listen(addr))
+    }
+
+    /// The address a listener is bound to (useful with port 0).
+    pub fn local_addr(&self, listener: ListenerId) -> io::Result<SocketAddr> {
+        dispatch!(self, d => d.local_addr(listener))
+    }
+
+    /// Starts connecting; [`Handler::connected`] or [`Handler::closed`] follows.
+    pub fn connect(&mut self, addr: SocketAddr) -> Result<ConnId, IoError> {
+        dispatch!(self, d => d.connect(addr))
+    }
+
+    /// Closes a connection now; no callback follows for it.
+    pub fn close(&mut self, conn: ConnId) {
+        dispatch!(self, d => d.close(conn))
+    }
+
+    /// The send buffer of an open connection (`None` while connecting or after close).
+    pub fn outbox(&mut self, conn: ConnId) -> Option<&mut OutBuf> {
+        dispatch!(self, d => d.outbox(conn))
+    }
+
+    /// Adds a joined multicast socket; its datagrams arrive through [`Handler::datagram`].
+    pub fn add_multicast(
+        &mut self,
+        opts: MulticastOptions,
+        sock: SocketOptions,
+    ) -> Result<UdpId, IoError> {
+        let socket = super::socket::multicast_socket(opts, sock)
+            .map_err(|e| IoError::os(format!("multicast socket for {}", opts.group), e))?;
+        dispatch!(self, d => d.add_udp(socket))
+    }
+
+    /// Sends one datagram now. UDP sends on a non-blocking socket complete at once (the kernel copies
+    /// the datagram or drops it), so both backends issue them directly rather than holding a buffer per
+    /// datagram in flight. A full socket buffer drops the datagram, which loss recovery (3.3.4) repairs.
+    pub fn send_datagram(&mut self, udp: UdpId, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        socket2::SockRef::from(socket)
+            .send_to_with_flags(bytes, &to.into(), libc::MSG_DONTWAIT)
+            .map(|_| ())
+    }
+
+    /// Waits for completions for at most `timeout` (forever with `None`) and hands them to `h`.
+    pub fn poll(&mut self, timeout: Option<Duration>, h: &mut impl Handler) -> io::Result<()> {
+        dispatch!(self, d => d.poll(timeout, h))
+    }
+
+    /// Starts sending everything written to outboxes since the last flush.
+    pub fn flush(&mut self) {
+        dispatch!(self, d => d.flush())
+    }
+}
