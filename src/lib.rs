@@ -4,6 +4,7 @@
 //! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network.
 
 pub mod io;
+pub mod node;
 pub mod proto;
 pub mod sim;
 pub mod wire;

@@ -1,15 +1,21 @@
 //! Keeps the layering of the design notes: which module of the crate may use which.
 //!
 //! `proto` depends on nothing else of the crate; `wire` only on `proto`'s types; `sim` on `proto` and
-//! `wire`, never on `io` or `node`. It reads the sources (every `crate::` path, including
+//! `wire`, never on `io` or `node`; `io` on nothing else of the crate; `node` on `io`, `proto` and
+//! `wire`. Unsafe code appears only in `io`. It reads the sources (every `crate::` path, including
 //! `use crate::{a, b}` groups) rather than trusting a picture of them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// For each layer, the layers it may name.
-const ALLOWED: &[(&str, &[&str])] =
-    &[("proto", &["proto"]), ("wire", &["wire", "proto"]), ("sim", &["sim", "proto", "wire"])];
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("proto", &["proto"]),
+    ("wire", &["wire", "proto"]),
+    ("sim", &["sim", "proto", "wire"]),
+    ("io", &["io"]),
+    ("node", &["node", "io", "proto", "wire"]),
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
@@ -57,6 +63,16 @@ fn layers_only_use_what_they_may() {
                 if !allowed.contains(&module.as_str()) {
                     violations.push(format!("{} uses crate::{module}", file.display()));
                 }
+            }
+            // All unsafe code of the crate lives in `io`, each block with its SAFETY comment.
+            if *layer != "io" && source.contains("unsafe ") {
+                violations.push(format!("{} has unsafe code outside io", file.display()));
+            }
+            if *layer == "io"
+                && source.matches("unsafe {").count() > source.matches("// SAFETY:").count()
+            {
+                violations
+                    .push(format!("{} has an unsafe block without // SAFETY:", file.display()));
             }
             if *layer == "proto" {
                 for forbidden in

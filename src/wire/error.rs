@@ -22,6 +22,10 @@ pub enum WireError {
     #[error("bad frame magic {found:#06x}, expected {expected:#06x}", expected = FRAME_MAGIC)]
     BadMagic { found: u16 },
 
+    /// A link or datagram that does not open with a [`Hello`](super::Hello).
+    #[error("bad hello magic {found:#06x}, expected {expected:#06x}", expected = super::hello::HELLO_MAGIC)]
+    BadHelloMagic { found: u16 },
+
     #[error("unsupported frame version {found}, this build speaks version {FRAME_VERSION}")]
     BadVersion { found: u8 },
 

@@ -26,6 +26,7 @@ mod decode;
 mod encode;
 mod error;
 mod frame;
+mod hello;
 mod kind;
 mod reader;
 
@@ -38,4 +39,5 @@ pub use decode::{decode, decode_bytes};
 pub use encode::{encode, encoded_len, try_encode};
 pub use error::WireError;
 pub use frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION};
+pub use hello::{HELLO_BYTES, Hello};
 pub use kind::Kind;

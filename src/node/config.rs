@@ -1,0 +1,415 @@
+//! The cluster file: one TOML document every process of a cluster reads, naming the cluster, its
+//! processes and their roles, the ring, and every bound of the protocol (thesis 3.5.6: batch size and
+//! window are the knobs that decide throughput).
+//!
+//! ```toml
+//! cluster_id = 1
+//! protocol = "uring"            # or "mring"
+//! f = 1
+//! ring = [0, 1, 2]              # the 2f+1 acceptors in ring order; the first alive one coordinates
+//! batch_bytes = 32768
+//! window_instances = 32
+//! window_bytes = 1048576
+//! socket_buffer_bytes = 4194304
+//! storage = "memory"
+//!
+//! [multicast]                   # M-Ring Paxos only
+//! group = "239.255.82.1:7400"
+//! interface = "127.0.0.1"
+//!
+//! [[node]]
+//! id = 0
+//! address = "127.0.0.1:7000"
+//! roles = ["acceptor", "proposer", "learner"]
+//! ```
+//!
+//! Unknown keys are refused (a misspelt bound must not silently fall back to its default); every
+//! refusal names the field.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::io::socket::MulticastOptions;
+use crate::proto::types::NodeId;
+use crate::proto::{ClusterConfig, NodeConfig, Protocol};
+
+/// A cluster file that could not be used.
+#[derive(Debug, Error)]
+pub enum ClusterFileError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cluster file: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("cluster file: `{field}` {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ClusterFileError> {
+    Err(ClusterFileError::Invalid { field: field.into(), reason: reason.into() })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    Uring,
+    Mring,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Acceptor,
+    Proposer,
+    Learner,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// Acceptor state in memory (thesis 3.3.5: a majority of acceptors never fails).
+    Memory,
+    /// Recoverable Ring Paxos (acceptors log before they vote); not available yet.
+    Disk,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: NodeId,
+    pub address: SocketAddr,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MulticastSection {
+    pub group: SocketAddrV4,
+    #[serde(default = "default_interface")]
+    pub interface: Ipv4Addr,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Deliver datagrams to receivers on the sending host too (needed when processes share a host).
+    #[serde(default = "default_true")]
+    pub loopback: bool,
+}
+
+fn default_interface() -> Ipv4Addr {
+    Ipv4Addr::LOCALHOST
+}
+fn default_ttl() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Timeouts, in microseconds; unset ones keep the protocol core's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub tick_us: Option<u64>,
+    pub heartbeat_us: Option<u64>,
+    pub suspect_us: Option<u64>,
+    pub phase_retry_us: Option<u64>,
+    pub proposal_retry_us: Option<u64>,
+    pub gap_us: Option<u64>,
+}
+
+/// The whole cluster file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub cluster_id: u32,
+    pub protocol: ProtocolName,
+    pub f: usize,
+    /// The 2f+1 acceptors in ring order (coordinator preference order).
+    pub ring: Vec<NodeId>,
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    #[serde(default = "default_window_instances")]
+    pub window_instances: u32,
+    #[serde(default = "default_window_bytes")]
+    pub window_bytes: usize,
+    #[serde(default = "default_socket_buffer_bytes")]
+    pub socket_buffer_bytes: usize,
+    #[serde(default = "default_storage")]
+    pub storage: StorageMode,
+    pub multicast: Option<MulticastSection>,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeEntry>,
+}
+
+fn default_batch_bytes() -> usize {
+    32 * 1024
+}
+fn default_window_instances() -> u32 {
+    32
+}
+fn default_window_bytes() -> usize {
+    1024 * 1024
+}
+fn default_socket_buffer_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_storage() -> StorageMode {
+    StorageMode::Memory
+}
+
+/// The largest datagram an M-Ring batch may fill (IPv4 UDP payload limit, less headers).
+const MULTICAST_BATCH_BYTES_MAX: usize = 60 * 1024;
+
+impl ClusterFile {
+    pub fn load(path: &Path) -> Result<ClusterFile, ClusterFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ClusterFile::parse(&text)
+    }
+
+    /// Parses and validates.
+    pub fn parse(text: &str) -> Result<ClusterFile, ClusterFileError> {
+        let file: ClusterFile = toml::from_str(text)?;
+        file.validate()?;
+        Ok(file)
+    }
+
+    /// A cluster of `nodes` processes on 127.0.0.1, ports `base_port..`, every one proposer and
+    /// learner, the first 2f+1 acceptors. M-Ring clusters multicast on 239.255.82.1 via loopback.
+    pub fn local(protocol: ProtocolName, nodes: u16, f: usize, base_port: u16) -> ClusterFile {
+        let acceptors = (2 * f + 1).min(usize::from(nodes)) as u16;
+        ClusterFile {
+            cluster_id: 1,
+            protocol,
+            f,
+            ring: (0..acceptors).collect(),
+            batch_bytes: default_batch_bytes(),
+            window_instances: default_window_instances(),
+            window_bytes: default_window_bytes(),
+            socket_buffer_bytes: default_socket_buffer_bytes(),
+            storage: StorageMode::Memory,
+            multicast: (protocol == ProtocolName::Mring).then(|| MulticastSection {
+                group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 82, 1), base_port + nodes),
+                interface: Ipv4Addr::LOCALHOST,
+                ttl: 0,
+                loopback: true,
+            }),
+            timeouts: TimeoutsSection::default(),
+            nodes: (0..nodes)
+                .map(|id| NodeEntry {
+                    id,
+                    address: SocketAddr::from(([127, 0, 0, 1], base_port + id)),
+                    roles: if id < acceptors {
+                        vec![Role::Acceptor, Role::Proposer, Role::Learner]
+                    } else {
+                        vec![Role::Proposer, Role::Learner]
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ClusterFileError> {
+        if self.nodes.is_empty() {
+            return invalid("node", "lists no node");
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if usize::from(n.id) != i {
+                return invalid(
+                    format!("node[{i}].id"),
+                    format!("is {}, expected {i}: ids are dense and listed in order", n.id),
+                );
+            }
+            if n.roles.is_empty() {
+                return invalid(format!("node[{i}].roles"), "is empty");
+            }
+            if self.nodes[..i].iter().any(|m| m.address == n.address) {
+                return invalid(
+                    format!("node[{i}].address"),
+                    format!("{} is used twice", n.address),
+                );
+            }
+            let acceptor = n.roles.contains(&Role::Acceptor);
+            if acceptor != self.ring.contains(&n.id) {
+                return invalid(
+                    "ring",
+                    format!(
+                        "must list exactly the acceptors; node {} is {}an acceptor but {}in it",
+                        n.id,
+                        if acceptor { "" } else { "not " },
+                        if acceptor { "not " } else { "" }
+                    ),
+                );
+            }
+        }
+        if self.storage == StorageMode::Disk {
+            return invalid(
+                "storage",
+                "\"disk\" (Recoverable Ring Paxos) is not available yet; use \"memory\"",
+            );
+        }
+        if self.socket_buffer_bytes < 64 * 1024 {
+            return invalid("socket_buffer_bytes", "must be at least 65536");
+        }
+        match (self.protocol, &self.multicast) {
+            (ProtocolName::Mring, None) => {
+                return invalid("multicast", "is required for protocol = \"mring\"");
+            }
+            (ProtocolName::Mring, Some(m)) => {
+                if !m.group.ip().is_multicast() {
+                    return invalid("multicast.group", "must be an IPv4 multicast address");
+                }
+                if self.batch_bytes > MULTICAST_BATCH_BYTES_MAX {
+                    return invalid(
+                        "batch_bytes",
+                        format!(
+                            "must be at most {MULTICAST_BATCH_BYTES_MAX} with M-Ring Paxos: a \
+                             batch travels in one datagram"
+                        ),
+                    );
+                }
+            }
+            (ProtocolName::Uring, _) => {}
+        }
+        // The protocol core checks the rest (and names its fields).
+        for id in 0..self.nodes.len() as NodeId {
+            self.node_config(id)?;
+        }
+        Ok(())
+    }
+
+    /// The protocol core's configuration of process `id`.
+    pub fn node_config(&self, id: NodeId) -> Result<NodeConfig, ClusterFileError> {
+        let Some(entry) = self.nodes.get(usize::from(id)) else {
+            return invalid("--id", format!("{id} is not a node of this cluster file"));
+        };
+        let protocol = match self.protocol {
+            ProtocolName::Uring => Protocol::URing,
+            ProtocolName::Mring => Protocol::MRing,
+        };
+        let cluster = ClusterConfig {
+            nodes: self.nodes.len() as u16,
+            acceptors: self.ring.clone(),
+            f: self.f,
+        };
+        let mut c = NodeConfig::new(id, protocol, cluster);
+        c.proposer = entry.roles.contains(&Role::Proposer);
+        c.learner = entry.roles.contains(&Role::Learner) || c.proposer;
+        c.batch_bytes_max = self.batch_bytes;
+        c.window_instances = self.window_instances;
+        c.window_instances_min = c.window_instances_min.min(self.window_instances);
+        c.window_bytes = self.window_bytes;
+        // Keep about 256 MiB of decided batches for lagging learners (3.3.7), whatever the batch.
+        c.gc_retain_instances = (256 * 1024 * 1024 / self.batch_bytes.max(1)) as u64;
+        let t = &self.timeouts;
+        let set = |slot: &mut u64, v: Option<u64>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut c.tick_interval_us, t.tick_us);
+        set(&mut c.heartbeat_interval_us, t.heartbeat_us);
+        set(&mut c.suspect_timeout_us, t.suspect_us);
+        set(&mut c.phase_retry_us, t.phase_retry_us);
+        set(&mut c.proposal_retry_us, t.proposal_retry_us);
+        set(&mut c.gap_timeout_us, t.gap_us);
+        c.validate().map_err(|e| {
+            let field = match e.field {
+                "batch_bytes_max" => "batch_bytes",
+                "cluster.acceptors" => "ring",
+                "cluster.f" => "f",
+                "tick_interval_us" => "timeouts.tick_us",
+                "heartbeat_interval_us" => "timeouts.heartbeat_us",
+                "suspect_timeout_us" => "timeouts.suspect_us",
+                "phase_retry_us" => "timeouts.phase_retry_us",
+                "proposal_retry_us" => "timeouts.proposal_retry_us",
+                "gap_timeout_us" => "timeouts.gap_us",
+                other => other,
+            };
+            ClusterFileError::Invalid { field: field.to_string(), reason: e.reason }
+        })?;
+        Ok(c)
+    }
+
+    pub fn multicast_options(&self) -> Option<MulticastOptions> {
+        self.multicast.as_ref().map(|m| MulticastOptions {
+            group: m.group,
+            interface: m.interface,
+            ttl: m.ttl,
+            loopback: m.loopback,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+cluster_id = 7
+protocol = "uring"
+f = 1
+ring = [0, 1, 2]
+[[node]]
+id = 0
+address = "127.0.0.1:7000"
+roles = ["acceptor", "proposer", "learner"]
+[[node]]
+id = 1
+address = "127.0.0.1:7001"
+roles = ["acceptor", "learner"]
+[[node]]
+id = 2
+address = "127.0.0.1:7002"
+roles = ["acceptor"]
+"#;
+
+    fn refusal(text: &str) -> String {
+        ClusterFile::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_file_gives_each_node_its_roles() {
+        let f = ClusterFile::parse(GOOD).unwrap();
+        assert_eq!(f.batch_bytes, 32 * 1024);
+        let c = f.node_config(1).unwrap();
+        assert!(c.learner && !c.proposer);
+        assert_eq!(c.cluster.acceptors, [0, 1, 2]);
+        assert!(!f.node_config(2).unwrap().learner);
+        assert!(f.node_config(3).unwrap_err().to_string().contains("--id"));
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let e = refusal(&GOOD.replace("f = 1", "f = 1\nbatch_byte = 10"));
+        assert!(e.contains("batch_byte"), "unknown keys are refused by name: {e}");
+        let e = refusal(&GOOD.replace("ring = [0, 1, 2]", "ring = [0, 1]"));
+        assert!(e.contains("`ring`"), "{e}");
+        let e = refusal(&GOOD.replace("f = 1", "f = 1\nbatch_bytes = 10"));
+        assert!(e.contains("`batch_bytes`"), "{e}");
+        let e = refusal(&GOOD.replace("\"uring\"", "\"mring\""));
+        assert!(e.contains("`multicast`"), "{e}");
+        let e = refusal(&GOOD.replace("id = 2", "id = 5"));
+        assert!(e.contains("`node[2].id`"), "{e}");
+        let e = refusal(&GOOD.replace("7002", "7001"));
+        assert!(e.contains("`node[2].address`"), "{e}");
+        let e = refusal(&GOOD.replace("f = 1", "f = 1\nstorage = \"disk\""));
+        assert!(e.contains("`storage`"), "{e}");
+        let e = refusal(&format!("{GOOD}\n[timeouts]\nsuspect_us = 1\n"));
+        assert!(e.contains("`timeouts.suspect_us`"), "{e}");
+    }
+
+    #[test]
+    fn local_clusters_are_valid() {
+        for p in [ProtocolName::Uring, ProtocolName::Mring] {
+            for (nodes, f) in [(3, 1), (5, 2), (4, 1)] {
+                ClusterFile::local(p, nodes, f, 7000).validate().unwrap();
+            }
+        }
+    }
+}

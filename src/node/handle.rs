@@ -1,0 +1,275 @@
+//! The embedding API: start a node in this process, propose values, read the deliveries in total
+//! order. The node runs on its own thread (pinned to a core when asked) and talks to the application
+//! through two bounded single-producer/single-consumer rings: no lock on either side.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use ringsmr::node::{ClusterFile, Node, NodeOptions, ProtocolName};
+//!
+//! // A one-process view of a 3-node U-Ring cluster on loopback; the other two run elsewhere
+//! // (`ringsmr node --config FILE --id 1`, `--id 2`).
+//! let cluster = ClusterFile::local(ProtocolName::Uring, 3, 1, 7000);
+//! let mut node = Node::start(&cluster, 0, NodeOptions::default())?;
+//! node.propose(Bytes::from_static(b"hello"))?;
+//! let d = node.recv_timeout(std::time::Duration::from_secs(5)).expect("delivered");
+//! assert_eq!(&d.payload[..], b"hello");
+//! let report = node.stop();
+//! println!("{} values delivered on {}", report.delivered_values, report.backend);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::io::{BackendChoice, IoError, Limits, Reactor, Waker};
+use crate::proto::types::{Instance, NodeId, ValueId};
+use crate::proto::{Boot, Counters, RingNode};
+
+use super::config::{ClusterFile, ClusterFileError};
+use super::links::Links;
+use super::runtime::{Runtime, RuntimeCounters};
+
+/// One delivered value: the instance that decided it, its identity and its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub instance: Instance,
+    pub id: ValueId,
+    pub payload: Bytes,
+}
+
+/// How to run a node.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeOptions {
+    pub backend: BackendChoice,
+    /// Pin the node's thread to this core.
+    pub core: Option<usize>,
+    /// Values the application may queue before `propose` pushes back.
+    pub proposals_capacity: usize,
+    /// Delivered values the node may queue before it waits for the application.
+    pub deliveries_capacity: usize,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            backend: BackendChoice::Auto,
+            core: None,
+            proposals_capacity: 65_536,
+            deliveries_capacity: 1 << 20,
+        }
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ClusterFileError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("node {id}: {what}")]
+    Start { id: NodeId, what: String },
+}
+
+/// `propose` refused: the node holds `proposals_capacity` values not yet taken by the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error(
+    "back-pressure: the node's proposal queue is full; deliver (or wait) before proposing more"
+)]
+pub struct ProposeBackpressure {
+    /// The value, handed back.
+    pub payload: Bytes,
+}
+
+/// What a node did, returned by [`Node::stop`].
+#[derive(Clone, Debug)]
+pub struct NodeReport {
+    pub backend: &'static str,
+    /// CPU time of the node's thread.
+    pub cpu: Duration,
+    pub wall: Duration,
+    pub delivered_values: u64,
+    pub core: Counters,
+    pub runtime: RuntimeCounters,
+    pub links_lost: u64,
+}
+
+/// State the node thread and the handle share; atomics only.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub stop: AtomicBool,
+    pub delivered_values: AtomicU64,
+    consumer: OnceLock<Thread>,
+}
+
+impl Shared {
+    pub fn unpark_consumer(&self) {
+        if let Some(t) = self.consumer.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    proposals: rtrb::Producer<Bytes>,
+    deliveries: rtrb::Consumer<Delivery>,
+    waker: Waker,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<NodeReport>>,
+    backend: &'static str,
+}
+
+impl Node {
+    /// Starts process `id` of `cluster`: binds its address, connects to the others (retrying until
+    /// they are up) and runs the protocol on a new thread.
+    pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
+        let cfg = cluster.node_config(id)?;
+        let entry = &cluster.nodes[usize::from(id)];
+        let limits = Limits {
+            conns_max: 2 * cluster.nodes.len() + 8,
+            socket: crate::io::socket::SocketOptions { buffer_bytes: cluster.socket_buffer_bytes },
+            ..Limits::default()
+        };
+        let mut reactor = Reactor::new(opts.backend, limits)?;
+        reactor.listen(entry.address)?;
+        let multicast = match cluster.multicast_options() {
+            Some(m) if cluster.protocol == super::config::ProtocolName::Mring => {
+                let udp = reactor.add_multicast(m, limits.socket)?;
+                Some((udp, std::net::SocketAddr::V4(m.group)))
+            }
+            _ => None,
+        };
+        let backend = reactor.backend_name();
+        let waker = reactor.waker();
+        let started = Instant::now();
+        let core = RingNode::new(cfg, 0, Boot::Fresh)
+            .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
+        let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
+        let (deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
+        let shared = Arc::new(Shared::default());
+        let runtime = Runtime {
+            core,
+            reactor,
+            links: Links::new(
+                id,
+                cluster.nodes.iter().map(|n| n.address).collect(),
+                limits.conns_max,
+            ),
+            cluster_id: cluster.cluster_id,
+            started,
+            multicast,
+            proposals: proposals_rx,
+            deliveries: deliveries_tx,
+            shared: Arc::clone(&shared),
+        };
+        let core_to_pin = opts.core;
+        let thread = std::thread::Builder::new()
+            .name(format!("ringsmr-node-{id}"))
+            .spawn(move || {
+                if let Some(c) = core_to_pin
+                    && let Err(e) = crate::io::pin::pin_current_thread(c)
+                {
+                    eprintln!("ringsmr: node {id}: not pinned to core {c}: {e}");
+                }
+                runtime.run()
+            })
+            .map_err(|e| NodeError::Start { id, what: format!("spawning its thread: {e}") })?;
+        Ok(Node {
+            id,
+            proposals: proposals_tx,
+            deliveries: deliveries_rx,
+            waker,
+            shared,
+            thread: Some(thread),
+            backend,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Queues a value for ordering. Refuses (handing the value back) when the queue is full.
+    pub fn propose(&mut self, payload: Bytes) -> Result<(), ProposeBackpressure> {
+        let was_empty = self.proposals.slots() == self.proposals.buffer().capacity();
+        match self.proposals.push(payload) {
+            Ok(()) => {
+                // Only an empty queue may have let the node go to sleep.
+                if was_empty {
+                    self.waker.wake();
+                }
+                Ok(())
+            }
+            Err(rtrb::PushError::Full(payload)) => Err(ProposeBackpressure { payload }),
+        }
+    }
+
+    /// Room in the proposal queue.
+    pub fn propose_slots(&self) -> usize {
+        self.proposals.slots()
+    }
+
+    /// The next delivered value, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.deliveries.pop().ok()
+    }
+
+    /// Waits up to `timeout` for the next delivered value.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Delivery> {
+        let _ = self.shared.consumer.set(std::thread::current());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(d) = self.deliveries.pop() {
+                return Some(d);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            // The node unparks us after it delivered; the bound covers a consumer that moved to
+            // another thread since it registered.
+            std::thread::park_timeout((deadline - now).min(Duration::from_millis(1)));
+        }
+    }
+
+    /// Values delivered by the node so far (some may still wait in the delivery queue).
+    pub fn delivered_values(&self) -> u64 {
+        self.shared.delivered_values.load(Ordering::Acquire)
+    }
+
+    /// Stops the node thread and returns what it did.
+    pub fn stop(mut self) -> NodeReport {
+        self.shutdown().expect("the node thread returns a report")
+    }
+
+    fn shutdown(&mut self) -> Option<NodeReport> {
+        self.shared.stop.store(true, Ordering::Release);
+        self.waker.wake();
+        let thread = self.thread.take()?;
+        match thread.join() {
+            Ok(report) => Some(report),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.thread.is_some() && !std::thread::panicking() {
+            self.shutdown();
+        }
+    }
+}

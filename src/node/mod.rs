@@ -1,0 +1,17 @@
+//! `node`: runs the protocol cores on the reactors. The cluster file ([`config`]), the links between
+//! processes ([`links`]), the node thread that drives one [`RingNode`](crate::proto::RingNode) with one
+//! [`Reactor`](crate::io::Reactor) ([`runtime`]), and the embedding API ([`Node`]).
+
+pub mod checksum;
+pub mod config;
+mod handle;
+mod links;
+mod runtime;
+
+pub use checksum::StreamChecksum;
+pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
+pub use handle::{Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure};
+pub use runtime::RuntimeCounters;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! The node thread: one reactor and one protocol core, following the core's driving contract
+//! (DESIGN "Driving a protocol core"): feed every input, then drain the actions and perform them.
+//!
+//! ```text
+//! loop:
+//!   poll the reactor ──> frames decoded ──> RingNode::on_message
+//!   timer due        ──> RingNode::on_tick
+//!   proposals ring   ──> RingNode::propose        (until the core pushes back)
+//!   drain actions: Send -> outbox of the link to `to`;  Multicast -> one datagram;
+//!                  Deliver -> deliveries ring;       SetTimer -> next wake-up
+//!   flush: every send of this iteration in one submission
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::io::{ConnId, Handler, Reactor, Received, UdpId};
+use crate::proto::types::{NodeId, Tick};
+use crate::proto::{Action, RingNode};
+use crate::wire::{self, HELLO_BYTES, Hello};
+
+use super::handle::{Delivery, NodeReport, Shared};
+use super::links::{LinkRole, Links};
+
+/// Proposals taken from the application per loop iteration, so a flood of them cannot starve the
+/// network.
+const PROPOSALS_PER_ITERATION_MAX: usize = 8192;
+/// The longest the loop sleeps without a timer (it still wakes for I/O and proposals).
+const IDLE_WAIT_MAX: Duration = Duration::from_millis(10);
+
+/// Counts of inputs the runtime dropped, beside the core's own counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeCounters {
+    /// Frames (or hellos) that did not decode: the link was closed.
+    pub malformed_frames: u64,
+    /// Datagrams that did not decode or came from another cluster.
+    pub malformed_datagrams: u64,
+    /// Messages not sent because the link to the peer was down.
+    pub sends_unconnected: u64,
+    /// Messages not sent because the link's send buffer was full.
+    pub sends_overflowed: u64,
+    /// Multicasts the kernel did not take.
+    pub multicasts_failed: u64,
+}
+
+pub(crate) struct Runtime {
+    pub core: RingNode,
+    pub reactor: Reactor,
+    pub links: Links,
+    pub cluster_id: u32,
+    pub started: Instant,
+    pub multicast: Option<(UdpId, SocketAddr)>,
+    pub proposals: rtrb::Consumer<Bytes>,
+    pub deliveries: rtrb::Producer<Delivery>,
+    pub shared: Arc<Shared>,
+}
+
+/// The reactor's view of the runtime during one poll.
+struct Inputs<'a> {
+    core: &'a mut RingNode,
+    links: &'a mut Links,
+    counters: &'a mut RuntimeCounters,
+    me: NodeId,
+    nodes: u16,
+    cluster_id: u32,
+    now: Tick,
+    /// Outgoing links that came up during this poll: their hello is written right after it (the
+    /// reactor cannot take sends during its own poll).
+    newly_open: &'a mut Vec<ConnId>,
+}
+
+impl Inputs<'_> {
+    fn valid_peer(&self, h: &Hello) -> bool {
+        h.cluster_id == self.cluster_id && h.from < self.nodes && h.from != self.me
+    }
+}
+
+impl Handler for Inputs<'_> {
+    fn accepted(&mut self, conn: ConnId, _peer: SocketAddr) {
+        self.links.accepted(conn);
+    }
+
+    fn connected(&mut self, conn: ConnId) {
+        self.newly_open.push(conn);
+    }
+
+    fn closed(&mut self, conn: ConnId, _cause: std::io::Error) {
+        self.newly_open.retain(|&c| c != conn);
+        self.links.closed(conn, self.now);
+    }
+
+    fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received {
+        let mut consumed = 0;
+        let from = match self.links.role(conn) {
+            Some(LinkRole::In { peer: Some(p) }) => p,
+            Some(LinkRole::In { peer: None }) => match Hello::decode(bytes) {
+                Ok(h) if self.valid_peer(&h) => {
+                    self.links.identified(conn, h.from);
+                    consumed = HELLO_BYTES;
+                    h.from
+                }
+                Err(e) if e.is_incomplete() => return Received::Consumed(0),
+                _ => {
+                    self.counters.malformed_frames += 1;
+                    return Received::Close;
+                }
+            },
+            // Nothing is ever sent to us on our own outgoing links.
+            Some(LinkRole::Out { .. }) | None => {
+                self.counters.malformed_frames += 1;
+                return Received::Close;
+            }
+        };
+        loop {
+            match wire::decode(&bytes[consumed..]) {
+                Ok((msg, n)) => {
+                    consumed += n;
+                    self.core.on_message(self.now, from, msg);
+                }
+                Err(e) if e.is_incomplete() => return Received::Consumed(consumed),
+                Err(_) => {
+                    // A stream that lost its framing cannot be resynchronised: drop the link; the
+                    // peer reconnects and the protocol retransmits what was lost (3.3.4).
+                    self.counters.malformed_frames += 1;
+                    return Received::Close;
+                }
+            }
+        }
+    }
+
+    fn datagram(&mut self, _udp: UdpId, bytes: &[u8]) {
+        let hello = match Hello::decode(bytes) {
+            Ok(h) if h.cluster_id == self.cluster_id && h.from < self.nodes => h,
+            _ => {
+                self.counters.malformed_datagrams += 1;
+                return;
+            }
+        };
+        if hello.from == self.me {
+            return; // our own multicast, looped back: the core already handled its copy
+        }
+        match wire::decode(&bytes[HELLO_BYTES..]) {
+            Ok((msg, n)) if n == bytes.len() - HELLO_BYTES => {
+                self.core.on_message(self.now, hello.from, msg)
+            }
+            _ => self.counters.malformed_datagrams += 1,
+        }
+    }
+
+    fn woken(&mut self) {}
+}
+
+impl Runtime {
+    fn now(&self) -> Tick {
+        self.started.elapsed().as_micros() as Tick
+    }
+
+    /// Runs until the handle asks it to stop.
+    pub fn run(mut self) -> NodeReport {
+        let cpu_before = crate::io::pin::thread_cpu_time();
+        let me = self.core.id();
+        let nodes = self.core.config().cluster.nodes;
+        let hello = Hello { cluster_id: self.cluster_id, from: me }.encode();
+        let mut counters = RuntimeCounters::default();
+        let mut actions: Vec<Action> = Vec::with_capacity(4096);
+        let mut datagram: Vec<u8> = Vec::with_capacity(wire::FRAME_BODY_BYTES_MAX);
+        let mut timer_at: Tick = 0;
+        let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());
+        let mut delivered_values: u64 = 0;
+
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let now = self.now();
+            self.links.connect_due(now, &mut self.reactor);
+            let timeout = if !self.proposals.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(timer_at.saturating_sub(now)).min(IDLE_WAIT_MAX)
+            };
+            let mut inputs = Inputs {
+                core: &mut self.core,
+                links: &mut self.links,
+                counters: &mut counters,
+                me,
+                nodes,
+                cluster_id: self.cluster_id,
+                now,
+                newly_open: &mut newly_open,
+            };
+            if let Err(e) = self.reactor.poll(Some(timeout), &mut inputs) {
+                eprintln!("ringsmr: node {me}: reactor poll failed: {e}");
+                break;
+            }
+            for conn in newly_open.drain(..) {
+                if self.links.connected(conn).is_some()
+                    && let Some(out) = self.reactor.outbox(conn)
+                {
+                    out.push(&hello);
+                }
+            }
+
+            let now = self.now();
+            if now >= timer_at {
+                timer_at = now + self.core.config().tick_interval_us;
+                self.core.on_tick(now);
+            }
+            for _ in 0..PROPOSALS_PER_ITERATION_MAX {
+                let Ok(payload) = self.proposals.peek() else { break };
+                if self.core.propose(now, payload.clone()).is_err() {
+                    break; // back-pressure: the value stays queued until the core has room
+                }
+                let _ = self.proposals.pop();
+            }
+
+            self.core.drain_actions(&mut actions);
+            let mut delivered_now = false;
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send { to, msg } => {
+                        let Some(conn) = self.links.conn_to(to) else {
+                            counters.sends_unconnected += 1;
+                            continue;
+                        };
+                        let len = wire::encoded_len(&msg);
+                        let pushed = self
+                            .reactor
+                            .outbox(conn)
+                            .is_some_and(|out| out.push_with(len, |v| wire::encode(&msg, v)));
+                        if !pushed {
+                            counters.sends_overflowed += 1;
+                        }
+                    }
+                    Action::Multicast { msg } => {
+                        let Some((udp, group)) = self.multicast else {
+                            counters.multicasts_failed += 1;
+                            continue;
+                        };
+                        datagram.clear();
+                        datagram.extend_from_slice(&hello);
+                        wire::encode(&msg, &mut datagram);
+                        if self.reactor.send_datagram(udp, &datagram, group).is_err() {
+                            counters.multicasts_failed += 1;
+                        }
+                    }
+                    Action::Deliver { instance, value } => {
+                        let mut d = Delivery { instance, id: value.id, payload: value.payload };
+                        // The application is behind: wait for it (the deliveries ring is the
+                        // learner's backlog; flow control slows the coordinator meanwhile).
+                        loop {
+                            match self.deliveries.push(d) {
+                                Ok(()) => break,
+                                Err(rtrb::PushError::Full(back)) => {
+                                    d = back;
+                                    if self.shared.stop.load(Ordering::Acquire) {
+                                        break;
+                                    }
+                                    self.shared.unpark_consumer();
+                                    std::thread::yield_now();
+                                }
+                            }
+                        }
+                        delivered_values += 1;
+                        delivered_now = true;
+                    }
+                    Action::SetTimer { at } => timer_at = at,
+                    Action::NeedsStateTransfer { next_instance, trimmed_below } => {
+                        eprintln!(
+                            "ringsmr: node {me}: learner needs state transfer (next instance \
+                             {next_instance}, acceptors trimmed below {trimmed_below})"
+                        );
+                    }
+                }
+            }
+            self.reactor.flush();
+            if delivered_now {
+                self.shared.delivered_values.store(delivered_values, Ordering::Release);
+                self.shared.unpark_consumer();
+            }
+        }
+        NodeReport {
+            backend: self.reactor.backend_name(),
+            cpu: crate::io::pin::thread_cpu_time().saturating_sub(cpu_before),
+            wall: self.started.elapsed(),
+            delivered_values,
+            core: self.core.counters().clone(),
+            runtime: counters,
+            links_lost: self.links.links_lost,
+        }
+    }
+}

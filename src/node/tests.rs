@@ -1,0 +1,75 @@
+//! Three nodes in one process over real loopback sockets: every learner delivers the same stream.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::io::BackendChoice;
+
+/// `n` loopback ports that were free a moment ago.
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn cluster_on_free_ports(protocol: ProtocolName) -> ClusterFile {
+    let ports = free_ports(3);
+    let mut c = ClusterFile::local(protocol, 3, 1, 0);
+    for (n, p) in c.nodes.iter_mut().zip(ports) {
+        n.address.set_port(p);
+    }
+    c.validate().unwrap();
+    c
+}
+
+fn three_nodes_agree(backend: BackendChoice) {
+    let cluster = cluster_on_free_ports(ProtocolName::Uring);
+    let opts = NodeOptions { backend, ..NodeOptions::default() };
+    let mut nodes: Vec<Node> = (0..3).map(|id| Node::start(&cluster, id, opts).unwrap()).collect();
+    const VALUES: u64 = 20_000;
+    let mut sums = vec![StreamChecksum::default(); 3];
+    let mut proposed = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sums.iter().any(|s| s.values < VALUES) {
+        assert!(Instant::now() < deadline, "delivered {:?} of {VALUES}", sums.map_values());
+        while proposed < VALUES {
+            let payload = Bytes::from(proposed.to_le_bytes().repeat(8));
+            if nodes[0].propose(payload).is_err() {
+                break;
+            }
+            proposed += 1;
+        }
+        for (node, sum) in nodes.iter_mut().zip(sums.iter_mut()) {
+            while let Some(d) = node.try_recv() {
+                sum.add(&d);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(sums.iter().all(|s| s.values == VALUES && s.value() == sums[0].value()), "{sums:?}");
+    for node in nodes {
+        let report = node.stop();
+        assert_eq!(report.runtime.malformed_frames, 0);
+    }
+}
+
+trait MapValues {
+    fn map_values(&self) -> Vec<u64>;
+}
+impl MapValues for Vec<StreamChecksum> {
+    fn map_values(&self) -> Vec<u64> {
+        self.iter().map(|s| s.values).collect()
+    }
+}
+
+#[test]
+fn three_uring_nodes_deliver_the_same_stream_on_epoll() {
+    three_nodes_agree(BackendChoice::Epoll);
+}
+
+#[test]
+fn three_uring_nodes_deliver_the_same_stream_on_io_uring() {
+    three_nodes_agree(BackendChoice::Auto);
+}
