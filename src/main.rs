@@ -2,11 +2,19 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use ringsmr::io::BackendChoice;
+use ringsmr::node::{
+    ClusterFile, LoadSpec, Node, NodeOptions, ProtocolName, StreamChecksum, run_local as run_load,
+};
 use ringsmr::proto::Protocol;
 use ringsmr::sim::{self, SimConfig};
 
@@ -36,6 +44,11 @@ impl From<ProtocolArg> for Protocol {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a cluster inside this process on loopback (real sockets), load it for a while and print
+    /// throughput, latency and CPU. With no options: 3-node U-Ring Paxos, 10 s.
+    Local(LocalArgs),
+    /// Run one process of the cluster described by a cluster file.
+    Node(NodeArgs),
     /// Run the protocol cores in the deterministic simulator with faults and check every invariant.
     Sim {
         #[arg(long, value_enum, default_value = "uring")]
@@ -57,6 +70,63 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct LocalArgs {
+    #[arg(long, value_enum, default_value = "uring")]
+    protocol: ProtocolArg,
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Acceptor failures tolerated (the first 2f+1 nodes are acceptors).
+    #[arg(long, default_value_t = 1)]
+    f: usize,
+    /// Bytes of each proposed value (at least 8: it carries its proposal time).
+    #[arg(long, default_value_t = 1024)]
+    payload: usize,
+    /// Largest batch of one instance (default 32768; M-Ring: 8192, one datagram).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Instances open at once at the coordinator.
+    #[arg(long, default_value_t = 32)]
+    window: u32,
+    /// Bytes of values in the open instances.
+    #[arg(long, default_value_t = 1 << 20)]
+    window_bytes: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Values each proposer keeps outstanding (default: a window's worth).
+    #[arg(long)]
+    outstanding: Option<usize>,
+    /// First measure the raw transport and report efficiency = protocol / raw.
+    #[arg(long)]
+    baseline: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The cluster file (TOML).
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// This process' node id in the file.
+    #[arg(long)]
+    id: u16,
+    /// Propose this many values, then only learn.
+    #[arg(long, default_value_t = 0)]
+    propose: u64,
+    /// Bytes of each proposed value.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Print `delivered N checksum X` once N values were delivered.
+    #[arg(long)]
+    expect: Option<u64>,
+    /// Print `progress N checksum X` every this many milliseconds.
+    #[arg(long)]
+    progress_ms: Option<u64>,
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -76,54 +146,184 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Sim { protocol, seeds, first_seed, seed, f, verbose } => {
-            if f == 0 || f > 3 {
-                bail!("--f must be 1, 2 or 3 (the simulator runs 2f+1 acceptors), got {f}");
+            run_sim(protocol, seeds, first_seed, seed, f, verbose)
+        }
+        Command::Local(args) => run_local(args),
+        Command::Node(args) => run_node(args),
+    }
+}
+
+fn run_local(a: LocalArgs) -> Result<ExitCode> {
+    let protocol = match a.protocol {
+        ProtocolArg::Uring => ProtocolName::Uring,
+        ProtocolArg::Mring => ProtocolName::Mring,
+    };
+    if a.nodes < 2 {
+        bail!("--nodes must be at least 2");
+    }
+    let mut cluster = ClusterFile::local_on_free_ports(protocol, a.nodes, a.f)?;
+    cluster.batch_bytes = a.batch.unwrap_or(match protocol {
+        ProtocolName::Uring => 32 * 1024,
+        ProtocolName::Mring => 8 * 1024,
+    });
+    cluster.window_instances = a.window;
+    cluster.window_bytes = a.window_bytes;
+    cluster.validate()?;
+    if !(a.duration > 0.0 && a.duration <= 3600.0) {
+        bail!("--duration must be within (0, 3600] seconds");
+    }
+    let payload = a.payload.max(8);
+    let outstanding = a.outstanding.unwrap_or((a.window_bytes / (payload + 18)).max(256));
+    let spec = LoadSpec {
+        cluster,
+        payload_bytes: payload,
+        duration: Duration::from_secs_f64(a.duration),
+        outstanding_per_proposer: outstanding,
+        backend: BackendChoice::from_env()?,
+        baseline: a.baseline,
+        progress: !a.json,
+    };
+    let report = run_load(&spec)?;
+    let mut out = io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The payload of value `seq` of node `id`: the same on every run, so runs can be compared.
+fn node_payload(id: u16, seq: u64, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    let word = (u64::from(id) << 48) ^ seq;
+    while v.len() < len {
+        v.extend_from_slice(&word.to_le_bytes());
+    }
+    v.truncate(len);
+    Bytes::from(v)
+}
+
+fn run_node(a: NodeArgs) -> Result<ExitCode> {
+    let cluster = ClusterFile::load(&a.config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let opts = NodeOptions { backend: BackendChoice::from_env()?, ..NodeOptions::default() };
+    let mut node = Node::start(&cluster, a.id, opts)?;
+    eprintln!(
+        "ringsmr: node {} of cluster {} up on {} ({} backend)",
+        a.id,
+        cluster.cluster_id,
+        cluster.nodes[usize::from(a.id)].address,
+        node.backend()
+    );
+    let started = Instant::now();
+    let mut sum = StreamChecksum::default();
+    let mut proposed = 0u64;
+    let mut reported = false;
+    let mut next_progress = a.progress_ms.map(|_| started);
+    let mut out = io::stdout();
+    while !stop.load(Ordering::Relaxed) {
+        while proposed < a.propose {
+            if node.propose(node_payload(a.id, proposed, a.payload)).is_err() {
+                break;
             }
-            let single = seed.or_else(sim::replay_seed);
-            let seeds: Vec<u64> = match single {
-                Some(s) => vec![s],
-                None => (first_seed..first_seed + seeds).collect(),
-            };
-            let started = Instant::now();
-            let mut out = io::stdout().lock();
-            let mut failed = Vec::new();
-            let mut coverage = sim::Coverage::default();
-            for &s in &seeds {
-                let report = sim::run(SimConfig::for_seed(protocol.into(), f, s));
-                coverage.add(&report);
-                if verbose || single.is_some() || !report.passed() {
-                    writeln!(out, "{}", report.summary())?;
-                }
-                if single.is_some() {
-                    writeln!(out, "  config: {:?}", report.config)?;
-                    writeln!(out, "  faults: {:?}", report.plan)?;
-                    for p in &report.processes {
-                        writeln!(out, "  {p:?}")?;
-                    }
-                }
-                for v in &report.violations {
-                    writeln!(out, "  {v}")?;
-                }
-                if !report.passed() {
-                    failed.push(s);
-                }
+            proposed += 1;
+        }
+        let wait =
+            if proposed < a.propose { Duration::from_millis(1) } else { Duration::from_millis(20) };
+        if let Some(d) = node.recv_timeout(wait) {
+            sum.add(&d);
+            while let Some(d) = node.try_recv() {
+                sum.add(&d);
             }
+        }
+        if let Some(n) = a.expect
+            && !reported
+            && sum.values >= n
+        {
+            reported = true;
+            writeln!(out, "delivered {} checksum {:016x}", sum.values, sum.value())?;
+            out.flush()?;
+        }
+        if let (Some(at), Some(ms)) = (next_progress, a.progress_ms)
+            && Instant::now() >= at
+        {
+            next_progress = Some(at + Duration::from_millis(ms));
             writeln!(
                 out,
-                "{} seeds, {} failed, {:.1} s{}",
-                seeds.len(),
-                failed.len(),
-                started.elapsed().as_secs_f64(),
-                if failed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — failing seeds: {failed:?}")
-                }
+                "progress {} checksum {:016x} at_ms {}",
+                sum.values,
+                sum.value(),
+                started.elapsed().as_millis()
             )?;
-            if single.is_none() {
-                writeln!(out, "exercised, {coverage}")?;
-            }
-            Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            out.flush()?;
         }
     }
+    let report = node.stop();
+    eprintln!(
+        "ringsmr: node {} stopped: {} values delivered, {:.2} s CPU; {:?}; {:?}",
+        a.id,
+        report.delivered_values,
+        report.cpu.as_secs_f64(),
+        report.runtime,
+        report.core
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_sim(
+    protocol: ProtocolArg,
+    seeds: u64,
+    first_seed: u64,
+    seed: Option<u64>,
+    f: usize,
+    verbose: bool,
+) -> Result<ExitCode> {
+    if f == 0 || f > 3 {
+        bail!("--f must be 1, 2 or 3 (the simulator runs 2f+1 acceptors), got {f}");
+    }
+    let single = seed.or_else(sim::replay_seed);
+    let seeds: Vec<u64> = match single {
+        Some(s) => vec![s],
+        None => (first_seed..first_seed + seeds).collect(),
+    };
+    let started = Instant::now();
+    let mut out = io::stdout().lock();
+    let mut failed = Vec::new();
+    let mut coverage = sim::Coverage::default();
+    for &s in &seeds {
+        let report = sim::run(SimConfig::for_seed(protocol.into(), f, s));
+        coverage.add(&report);
+        if verbose || single.is_some() || !report.passed() {
+            writeln!(out, "{}", report.summary())?;
+        }
+        if single.is_some() {
+            writeln!(out, "  config: {:?}", report.config)?;
+            writeln!(out, "  faults: {:?}", report.plan)?;
+            for p in &report.processes {
+                writeln!(out, "  {p:?}")?;
+            }
+        }
+        for v in &report.violations {
+            writeln!(out, "  {v}")?;
+        }
+        if !report.passed() {
+            failed.push(s);
+        }
+    }
+    writeln!(
+        out,
+        "{} seeds, {} failed, {:.1} s{}",
+        seeds.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() { String::new() } else { format!(" — failing seeds: {failed:?}") }
+    )?;
+    if single.is_none() {
+        writeln!(out, "exercised, {coverage}")?;
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -214,6 +214,33 @@ impl ClusterFile {
         }
     }
 
+    /// [`ClusterFile::local`] on loopback ports that were free a moment ago (and a multicast port
+    /// next to them).
+    pub fn local_on_free_ports(
+        protocol: ProtocolName,
+        nodes: u16,
+        f: usize,
+    ) -> Result<ClusterFile, ClusterFileError> {
+        let listeners = (0..=nodes)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClusterFileError::Invalid {
+                field: "node.address".into(),
+                reason: format!("no free loopback port: {e}"),
+            })?;
+        let ports: Vec<u16> =
+            listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect();
+        let mut c = ClusterFile::local(protocol, nodes, f, 0);
+        for (n, p) in c.nodes.iter_mut().zip(&ports) {
+            n.address.set_port(*p);
+        }
+        if let Some(m) = c.multicast.as_mut() {
+            m.group.set_port(ports[usize::from(nodes)]);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
     pub fn validate(&self) -> Result<(), ClusterFileError> {
         if self.nodes.is_empty() {
             return invalid("node", "lists no node");

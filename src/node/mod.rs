@@ -2,15 +2,19 @@
 //! processes ([`links`]), the node thread that drives one [`RingNode`](crate::proto::RingNode) with one
 //! [`Reactor`](crate::io::Reactor) ([`runtime`]), and the embedding API ([`Node`]).
 
+pub mod baseline;
 pub mod checksum;
 pub mod config;
 mod handle;
+pub mod histogram;
 mod links;
+pub mod load;
 mod runtime;
 
 pub use checksum::StreamChecksum;
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
 pub use handle::{Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure};
+pub use load::{LoadReport, LoadSpec, run_local};
 pub use runtime::RuntimeCounters;
 
 #[cfg(test)]

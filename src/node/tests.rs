@@ -7,21 +7,8 @@ use bytes::Bytes;
 use super::*;
 use crate::io::BackendChoice;
 
-/// `n` loopback ports that were free a moment ago.
-pub(crate) fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
 fn cluster_on_free_ports(protocol: ProtocolName) -> ClusterFile {
-    let ports = free_ports(3);
-    let mut c = ClusterFile::local(protocol, 3, 1, 0);
-    for (n, p) in c.nodes.iter_mut().zip(ports) {
-        n.address.set_port(p);
-    }
-    c.validate().unwrap();
-    c
+    ClusterFile::local_on_free_ports(protocol, 3, 1).unwrap()
 }
 
 fn three_nodes_agree(backend: BackendChoice) {
