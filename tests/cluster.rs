@@ -107,7 +107,7 @@ impl Cluster {
         let file = dir.join("cluster.toml");
         std::fs::write(&file, cluster_file(protocol, &free_ports(4))).unwrap();
         let mut cluster = Cluster { children: Vec::new(), lines: Vec::new(), dir };
-        for id in 0..3 {
+        for (id, propose) in propose.iter().enumerate() {
             let mut cmd = match netns {
                 Some(ns) => {
                     let mut c = Command::new("ip");
@@ -118,7 +118,7 @@ impl Cluster {
             };
             cmd.args(["node", "--config"])
                 .arg(&file)
-                .args(["--id", &id.to_string(), "--propose", &propose[id].to_string()])
+                .args(["--id", &id.to_string(), "--propose", &propose.to_string()])
                 .args(["--expect", &expect.to_string(), "--progress-ms", "20"])
                 .env("RINGSMR_IO", backend)
                 .stdout(Stdio::piped())

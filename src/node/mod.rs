@@ -1,6 +1,7 @@
 //! `node`: runs the protocol cores on the reactors. The cluster file ([`config`]), the links between
-//! processes ([`links`]), the node thread that drives one [`RingNode`](crate::proto::RingNode) with one
-//! [`Reactor`](crate::io::Reactor) ([`runtime`]), and the embedding API ([`Node`]).
+//! processes (`links`), the node thread that drives one [`RingNode`](crate::proto::RingNode) with one
+//! [`Reactor`](crate::io::Reactor) (`runtime`), the embedding API ([`Node`]), and the benchmark
+//! workload ([`load`]) with its raw-transport [`baseline`].
 
 pub mod baseline;
 pub mod checksum;
