@@ -245,6 +245,13 @@ impl Node {
         }
     }
 
+    /// Has the node unpark `thread` whenever it delivers, so one thread can sleep while it waits for
+    /// deliveries from several nodes. The first thread registered (here or by
+    /// [`Node::recv_timeout`]) stays the one woken.
+    pub fn wake_on_delivery(&self, thread: Thread) {
+        let _ = self.shared.consumer.set(thread);
+    }
+
     /// Values delivered by the node so far (some may still wait in the delivery queue).
     pub fn delivered_values(&self) -> u64 {
         self.shared.delivered_values.load(Ordering::Acquire)
