@@ -200,11 +200,8 @@ fn check_acceptor_step(payloads: &Bytes) -> u64 {
             unreachable!("next_message builds a Phase 2A")
         };
         acceptor.step(msg, &mut actions);
-        let mut expected: Vec<Action> = c_val
-            .values()
-            .iter()
-            .map(|value| Action::Deliver { instance, value: value.clone() })
-            .collect();
+        let mut expected: Vec<Action> =
+            c_val.values().map(|value| Action::Deliver { instance, value }).collect();
         let decision =
             Msg::Decision { instance, c_vid, c_val: Some(c_val), ring: Some((c_rnd, ring())) };
         expected.push(Action::Send { to: SUCCESSOR, msg: decision });

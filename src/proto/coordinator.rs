@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::config::{ClusterConfig, ValueChoice};
 use super::flow_control::FlowWindow;
 use super::phase1::{Phase1, Step};
-use super::types::{Batch, Instance, NodeId, Ring, Round, Tick, Value, Vid, Vote};
+use super::types::{Batch, Instance, NodeId, Ring, Round, Tick, Vid, Vote};
 
 #[derive(Debug)]
 struct Open {
@@ -40,8 +40,12 @@ pub struct Coordinator {
     next_vid_seq: u64,
     open: BTreeMap<Instance, Open>,
     open_bytes: usize,
-    queue: VecDeque<Value>,
+    /// Proposals as they arrived: whole batches, so an instance that takes one batch shares its
+    /// region instead of copying it.
+    queue: VecDeque<Batch>,
     queue_bytes: usize,
+    /// The batches one instance takes, reused.
+    scratch: Vec<Batch>,
     pub window: FlowWindow,
 }
 
@@ -67,6 +71,7 @@ impl Coordinator {
             open_bytes: 0,
             queue: VecDeque::new(),
             queue_bytes: 0,
+            scratch: Vec::new(),
             window,
         }
     }
@@ -76,9 +81,9 @@ impl Coordinator {
     /// re-proposes the ones some acceptor voted for, and learners skip the duplicates.
     pub fn inherit(&mut self, old: Coordinator) {
         for (_, o) in old.open {
-            for v in o.val.values() {
-                self.queue_bytes += v.batch_bytes();
-                self.queue.push_back(v.clone());
+            if !o.val.is_empty() {
+                self.queue_bytes += o.val.bytes();
+                self.queue.push_back(o.val);
             }
         }
         self.queue_bytes += old.queue_bytes;
@@ -134,18 +139,17 @@ impl Coordinator {
         Proposal2A { instance, c_vid, c_val: val }
     }
 
-    /// Queues proposed values; returns how many did not fit (their proposers will resend them).
-    pub fn enqueue(&mut self, values: &[Value], queue_bytes_max: usize) -> usize {
-        let mut dropped = 0;
-        for v in values {
-            if self.queue_bytes + v.batch_bytes() > queue_bytes_max {
-                dropped += 1;
-                continue;
-            }
-            self.queue_bytes += v.batch_bytes();
-            self.queue.push_back(v.clone());
+    /// Queues a batch of proposed values; returns how many values did not fit (all or none: their
+    /// proposer will resend them).
+    pub fn enqueue(&mut self, values: Batch, queue_bytes_max: usize) -> usize {
+        if self.queue_bytes + values.bytes() > queue_bytes_max {
+            return values.len();
         }
-        dropped
+        if !values.is_empty() {
+            self.queue_bytes += values.bytes();
+            self.queue.push_back(values);
+        }
+        0
     }
 
     /// The next instance to open while the window has room: what Phase 1 found (a re-proposal or a
@@ -177,22 +181,29 @@ impl Coordinator {
             self.next_instance += 1;
             return Some(self.open_instance(instance, vid, val, now));
         }
-        if self.queue.is_empty() {
-            return None;
+        let front = self.queue.pop_front()?;
+        // A proposer with a larger batch limit than ours: the instance takes what fits (a slice, not
+        // a copy) and the rest waits at the front.
+        let (head, tail) = front.split_to_fit(batch_bytes_max);
+        if let Some(tail) = tail {
+            self.queue.push_front(tail);
         }
-        let mut values = Vec::new();
-        let mut bytes = 0;
-        while let Some(v) = self.queue.front() {
-            if !values.is_empty() && bytes + v.batch_bytes() > batch_bytes_max {
+        self.queue_bytes -= head.bytes();
+        let mut bytes = head.bytes();
+        self.scratch.push(head);
+        while let Some(next) = self.queue.front() {
+            if bytes + next.bytes() > batch_bytes_max {
                 break;
             }
-            bytes += v.batch_bytes();
-            self.queue_bytes -= v.batch_bytes();
-            values.extend(self.queue.pop_front());
+            bytes += next.bytes();
+            self.queue_bytes -= next.bytes();
+            self.scratch.extend(self.queue.pop_front());
         }
+        let val = Batch::concat(&self.scratch);
+        self.scratch.clear();
         let instance = self.next_instance;
         self.next_instance += 1;
-        Some(self.open_instance(instance, None, Batch::new(values), now))
+        Some(self.open_instance(instance, None, val, now))
     }
 
     /// The decision of `instance` is known: it leaves the window.
@@ -223,14 +234,14 @@ impl Coordinator {
     }
 
     pub fn queued_values(&self) -> usize {
-        self.queue.len()
+        self.queue.iter().map(Batch::len).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::types::ValueId;
+    use crate::proto::types::{Value, ValueId};
     use bytes::Bytes;
 
     fn value(seq: u64, len: usize) -> Value {
@@ -257,8 +268,9 @@ mod tests {
     #[test]
     fn batches_respect_batch_bytes_and_window() {
         let mut c = coordinator(2);
-        let values: Vec<Value> = (0..10).map(|s| value(s, 100)).collect();
-        assert_eq!(c.enqueue(&values, 1 << 20), 0);
+        for s in 0..10 {
+            assert_eq!(c.enqueue(Batch::new(vec![value(s, 100)]), 1 << 20), 0);
+        }
         assert!(c.on_phase1b(0, 0, 0, ALL, vec![]));
         assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "one promise is no m-quorum");
         assert!(c.on_phase1b(1, 0, 0, ALL, vec![]));
@@ -273,6 +285,20 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_an_instance_is_split_and_a_full_queue_refuses_whole_batches() {
+        let mut c = coordinator(8);
+        assert!(c.on_phase1b(0, 0, 0, ALL, vec![]) && c.on_phase1b(1, 0, 0, ALL, vec![]));
+        let big = Batch::new((0..5).map(|s| value(s, 100)).collect());
+        assert_eq!(c.enqueue(big, 5 * 118), 0);
+        assert_eq!(c.enqueue(Batch::new(vec![value(9, 100)]), 5 * 118), 1, "the queue is full");
+        let sizes: Vec<usize> = std::iter::from_fn(|| c.next_proposal(0, 2 * 118, 1 << 20))
+            .map(|p| p.c_val.len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(c.queued_values(), 0);
+    }
+
+    #[test]
     fn phase1_fills_holes_with_noops_and_keeps_vids() {
         let mut c = coordinator(8);
         let vid = Vid { rnd: Round(1), seq: 9 };
@@ -284,14 +310,14 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(out[0].c_val.is_empty() && out[1].c_val.is_empty());
         assert_eq!((out[2].instance, out[2].c_vid), (2, vid));
-        c.enqueue(&[value(1, 1)], 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
         assert_eq!(c.next_proposal(0, 1 << 15, 1 << 20).unwrap().instance, 3);
     }
 
     #[test]
     fn phase1_in_pieces_proposes_nothing_new_until_complete() {
         let mut c = coordinator(8);
-        c.enqueue(&[value(1, 1)], 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
         let vid = Vid { rnd: Round(1), seq: 9 };
         let vote = Vote { instance: 1, v_rnd: Round(1), v_vid: vid, v_val: Batch::empty() };
         c.on_phase1b(0, 0, 0, 3, vec![vote]);
@@ -335,7 +361,7 @@ mod tests {
         let mut c = coordinator(8);
         c.on_phase1b(0, 0, 0, ALL, vec![]);
         c.on_phase1b(1, 0, 0, ALL, vec![]);
-        c.enqueue(&[value(1, 1)], 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
         c.next_proposal(0, 1 << 15, 1 << 20).unwrap();
         let mut out = Vec::new();
         assert_eq!(c.overdue(10, 50, &mut out), 0);

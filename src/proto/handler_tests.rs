@@ -64,7 +64,7 @@ fn promise_without_votes(rnd: Round) -> Msg {
 }
 
 fn deliveries(instance: Instance, b: &Batch) -> Vec<Action> {
-    b.values().iter().map(|v| Action::Deliver { instance, value: v.clone() }).collect()
+    b.values().map(|value| Action::Deliver { instance, value }).collect()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
         Msg::Decision { instance: 1, c_vid: vid(c_rnd, 2), c_val: Some(again.clone()), ring: None },
     );
     let mut expected = deliveries(0, &first);
-    expected.push(Action::Deliver { instance: 1, value: again.values()[1].clone() });
+    expected.push(Action::Deliver { instance: 1, value: again.values().nth(1).unwrap() });
     assert_eq!(drain(&mut l), expected);
 }
 

@@ -146,7 +146,7 @@ impl Learner {
 
     /// Delivers every decided instance that is next in line, calling `deliver` with each value the
     /// first time it is decided. Returns the number of instances delivered.
-    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, &Value)) -> u64 {
+    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, Value)) -> u64 {
         let start = self.next_instance;
         while let Some(d) = self.decided.get(&self.next_instance) {
             let Some(val) = d.val.as_ref() else { break };

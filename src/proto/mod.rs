@@ -14,6 +14,7 @@
 
 pub mod acceptor;
 pub mod action;
+pub mod batch;
 pub mod config;
 pub mod coordinator;
 pub mod dedup;

@@ -455,7 +455,7 @@ impl RingNode {
 
     fn on_proposal(&mut self, values: Batch, via_rnd: Round, ttl: u8) {
         if let Some(c) = self.coordinator.as_mut() {
-            let dropped = c.enqueue(values.values(), self.cfg.coordinator_queue_bytes_max);
+            let dropped = c.enqueue(values, self.cfg.coordinator_queue_bytes_max);
             self.counters.proposals_dropped += dropped as u64;
         } else if ttl > 0 {
             self.route_proposal(values, Some(via_rnd), ttl - 1);
@@ -825,7 +825,7 @@ impl RingNode {
                 p.on_delivered(value.id);
             }
             if deliver_to_app {
-                out.push(Action::Deliver { instance, value: value.clone() });
+                out.push(Action::Deliver { instance, value });
             }
         });
         self.counters.instances_delivered += delivered;

@@ -5,7 +5,6 @@
 //! sockets or clocks.
 
 use std::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -106,44 +105,10 @@ impl Value {
     }
 }
 
+pub use super::batch::{BadRegion, Batch, BatchBuilder};
+
 /// Bytes a value adds to a batch beyond its payload: proposer (2) + incarnation (4) + seq (8) + length (4).
 pub const VALUE_OVERHEAD_BYTES: usize = 18;
-
-/// The value of one consensus instance (c-val, v-val): a batch of application values (thesis 3.3.2,
-/// "execute Phase 2 for a batch of proposed values"). Cloning shares the values; a batch is immutable
-/// once the coordinator formed it.
-///
-/// An empty batch is a no-op: the new coordinator proposes it to fill an instance in which Phase 1
-/// found no vote.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct Batch(Arc<[Value]>);
-
-impl Batch {
-    pub fn new(values: Vec<Value>) -> Batch {
-        Batch(values.into())
-    }
-
-    pub fn empty() -> Batch {
-        Batch(Arc::from(Vec::new()))
-    }
-
-    pub fn values(&self) -> &[Value] {
-        &self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The encoded size of the values (the figure that `batch_bytes_max` bounds).
-    pub fn bytes(&self) -> usize {
-        self.0.iter().map(Value::batch_bytes).sum()
-    }
-}
 
 /// The logical directed ring of one round (thesis 3.3.2 and 3.3.3). The coordinator lays it out before
 /// Phase 1 and it is fixed for the round; messages that travel the ring carry it, so a process never

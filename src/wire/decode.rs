@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::proto::msg::Msg;
 use crate::proto::types::{
-    Batch, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, Value, ValueId, Vid, Vote,
+    Batch, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, ValueId, Vid, Vote,
 };
 
 use super::error::WireError;
@@ -143,25 +143,32 @@ fn read_value_id<P: PayloadSource>(
     Ok(ValueId { proposer: r.u16(field)?, incarnation: r.u32(field)?, seq: r.u64(field)? })
 }
 
-fn read_value<P: PayloadSource>(
+/// Steps over one value, checking that all of it is there.
+fn skip_value<P: PayloadSource>(
     r: &mut Reader<'_, P>,
     field: &'static str,
-) -> Result<Value, WireError> {
-    let id = read_value_id(r, field)?;
+) -> Result<(), WireError> {
+    read_value_id(r, field)?;
     let payload_len_bytes = r.u32(field)?;
-    Ok(Value { id, payload: r.payload(payload_len_bytes, field)? })
+    r.skip(payload_len_bytes, field)
 }
 
-fn read_batch<P: PayloadSource>(
-    r: &mut Reader<'_, P>,
+/// A count, then that many values back to back: the region is taken whole (one copy, or a shared
+/// slice with [`decode_bytes`]) once every value in it has been checked.
+fn read_batch<'a, P: PayloadSource>(
+    r: &mut Reader<'a, P>,
     field: &'static str,
 ) -> Result<Batch, WireError> {
     let count = r.count(field, VALUE_BYTES_MIN)?;
-    let mut values = Vec::with_capacity(count);
+    let start = r.rest();
     for _ in 0..count {
-        values.push(read_value(r, field)?);
+        skip_value(r, field)?;
     }
-    Ok(Batch::new(values))
+    let region_bytes = start.len().saturating_sub(r.remaining_bytes());
+    let region = start.get(..region_bytes).unwrap_or_default();
+    // `count` came from a u32 and every one of them was read.
+    let len = u32::try_from(count).unwrap_or(u32::MAX);
+    Ok(Batch::from_checked_region(r.payload_of(region), len))
 }
 
 fn read_ring<P: PayloadSource>(

@@ -2,7 +2,7 @@
 //! the length computation ([`encoded_len`]) cannot disagree.
 
 use crate::proto::msg::Msg;
-use crate::proto::types::{Batch, Ring, Round, Value, ValueId, Vid, Vote};
+use crate::proto::types::{Batch, Ring, Round, Vid, Vote};
 
 use super::error::WireError;
 use super::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FrameHeader};
@@ -170,23 +170,10 @@ fn put_vid(s: &mut impl Sink, vid: Vid) {
     s.put_u64(vid.seq);
 }
 
-fn put_value_id(s: &mut impl Sink, id: ValueId) {
-    s.put_u16(id.proposer);
-    s.put_u32(id.incarnation);
-    s.put_u64(id.seq);
-}
-
-fn put_value(s: &mut impl Sink, value: &Value) {
-    put_value_id(s, value.id);
-    s.put_len(value.payload.len());
-    s.put(&value.payload);
-}
-
 fn put_batch(s: &mut impl Sink, batch: &Batch) {
     s.put_len(batch.len());
-    for value in batch.values() {
-        put_value(s, value);
-    }
+    // The region is the values already encoded back to back (proto::batch): one copy.
+    s.put(batch.region());
 }
 
 fn put_ring(s: &mut impl Sink, ring: &Ring) {

@@ -121,19 +121,25 @@ impl<'a, P: PayloadSource> Reader<'a, P> {
         })
     }
 
-    /// A payload of `len_bytes` bytes, as its own [`Bytes`].
-    pub(crate) fn payload(
-        &mut self,
-        len_bytes: u32,
-        field: &'static str,
-    ) -> Result<Bytes, WireError> {
+    /// What is left of the body; with [`Reader::remaining_bytes`] after some reads, it tells which
+    /// bytes those reads covered.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// Steps over `len_bytes` bytes that must be there.
+    pub(crate) fn skip(&mut self, len_bytes: u32, field: &'static str) -> Result<(), WireError> {
         let remaining_bytes = self.rest.len();
         let len_bytes = usize::try_from(len_bytes).map_err(|_| WireError::BodyUnderrun {
             field,
             needed_bytes: usize::MAX,
             remaining_bytes,
         })?;
-        let slice = self.take(len_bytes, field)?;
-        Ok(self.payloads.payload(slice))
+        self.take(len_bytes, field).map(|_| ())
+    }
+
+    /// `slice` (a part of the body already read) as its own [`Bytes`].
+    pub(crate) fn payload_of(&self, slice: &[u8]) -> Bytes {
+        self.payloads.payload(slice)
     }
 }

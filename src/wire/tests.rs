@@ -438,14 +438,14 @@ fn decode_bytes_shares_payloads_with_the_input() {
     let buf = Bytes::from(frame_of(&msg));
     let (decoded, _) = decode_bytes(&buf).unwrap();
     let Msg::Proposal { values, .. } = decoded else { panic!("not a proposal") };
-    let payload = &values.values()[0].payload;
+    let payload = values.values().next().unwrap().payload;
     assert_eq!(&payload[..], b"zero-copy payload");
     let input = buf.as_ptr_range();
     assert!(input.contains(&payload.as_ptr()), "payload was copied");
 
     let (copied, _) = decode(&buf).unwrap();
     let Msg::Proposal { values, .. } = copied else { panic!("not a proposal") };
-    assert!(!input.contains(&values.values()[0].payload.as_ptr()));
+    assert!(!input.contains(&values.values().next().unwrap().payload.as_ptr()));
 }
 
 fn oversized_proposal() -> Msg {

@@ -1,0 +1,296 @@
+//! [`Batch`]: the value of one consensus instance, kept in the form it travels in.
+//!
+//! Thesis 3.3.2 runs Phase 2 "for a batch of proposed values", and 3.5.2 keeps those batches as the
+//! packets themselves: 8–32 KB buffers that are received, stored and forwarded without being taken
+//! apart. A batch here is likewise one contiguous region of encoded values,
+//!
+//! ```text
+//! value := proposer u16 | incarnation u32 | seq u64 | payload length u32 | payload     (little-endian)
+//! region := value value ...
+//! ```
+//!
+//! so forwarding a batch (Phase 2A along a U-Ring, a decision with its value, a retransmission) is one
+//! copy of the region into the outgoing buffer, and receiving one is one copy out of the stream (see
+//! `wire`, which frames the region with its value count). Values are read out of the region only when
+//! they are delivered; their payloads are slices of it, so delivering allocates nothing per value.
+//!
+//! Earlier the batch was an `Arc<[Value]>` with a separately allocated payload per value: that cost
+//! one allocation and one copy per value at every hop, which dominated with small payloads.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::types::{VALUE_OVERHEAD_BYTES, Value, ValueId};
+
+/// The value of one consensus instance (c-val, v-val): a batch of application values. Cloning shares
+/// the region; a batch is immutable once formed.
+///
+/// An empty batch is a no-op: the new coordinator proposes it to fill an instance in which Phase 1
+/// found no vote.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    /// The values, encoded back to back (module docs).
+    region: Bytes,
+    /// How many values the region holds.
+    len: u32,
+}
+
+/// A region that does not hold whole values (see [`Batch::from_region`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadRegion {
+    /// Bytes into the region where the first value that does not fit starts.
+    pub at_bytes: usize,
+}
+
+impl Batch {
+    /// The batch of `values`, in order (one allocation for the region).
+    pub fn new(values: Vec<Value>) -> Batch {
+        let bytes = values.iter().map(Value::batch_bytes).sum();
+        let mut b = BatchBuilder::with_capacity(bytes);
+        for v in &values {
+            b.push(v.id, &v.payload);
+        }
+        b.finish()
+    }
+
+    /// The no-op batch; allocates nothing.
+    pub fn empty() -> Batch {
+        Batch::default()
+    }
+
+    /// Takes `region` as a batch after checking that it holds whole values and nothing else.
+    pub fn from_region(region: Bytes) -> Result<Batch, BadRegion> {
+        let mut at = 0;
+        let mut len: u32 = 0;
+        while at < region.len() {
+            let next = region
+                .get(at..)
+                .and_then(value_extent)
+                .and_then(|extent| at.checked_add(extent))
+                .filter(|_| len < u32::MAX)
+                .ok_or(BadRegion { at_bytes: at })?;
+            at = next;
+            len += 1;
+        }
+        Ok(Batch { region, len })
+    }
+
+    /// A region the caller has already walked value by value (the wire decoder, which reports a bad
+    /// value by its field): `len` values, nothing else.
+    pub(crate) fn from_checked_region(region: Bytes, len: u32) -> Batch {
+        debug_assert_eq!(Batch::from_region(region.clone()).map(|b| b.len), Ok(len));
+        Batch { region, len }
+    }
+
+    /// Joins batches into one, in order (one copy of each region; `batches[0]` is shared as it is
+    /// when it is the only one).
+    pub fn concat(batches: &[Batch]) -> Batch {
+        if let [only] = batches {
+            return only.clone();
+        }
+        let mut b = BatchBuilder::with_capacity(batches.iter().map(Batch::bytes).sum());
+        for batch in batches {
+            b.region.put_slice(&batch.region);
+            b.len += batch.len;
+        }
+        b.finish()
+    }
+
+    /// Splits off the longest front that stays within `bytes_max` (at least one value, so a value
+    /// larger than the limit still goes alone); both parts are slices of this region.
+    pub fn split_to_fit(&self, bytes_max: usize) -> (Batch, Option<Batch>) {
+        if self.bytes() <= bytes_max {
+            return (self.clone(), None);
+        }
+        let (mut at, mut len) = (0, 0);
+        while let Some(extent) = self.region.get(at..).and_then(value_extent) {
+            if len > 0 && at + extent > bytes_max {
+                break;
+            }
+            at += extent;
+            len += 1;
+        }
+        let head = Batch { region: self.region.slice(..at), len };
+        let tail = Batch { region: self.region.slice(at..), len: self.len - len };
+        (head, (!tail.is_empty()).then_some(tail))
+    }
+
+    /// The values, in order; each payload is a slice of the batch's region.
+    pub fn values(&self) -> Values<'_> {
+        Values { batch: self, at: 0, left: self.len }
+    }
+
+    /// The encoded values, as they go on the wire after the count.
+    pub fn region(&self) -> &Bytes {
+        &self.region
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The encoded size of the values (the figure that `batch_bytes_max` bounds).
+    pub fn bytes(&self) -> usize {
+        self.region.len()
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.values().map(|v| v.id)).finish()
+    }
+}
+
+/// Builds a batch value by value.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    region: BytesMut,
+    len: u32,
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(bytes: usize) -> BatchBuilder {
+        BatchBuilder { region: BytesMut::with_capacity(bytes), len: 0 }
+    }
+
+    /// Appends one value. Payloads longer than `u32::MAX` bytes cannot be framed and are refused by
+    /// the proposer long before they reach a batch.
+    pub fn push(&mut self, id: ValueId, payload: &[u8]) {
+        let payload_len = u32::try_from(payload.len()).expect("payload fits a u32 length");
+        self.region.reserve(VALUE_OVERHEAD_BYTES + payload.len());
+        self.region.put_u16_le(id.proposer);
+        self.region.put_u32_le(id.incarnation);
+        self.region.put_u64_le(id.seq);
+        self.region.put_u32_le(payload_len);
+        self.region.put_slice(payload);
+        self.len += 1;
+    }
+
+    /// Encoded bytes so far.
+    pub fn bytes(&self) -> usize {
+        self.region.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn finish(self) -> Batch {
+        Batch { region: self.region.freeze(), len: self.len }
+    }
+}
+
+/// Iterator over a batch's values.
+#[derive(Debug)]
+pub struct Values<'a> {
+    batch: &'a Batch,
+    at: usize,
+    left: u32,
+}
+
+impl Iterator for Values<'_> {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        let region = &self.batch.region;
+        let rest = region.get(self.at..)?;
+        let (id, payload_len) = value_header(rest)?;
+        let start = self.at + VALUE_OVERHEAD_BYTES;
+        // Every region was checked (or built) whole, so the payload is there; `get` keeps even a
+        // broken invariant from panicking.
+        region.get(start..start + payload_len)?;
+        self.at = start + payload_len;
+        self.left = self.left.saturating_sub(1);
+        Some(Value { id, payload: region.slice(start..start + payload_len) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for Values<'_> {}
+
+/// The id and payload length of the value at the start of `bytes`.
+fn value_header(bytes: &[u8]) -> Option<(ValueId, usize)> {
+    let header: &[u8; VALUE_OVERHEAD_BYTES] = bytes.first_chunk()?;
+    let (proposer, rest) = header.split_first_chunk::<2>()?;
+    let (incarnation, rest) = rest.split_first_chunk::<4>()?;
+    let (seq, rest) = rest.split_first_chunk::<8>()?;
+    let payload_len: &[u8; 4] = rest.first_chunk()?;
+    let id = ValueId {
+        proposer: u16::from_le_bytes(*proposer),
+        incarnation: u32::from_le_bytes(*incarnation),
+        seq: u64::from_le_bytes(*seq),
+    };
+    Some((id, usize::try_from(u32::from_le_bytes(*payload_len)).ok()?))
+}
+
+/// Bytes the whole value at the start of `bytes` takes, if it is all there.
+fn value_extent(bytes: &[u8]) -> Option<usize> {
+    let (_, payload_len) = value_header(bytes)?;
+    let extent = VALUE_OVERHEAD_BYTES.checked_add(payload_len)?;
+    (extent <= bytes.len()).then_some(extent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(seq: u64, payload: &'static [u8]) -> Value {
+        Value {
+            id: ValueId { proposer: 2, incarnation: 9, seq },
+            payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn values_come_back_in_order_and_measure_what_they_encode() {
+        let values = vec![value(1, b"one"), value(2, b""), value(3, b"three")];
+        let b = Batch::new(values.clone());
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.bytes(), 3 * VALUE_OVERHEAD_BYTES + 8);
+        assert_eq!(b.values().collect::<Vec<_>>(), values);
+        assert!(Batch::empty().is_empty() && Batch::empty().values().next().is_none());
+    }
+
+    #[test]
+    fn a_region_is_taken_only_whole() {
+        let b = Batch::new(vec![value(1, b"abc"), value(2, b"de")]);
+        assert_eq!(Batch::from_region(b.region().clone()), Ok(b.clone()));
+        let cut = b.region().slice(..b.bytes() - 1);
+        assert_eq!(Batch::from_region(cut), Err(BadRegion { at_bytes: VALUE_OVERHEAD_BYTES + 3 }));
+        let header_only = b.region().slice(..VALUE_OVERHEAD_BYTES - 1);
+        assert_eq!(Batch::from_region(header_only), Err(BadRegion { at_bytes: 0 }));
+        assert_eq!(Batch::from_region(Bytes::new()), Ok(Batch::empty()));
+    }
+
+    #[test]
+    fn split_to_fit_keeps_at_least_one_value_and_shares_the_region() {
+        let b = Batch::new(vec![value(1, b"abc"), value(2, b"de"), value(3, b"f")]);
+        let (head, tail) = b.split_to_fit(2 * VALUE_OVERHEAD_BYTES + 5);
+        assert_eq!(head.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![1, 2]);
+        let tail = tail.expect("one value left");
+        assert_eq!(tail.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(tail.region().as_ptr(), b.region()[head.bytes()..].as_ptr());
+        let (alone, rest) = b.split_to_fit(1);
+        assert_eq!((alone.len(), rest.map(|r| r.len())), (1, Some(2)));
+        assert_eq!(b.split_to_fit(b.bytes()), (b.clone(), None));
+    }
+
+    #[test]
+    fn concat_joins_in_order_and_shares_a_lone_batch() {
+        let a = Batch::new(vec![value(1, b"a")]);
+        let b = Batch::new(vec![value(2, b"bb"), value(3, b"ccc")]);
+        let joined = Batch::concat(&[a.clone(), b.clone()]);
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let alone = Batch::concat(std::slice::from_ref(&b));
+        assert_eq!(alone.region().as_ptr(), b.region().as_ptr());
+    }
+}
