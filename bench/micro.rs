@@ -200,8 +200,7 @@ fn check_acceptor_step(payloads: &Bytes) -> u64 {
             unreachable!("next_message builds a Phase 2A")
         };
         acceptor.step(msg, &mut actions);
-        let mut expected: Vec<Action> =
-            c_val.values().map(|value| Action::Deliver { instance, value }).collect();
+        let mut expected = vec![Action::Deliver { instance, values: c_val.clone() }];
         let decision =
             Msg::Decision { instance, c_vid, c_val: Some(c_val), ring: Some((c_rnd, ring())) };
         expected.push(Action::Send { to: SUCCESSOR, msg: decision });

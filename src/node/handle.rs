@@ -27,7 +27,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::io::{BackendChoice, IoError, Limits, Reactor, Waker};
-use crate::proto::types::{Instance, NodeId, ValueId};
+use crate::proto::types::{Batch, Instance, IntoValues, NodeId, ValueId};
 use crate::proto::{Boot, Counters, RingNode};
 
 use super::config::{ClusterFile, ClusterFileError};
@@ -42,6 +42,14 @@ pub struct Delivery {
     pub payload: Bytes,
 }
 
+/// The values one instance delivered, in order (see [`Node::try_recv_batch`]); payloads are slices
+/// of the batch as it arrived, so taking them copies nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveredBatch {
+    pub instance: Instance,
+    pub values: Batch,
+}
+
 /// How to run a node.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeOptions {
@@ -50,7 +58,8 @@ pub struct NodeOptions {
     pub core: Option<usize>,
     /// Values the application may queue before `propose` pushes back.
     pub proposals_capacity: usize,
-    /// Delivered values the node may queue before it waits for the application.
+    /// Delivered batches (one per instance, up to `batch_bytes` each) the node may queue before it
+    /// waits for the application.
     pub deliveries_capacity: usize,
 }
 
@@ -60,7 +69,7 @@ impl Default for NodeOptions {
             backend: BackendChoice::Auto,
             core: None,
             proposals_capacity: 65_536,
-            deliveries_capacity: 1 << 20,
+            deliveries_capacity: 16_384,
         }
     }
 }
@@ -120,7 +129,9 @@ impl Shared {
 pub struct Node {
     id: NodeId,
     proposals: rtrb::Producer<Bytes>,
-    deliveries: rtrb::Consumer<Delivery>,
+    deliveries: rtrb::Consumer<DeliveredBatch>,
+    /// The batch `try_recv` is handing out value by value.
+    current: Option<(Instance, IntoValues)>,
     waker: Waker,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<NodeReport>>,
@@ -186,6 +197,7 @@ impl Node {
             id,
             proposals: proposals_tx,
             deliveries: deliveries_rx,
+            current: None,
             waker,
             shared,
             thread: Some(thread),
@@ -224,7 +236,27 @@ impl Node {
 
     /// The next delivered value, if one is waiting.
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        self.deliveries.pop().ok()
+        loop {
+            if let Some((instance, values)) = self.current.as_mut() {
+                if let Some(v) = values.next() {
+                    return Some(Delivery { instance: *instance, id: v.id, payload: v.payload });
+                }
+                self.current = None;
+            }
+            let b = self.deliveries.pop().ok()?;
+            self.current = Some((b.instance, b.values.into_iter()));
+        }
+    }
+
+    /// The values of the next delivered instance (or what `try_recv` left of the current one), if
+    /// any are waiting: for applications that handle many small values, one call per batch.
+    pub fn try_recv_batch(&mut self) -> Option<DeliveredBatch> {
+        match self.current.take() {
+            Some((instance, values)) if values.len() > 0 => {
+                Some(DeliveredBatch { instance, values: values.rest() })
+            }
+            _ => self.deliveries.pop().ok(),
+        }
     }
 
     /// Waits up to `timeout` for the next delivered value.
@@ -232,7 +264,7 @@ impl Node {
         let _ = self.shared.consumer.set(std::thread::current());
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(d) = self.deliveries.pop() {
+            if let Some(d) = self.try_recv() {
                 return Some(d);
             }
             let now = Instant::now();

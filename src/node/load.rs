@@ -193,14 +193,16 @@ pub fn run_local(spec: &LoadSpec) -> Result<LoadReport, NodeError> {
         let now_ns = started.elapsed().as_nanos() as u64;
         let mut any = false;
         for (i, node) in nodes.iter_mut().enumerate() {
-            while let Some(d) = node.try_recv() {
+            // A batch at a time: with small payloads, per-value work here would make this one
+            // thread (which serves every node) the bottleneck.
+            while let Some(b) = node.try_recv_batch() {
                 any = true;
                 if i == 0 {
-                    delivered_msgs += 1;
+                    delivered_msgs += b.values.len() as u64;
                 }
-                if usize::from(d.id.proposer) == i {
+                for v in b.values.values().filter(|v| usize::from(v.id.proposer) == i) {
                     outstanding[i] = outstanding[i].saturating_sub(1);
-                    if let Some(stamp) = d.payload.first_chunk::<STAMP_BYTES>() {
+                    if let Some(stamp) = v.payload.first_chunk::<STAMP_BYTES>() {
                         let sent_ns = u64::from_le_bytes(*stamp);
                         latency_us.record(now_ns.saturating_sub(sent_ns) / 1000);
                     }

@@ -7,7 +7,7 @@
 //!   timer due        ──> RingNode::on_tick
 //!   proposals ring   ──> RingNode::propose        (until the core pushes back)
 //!   drain actions: Send -> outbox of the link to `to`;  Multicast -> one datagram;
-//!                  Deliver -> deliveries ring;       SetTimer -> next wake-up
+//!                  Deliver -> deliveries ring (a batch per instance);     SetTimer -> next wake-up
 //!   flush: every send of this iteration in one submission
 //! ```
 
@@ -23,7 +23,7 @@ use crate::proto::types::{NodeId, Tick};
 use crate::proto::{Action, RingNode};
 use crate::wire::{self, HELLO_BYTES, Hello};
 
-use super::handle::{Delivery, NodeReport, Shared};
+use super::handle::{DeliveredBatch, NodeReport, Shared};
 use super::links::{LinkRole, Links};
 
 /// Proposals taken from the application per loop iteration, so a flood of them cannot starve the
@@ -55,7 +55,7 @@ pub(crate) struct Runtime {
     pub started: Instant,
     pub multicast: Option<(UdpId, SocketAddr)>,
     pub proposals: rtrb::Consumer<Bytes>,
-    pub deliveries: rtrb::Producer<Delivery>,
+    pub deliveries: rtrb::Producer<DeliveredBatch>,
     pub shared: Arc<Shared>,
 }
 
@@ -245,8 +245,9 @@ impl Runtime {
                             counters.multicasts_failed += 1;
                         }
                     }
-                    Action::Deliver { instance, value } => {
-                        let mut d = Delivery { instance, id: value.id, payload: value.payload };
+                    Action::Deliver { instance, values } => {
+                        let values_len = values.len() as u64;
+                        let mut d = DeliveredBatch { instance, values };
                         // The application is behind: wait for it (the deliveries ring is the
                         // learner's backlog; flow control slows the coordinator meanwhile).
                         loop {
@@ -262,7 +263,7 @@ impl Runtime {
                                 }
                             }
                         }
-                        delivered_values += 1;
+                        delivered_values += values_len;
                         delivered_now = true;
                     }
                     Action::SetTimer { at } => timer_at = at,

@@ -2,7 +2,7 @@
 //! drains these after every input and performs them in order.
 
 use super::msg::Msg;
-use super::types::{Instance, NodeId, Tick, Value};
+use super::types::{Batch, Instance, NodeId, Tick};
 
 /// One output of a [`RingNode`](super::RingNode).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -12,9 +12,11 @@ pub enum Action {
     /// ip-multicast `msg` to every acceptor and learner of the ring (M-Ring Paxos). The core has already
     /// processed its own copy, so the driver must not loop it back.
     Multicast { msg: Msg },
-    /// Deliver `value`, decided in `instance`, to the application. Values arrive in the one total order
-    /// every learner shares, each exactly once.
-    Deliver { instance: Instance, value: Value },
+    /// Deliver `values`, decided in `instance`, to the application, in the batch's order. Values
+    /// arrive in the one total order every learner shares, each exactly once: a value decided a second
+    /// time (its proposer resent it) is left out, and an instance with nothing new (a no-op) yields no
+    /// action. One action per instance, not per value, so small values cost the driver little.
+    Deliver { instance: Instance, values: Batch },
     /// Call `on_tick` at `at` (the latest `SetTimer` replaces earlier ones).
     SetTimer { at: Tick },
     /// The learner needs instance `next_instance`, but every acceptor has garbage-collected everything

@@ -216,6 +216,48 @@ impl Iterator for Values<'_> {
 
 impl ExactSizeIterator for Values<'_> {}
 
+impl IntoIterator for Batch {
+    type Item = Value;
+    type IntoIter = IntoValues;
+
+    fn into_iter(self) -> IntoValues {
+        let left = self.len;
+        IntoValues { batch: self, at: 0, left }
+    }
+}
+
+/// Owning iterator over a batch's values; [`IntoValues::rest`] gives back what is left as a batch.
+#[derive(Debug)]
+pub struct IntoValues {
+    batch: Batch,
+    at: usize,
+    left: u32,
+}
+
+impl IntoValues {
+    /// The values not taken yet (a slice of the region, no copy).
+    pub fn rest(self) -> Batch {
+        Batch { region: self.batch.region.slice(self.at..), len: self.left }
+    }
+}
+
+impl Iterator for IntoValues {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        let mut values = Values { batch: &self.batch, at: self.at, left: self.left };
+        let value = values.next()?;
+        (self.at, self.left) = (values.at, values.left);
+        Some(value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for IntoValues {}
+
 /// The id and payload length of the value at the start of `bytes`.
 fn value_header(bytes: &[u8]) -> Option<(ValueId, usize)> {
     let header: &[u8; VALUE_OVERHEAD_BYTES] = bytes.first_chunk()?;
@@ -281,6 +323,17 @@ mod tests {
         let (alone, rest) = b.split_to_fit(1);
         assert_eq!((alone.len(), rest.map(|r| r.len())), (1, Some(2)));
         assert_eq!(b.split_to_fit(b.bytes()), (b.clone(), None));
+    }
+
+    #[test]
+    fn an_owning_iterator_hands_back_the_rest_as_a_batch() {
+        let b = Batch::new(vec![value(1, b"a"), value(2, b"bb"), value(3, b"ccc")]);
+        let mut it = b.clone().into_iter();
+        assert_eq!(it.next().map(|v| v.id.seq), Some(1));
+        assert_eq!(it.len(), 2);
+        let rest = it.rest();
+        assert_eq!(rest.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(rest.bytes(), b.bytes() - VALUE_OVERHEAD_BYTES - 1);
     }
 
     #[test]

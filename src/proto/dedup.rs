@@ -25,6 +25,11 @@ impl Dedup {
     /// Records `id`; true the first time it is seen.
     pub fn first_time(&mut self, id: ValueId) -> bool {
         let s = self.seen.entry((id.proposer, id.incarnation)).or_default();
+        // The common case: the next value of a proposer whose values arrive in order.
+        if id.seq == s.below && s.above.is_empty() {
+            s.below += 1;
+            return true;
+        }
         if id.seq < s.below || !s.above.insert(id.seq) {
             return false;
         }

@@ -64,7 +64,10 @@ fn promise_without_votes(rnd: Round) -> Msg {
 }
 
 fn deliveries(instance: Instance, b: &Batch) -> Vec<Action> {
-    b.values().map(|value| Action::Deliver { instance, value }).collect()
+    if b.is_empty() {
+        return vec![];
+    }
+    vec![Action::Deliver { instance, values: b.clone() }]
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -431,7 +434,7 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
         Msg::Decision { instance: 1, c_vid: vid(c_rnd, 2), c_val: Some(again.clone()), ring: None },
     );
     let mut expected = deliveries(0, &first);
-    expected.push(Action::Deliver { instance: 1, value: again.values().nth(1).unwrap() });
+    expected.push(Action::Deliver { instance: 1, values: batch(&[value(1, 8)]) });
     assert_eq!(drain(&mut l), expected);
 }
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::dedup::Dedup;
-use super::types::{Batch, Instance, NodeId, Round, Tick, Value, Vid};
+use super::types::{Batch, BatchBuilder, Instance, NodeId, Round, Tick, Vid};
 
 /// A decided instance waiting for its turn (or for its value).
 #[derive(Debug)]
@@ -144,18 +144,38 @@ impl Learner {
         self.proposed.remove(&instance);
     }
 
-    /// Delivers every decided instance that is next in line, calling `deliver` with each value the
-    /// first time it is decided. Returns the number of instances delivered.
-    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, Value)) -> u64 {
+    /// Delivers every decided instance that is next in line, calling `deliver` once per instance with
+    /// the values decided there for the first time (the batch itself when none is a repeat). Returns
+    /// the number of instances delivered.
+    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, Batch)) -> u64 {
         let start = self.next_instance;
-        while let Some(d) = self.decided.get(&self.next_instance) {
-            let Some(val) = d.val.as_ref() else { break };
-            for value in val.values() {
-                if self.dedup.first_time(value.id) {
-                    deliver(self.next_instance, value);
+        while let Some(d) = self.decided.remove(&self.next_instance) {
+            let Some(val) = d.val else {
+                self.decided.insert(self.next_instance, d);
+                break;
+            };
+            // Repeats are rare (a proposer resent a value that was decided after all): the batch is
+            // copied without them only when one turns up.
+            let mut without_repeats: Option<BatchBuilder> = None;
+            for (k, value) in val.values().enumerate() {
+                let first_time = self.dedup.first_time(value.id);
+                match without_repeats.as_mut() {
+                    Some(b) if first_time => b.push(value.id, &value.payload),
+                    Some(_) => {}
+                    None if first_time => {}
+                    None => {
+                        let mut b = BatchBuilder::with_capacity(val.bytes());
+                        for earlier in val.values().take(k) {
+                            b.push(earlier.id, &earlier.payload);
+                        }
+                        without_repeats = Some(b);
+                    }
                 }
             }
-            self.decided.remove(&self.next_instance);
+            let fresh = without_repeats.map_or(val, BatchBuilder::finish);
+            if !fresh.is_empty() {
+                deliver(self.next_instance, fresh);
+            }
             self.next_instance += 1;
         }
         let delivered = self.next_instance - start;
@@ -239,7 +259,7 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::types::ValueId;
+    use crate::proto::types::{Value, ValueId};
     use bytes::Bytes;
 
     fn batch(seqs: &[u64]) -> Batch {
@@ -262,10 +282,10 @@ mod tests {
         let mut l = Learner::new(0, 0);
         l.on_decision(1, vid(1), Some(batch(&[1, 0])));
         let mut out = Vec::new();
-        assert_eq!(l.deliver_ready(0, |i, v| out.push((i, v.id.seq))), 0, "instance 0 is missing");
+        assert_eq!(l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))), 0, "instance 0 is missing");
         l.on_decision(0, vid(0), Some(batch(&[0])));
         l.on_decision(0, vid(0), Some(batch(&[0])));
-        assert_eq!(l.deliver_ready(0, |i, v| out.push((i, v.id.seq))), 2);
+        assert_eq!(l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))), 2);
         assert_eq!(out, vec![(0, 0), (1, 1)], "value 0 decided twice is delivered once");
     }
 

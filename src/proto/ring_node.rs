@@ -820,12 +820,15 @@ impl RingNode {
         let deliver_to_app = self.cfg.learner;
         let out = &mut self.out;
         let proposer = &mut self.proposer;
-        let delivered = self.learner.deliver_ready(self.now, |instance, value| {
+        let me = self.cfg.id;
+        let delivered = self.learner.deliver_ready(self.now, |instance, values| {
             if let Some(p) = proposer.as_mut() {
-                p.on_delivered(value.id);
+                for value in values.values().filter(|v| v.id.proposer == me) {
+                    p.on_delivered(value.id);
+                }
             }
             if deliver_to_app {
-                out.push(Action::Deliver { instance, value });
+                out.push(Action::Deliver { instance, values });
             }
         });
         self.counters.instances_delivered += delivered;

@@ -105,7 +105,7 @@ impl Value {
     }
 }
 
-pub use super::batch::{BadRegion, Batch, BatchBuilder};
+pub use super::batch::{BadRegion, Batch, BatchBuilder, IntoValues};
 
 /// Bytes a value adds to a batch beyond its payload: proposer (2) + incarnation (4) + seq (8) + length (4).
 pub const VALUE_OVERHEAD_BYTES: usize = 18;

@@ -400,9 +400,9 @@ impl Simulation {
                     let receivers: Vec<NodeId> = (0..self.cfg.nodes).filter(|&n| n != id).collect();
                     self.transmit(id, &receivers, &msg, true);
                 }
-                Action::Deliver { instance, value } => {
-                    let log = self.nodes[i].log;
-                    self.history.logs[log].delivered.push((instance, value.id, value.payload));
+                Action::Deliver { instance, values } => {
+                    let log = &mut self.history.logs[self.nodes[i].log];
+                    log.delivered.extend(values.into_iter().map(|v| (instance, v.id, v.payload)));
                 }
                 Action::SetTimer { at } => {
                     let n = &mut self.nodes[i];
