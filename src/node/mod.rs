@@ -14,7 +14,9 @@ mod runtime;
 
 pub use checksum::StreamChecksum;
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
-pub use handle::{DeliveredBatch, Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure};
+pub use handle::{
+    DeliveredBatch, Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
+};
 pub use load::{LoadReport, LoadSpec, run_local};
 pub use runtime::RuntimeCounters;
 

@@ -209,7 +209,7 @@ impl Runtime {
             }
             for _ in 0..PROPOSALS_PER_ITERATION_MAX {
                 let Ok(payload) = self.proposals.peek() else { break };
-                if self.core.propose(now, payload.clone()).is_err() {
+                if self.core.propose(now, payload).is_err() {
                     break; // back-pressure: the value stays queued until the core has room
                 }
                 let _ = self.proposals.pop();

@@ -121,6 +121,18 @@ impl Batch {
         Values { batch: self, at: 0, left: self.len }
     }
 
+    /// The ids of the values, in order, without touching the payloads (no reference counting per
+    /// value: this is what the learner's duplicate check and the proposer's bookkeeping read).
+    pub fn ids(&self) -> impl Iterator<Item = ValueId> + '_ {
+        let mut at = 0;
+        (0..self.len).map_while(move |_| {
+            let rest = self.region.get(at..)?;
+            let (id, payload_len) = value_header(rest)?;
+            at += VALUE_OVERHEAD_BYTES + payload_len;
+            Some(id)
+        })
+    }
+
     /// The encoded values, as they go on the wire after the count.
     pub fn region(&self) -> &Bytes {
         &self.region
@@ -298,6 +310,7 @@ mod tests {
         assert_eq!(b.len(), 3);
         assert_eq!(b.bytes(), 3 * VALUE_OVERHEAD_BYTES + 8);
         assert_eq!(b.values().collect::<Vec<_>>(), values);
+        assert_eq!(b.ids().collect::<Vec<_>>(), values.iter().map(|v| v.id).collect::<Vec<_>>());
         assert!(Batch::empty().is_empty() && Batch::empty().values().next().is_none());
     }
 

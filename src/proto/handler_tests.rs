@@ -182,7 +182,7 @@ fn m_ring_coordinator_decides_on_the_last_phase2b_and_multicasts_the_id_only() {
     assert_eq!(drain(&mut c), vec![]);
     assert_eq!(c.coordinating(), Some(c_rnd));
 
-    c.propose(2, Bytes::from_static(b"hello")).unwrap();
+    c.propose(2, b"hello").unwrap();
     let hello = batch(&[Value {
         id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
         payload: Bytes::from_static(b"hello"),
@@ -549,7 +549,7 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
         c.on_message(1, from, promise_without_votes(c_rnd));
     }
     assert_eq!(drain(&mut c), vec![]);
-    c.propose(2, Bytes::from_static(b"a")).unwrap();
+    c.propose(2, b"a").unwrap();
     let a = batch(&[Value {
         id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
         payload: Bytes::from_static(b"a"),
@@ -558,7 +558,7 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
         drain(&mut c),
         vec![Action::Send { to: 1, msg: phase2a(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) }]
     );
-    c.propose(3, Bytes::from_static(b"b")).unwrap();
+    c.propose(3, b"b").unwrap();
     assert_eq!(drain(&mut c), vec![], "window of one instance is full");
 
     let b = batch(&[Value {
@@ -607,7 +607,7 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
     drain(&mut c);
     let c_rnd = r(1, 0);
     c.on_message(1, 1, promise_without_votes(c_rnd));
-    c.propose(1, Bytes::from_static(b"a")).unwrap();
+    c.propose(1, b"a").unwrap();
     let sent = drain(&mut c);
     assert_eq!(sent.len(), 1);
     let retry_us = c.config().phase_retry_us;
@@ -671,7 +671,7 @@ fn a_flow_notice_halves_the_coordinators_window() {
     drain(&mut c);
     c.on_message(2, 1, Msg::FlowNotice { learner: 2, backlog_instances: 5_000 });
     for _ in 0..20 {
-        c.propose(3, Bytes::from(vec![7u8; 40])).unwrap();
+        c.propose(3, &[7u8; 40]).unwrap();
     }
     let sent = drain(&mut c);
     let phase2a_count =

@@ -157,10 +157,13 @@ impl Learner {
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
             let mut without_repeats: Option<BatchBuilder> = None;
-            for (k, value) in val.values().enumerate() {
-                let first_time = self.dedup.first_time(value.id);
+            for (k, id) in val.ids().enumerate() {
+                let first_time = self.dedup.first_time(id);
                 match without_repeats.as_mut() {
-                    Some(b) if first_time => b.push(value.id, &value.payload),
+                    Some(b) if first_time => {
+                        let value = val.values().nth(k).expect("ids and values walk one region");
+                        b.push(id, &value.payload);
+                    }
                     Some(_) => {}
                     None if first_time => {}
                     None => {
@@ -282,7 +285,11 @@ mod tests {
         let mut l = Learner::new(0, 0);
         l.on_decision(1, vid(1), Some(batch(&[1, 0])));
         let mut out = Vec::new();
-        assert_eq!(l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))), 0, "instance 0 is missing");
+        assert_eq!(
+            l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))),
+            0,
+            "instance 0 is missing"
+        );
         l.on_decision(0, vid(0), Some(batch(&[0])));
         l.on_decision(0, vid(0), Some(batch(&[0])));
         assert_eq!(l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))), 2);

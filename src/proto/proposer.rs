@@ -1,18 +1,21 @@
 //! The proposer (thesis 3.2: "if a proposer does not learn its proposed value after a certain time, it
 //! proposes the value again").
 //!
-//! `propose` gives the value its id and queues it; the node sends what was queued as one `Proposal`
-//! when its driver drains actions, so values proposed during one reactor turn travel together. A value
-//! stays pending until this process' own learner delivers it; pending values are resent after
-//! `proposal_retry_us`. Both the values and the bytes pending are bounded: beyond them `propose`
-//! returns [`Backpressure`].
+//! `propose` gives the value its id and copies it into the batch being filled (thesis 3.5.2: values
+//! are written once into the packet they travel in); the node sends what was filled as one `Proposal`
+//! when its driver drains actions, or as soon as a batch is full. A batch stays pending until this
+//! process' own learner delivered every value in it, and is resent whole after `proposal_retry_us`
+//! (learners skip the values they already delivered). Both the values and the bytes pending are
+//! bounded: beyond them `propose` returns [`Backpressure`].
+//!
+//! Values were once kept one by one (an id-keyed map, a payload each, re-batched at every send); at
+//! millions of small values per second that bookkeeping was most of the proposer's cost.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
-use bytes::Bytes;
 use thiserror::Error;
 
-use super::types::{NodeId, Tick, Value, ValueId};
+use super::types::{Batch, BatchBuilder, NodeId, Tick, VALUE_OVERHEAD_BYTES, ValueId};
 
 /// `propose` refused: too many values are in flight. Retry after some are delivered.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +25,14 @@ pub struct Backpressure {
     pub pending_bytes: usize,
 }
 
+/// A batch of our values, `first_seq..end_seq`, waiting to be delivered.
 #[derive(Debug)]
 struct Pending {
-    value: Value,
+    first_seq: u64,
+    end_seq: u64,
+    batch: Batch,
+    undelivered: u32,
+    /// `None` until sent.
     sent_at: Option<Tick>,
 }
 
@@ -33,10 +41,16 @@ pub struct Proposer {
     id: NodeId,
     incarnation: u32,
     next_seq: u64,
-    pending: BTreeMap<u64, Pending>,
+    /// The batch being filled and the seq of its first value.
+    filling: BatchBuilder,
+    filling_first_seq: u64,
+    /// Sealed batches in seq order; the ones not sent yet are the last `unsent` of them.
+    pending: VecDeque<Pending>,
+    unsent: usize,
+    /// Values and bytes proposed and not delivered, in `filling` and `pending`.
+    pending_values: usize,
     pending_bytes: usize,
-    /// Seqs proposed but never sent, oldest first: the common path never scans `pending`.
-    unsent: VecDeque<u64>,
+    batch_bytes_max: usize,
     pending_values_max: usize,
     pending_bytes_max: usize,
 }
@@ -45,6 +59,7 @@ impl Proposer {
     pub fn new(
         id: NodeId,
         incarnation: u32,
+        batch_bytes_max: usize,
         pending_values_max: usize,
         pending_bytes_max: usize,
     ) -> Proposer {
@@ -52,72 +67,105 @@ impl Proposer {
             id,
             incarnation,
             next_seq: 0,
-            pending: BTreeMap::new(),
+            filling: BatchBuilder::with_capacity(0),
+            filling_first_seq: 0,
+            pending: VecDeque::new(),
+            unsent: 0,
+            pending_values: 0,
             pending_bytes: 0,
-            unsent: VecDeque::new(),
+            batch_bytes_max,
             pending_values_max,
             pending_bytes_max,
         }
     }
 
-    pub fn propose(&mut self, payload: Bytes) -> Result<ValueId, Backpressure> {
-        let value_bytes = payload.len();
-        if self.pending.len() >= self.pending_values_max
+    pub fn propose(&mut self, payload: &[u8]) -> Result<ValueId, Backpressure> {
+        let value_bytes = VALUE_OVERHEAD_BYTES + payload.len();
+        if self.pending_values >= self.pending_values_max
             || self.pending_bytes + value_bytes > self.pending_bytes_max
         {
             return Err(Backpressure {
-                pending_values: self.pending.len(),
+                pending_values: self.pending_values,
                 pending_bytes: self.pending_bytes,
             });
         }
+        if !self.filling.is_empty() && self.filling.bytes() + value_bytes > self.batch_bytes_max {
+            self.seal();
+        }
+        if self.filling.is_empty() {
+            self.filling = BatchBuilder::with_capacity(self.batch_bytes_max.max(value_bytes));
+            self.filling_first_seq = self.next_seq;
+        }
         let id = ValueId { proposer: self.id, incarnation: self.incarnation, seq: self.next_seq };
         self.next_seq += 1;
+        self.filling.push(id, payload);
+        self.pending_values += 1;
         self.pending_bytes += value_bytes;
-        self.pending.insert(id.seq, Pending { value: Value { id, payload }, sent_at: None });
-        self.unsent.push_back(id.seq);
         Ok(id)
     }
 
-    /// Our learner delivered one of our values: stop resending it.
+    /// Moves the batch being filled to the pending ones, unsent.
+    fn seal(&mut self) {
+        if self.filling.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.filling, BatchBuilder::with_capacity(0)).finish();
+        self.pending.push_back(Pending {
+            first_seq: self.filling_first_seq,
+            end_seq: self.next_seq,
+            undelivered: u32::try_from(batch.len()).unwrap_or(u32::MAX),
+            batch,
+            sent_at: None,
+        });
+        self.unsent += 1;
+    }
+
+    /// Our learner delivered one of our values (the first time): a batch whose values are all
+    /// delivered is no longer resent.
     pub fn on_delivered(&mut self, id: ValueId) {
         if id.proposer != self.id || id.incarnation != self.incarnation {
             return;
         }
-        if let Some(p) = self.pending.remove(&id.seq) {
-            self.pending_bytes -= p.value.payload.len();
+        let at = self.pending.partition_point(|p| p.end_seq <= id.seq);
+        let Some(p) = self.pending.get_mut(at).filter(|p| p.first_seq <= id.seq) else { return };
+        if p.sent_at.is_none() || p.undelivered == 0 {
+            return; // not ours to count: it was never sent from here
+        }
+        p.undelivered -= 1;
+        self.pending_values -= 1;
+        if p.undelivered == 0 {
+            self.pending_bytes -= p.batch.bytes();
+            self.pending.remove(at);
         }
     }
 
     pub fn pending_values(&self) -> usize {
-        self.pending.len()
+        self.pending_values
     }
 
-    /// Values proposed and never sent, up to `batch_bytes_max` worth (at least one), appended to `out`
-    /// and marked sent at `now`.
-    pub fn take_unsent(&mut self, now: Tick, batch_bytes_max: usize, out: &mut Vec<Value>) {
-        let mut bytes = 0;
-        while let Some(&seq) = self.unsent.front() {
-            let Some(p) = self.pending.get_mut(&seq) else {
-                self.unsent.pop_front();
-                continue;
-            };
-            if !out.is_empty() && bytes + p.value.batch_bytes() > batch_bytes_max {
-                break;
-            }
-            self.unsent.pop_front();
-            bytes += p.value.batch_bytes();
-            p.sent_at = Some(now);
-            out.push(p.value.clone());
+    /// The next batch never sent (sealing the one being filled if nothing else waits), marked sent
+    /// at `now`.
+    pub fn take_unsent(&mut self, now: Tick) -> Option<Batch> {
+        if self.unsent == 0 {
+            self.seal();
         }
+        if self.unsent == 0 {
+            return None;
+        }
+        let at = self.pending.len() - self.unsent;
+        self.unsent -= 1;
+        let p = &mut self.pending[at];
+        p.sent_at = Some(now);
+        Some(p.batch.clone())
     }
 
-    /// Values sent more than `retry_us` ago and still not delivered, appended to `out` and marked sent
-    /// at `now`. Scans the pending values: call it on a timer, not per message.
-    pub fn take_overdue(&mut self, now: Tick, retry_us: Tick, out: &mut Vec<Value>) {
-        for p in self.pending.values_mut() {
+    /// Batches sent more than `retry_us` ago and still not all delivered, appended to `out` and
+    /// marked sent at `now`. Scans the pending batches: call it on a timer, not per message.
+    pub fn take_overdue(&mut self, now: Tick, retry_us: Tick, out: &mut Vec<Batch>) {
+        for p in self.pending.iter_mut() {
             if p.sent_at.is_some_and(|t| now >= t + retry_us) {
                 p.sent_at = Some(now);
-                out.push(p.value.clone());
+                out.push(p.batch.clone());
             }
         }
     }
@@ -127,23 +175,52 @@ impl Proposer {
 mod tests {
     use super::*;
 
+    fn ids(b: &Batch) -> Vec<u64> {
+        b.values().map(|v| v.id.seq).collect()
+    }
+
     #[test]
     fn bounded_pending_and_retry_after_timeout() {
-        let mut p = Proposer::new(3, 7, 2, 1_000);
-        let a = p.propose(Bytes::from_static(b"a")).unwrap();
+        let mut p = Proposer::new(3, 7, 1 << 15, 2, 1_000);
+        let a = p.propose(b"a").unwrap();
         assert_eq!(a, ValueId { proposer: 3, incarnation: 7, seq: 0 });
-        p.propose(Bytes::from_static(b"b")).unwrap();
-        assert!(p.propose(Bytes::from_static(b"c")).is_err(), "two values at most");
+        p.propose(b"b").unwrap();
+        assert!(p.propose(b"c").is_err(), "two values at most");
+        let sent = p.take_unsent(0).expect("one batch");
+        assert_eq!(ids(&sent), [0, 1]);
+        assert!(p.take_unsent(10).is_none());
         let mut out = Vec::new();
-        p.take_unsent(0, 1 << 20, &mut out);
-        assert_eq!(out.len(), 2);
-        out.clear();
-        p.take_unsent(10, 1 << 20, &mut out);
         p.take_overdue(50, 100, &mut out);
-        assert!(out.is_empty(), "nothing new, nothing overdue yet");
+        assert!(out.is_empty(), "nothing overdue yet");
         p.on_delivered(a);
+        assert_eq!(p.pending_values(), 1);
         p.take_overdue(100, 100, &mut out);
-        assert_eq!(out.len(), 1, "only the undelivered value is resent");
-        assert_eq!(out[0].payload, Bytes::from_static(b"b"));
+        assert_eq!(out, vec![sent], "the batch is resent while one of its values is undelivered");
+        p.on_delivered(ValueId { seq: 1, ..a });
+        assert_eq!(p.pending_values(), 0);
+        out.clear();
+        p.take_overdue(1_000, 100, &mut out);
+        assert!(out.is_empty(), "all delivered: nothing left to resend");
+        assert!(p.propose(b"c").is_ok());
+    }
+
+    #[test]
+    fn a_full_batch_is_sealed_and_batches_go_out_in_order() {
+        let value_bytes = VALUE_OVERHEAD_BYTES + 10;
+        let mut p = Proposer::new(1, 0, 2 * value_bytes, 100, 1 << 20);
+        for _ in 0..5 {
+            p.propose(&[0; 10]).unwrap();
+        }
+        let batches: Vec<Vec<u64>> =
+            std::iter::from_fn(|| p.take_unsent(0)).map(|b| ids(&b)).collect();
+        assert_eq!(batches, [vec![0, 1], vec![2, 3], vec![4]]);
+        // Delivered out of order (another coordinator's order): counted per batch all the same.
+        for seq in [4, 2, 0, 3, 1] {
+            p.on_delivered(ValueId { proposer: 1, incarnation: 0, seq });
+        }
+        assert_eq!(p.pending_values(), 0);
+        p.on_delivered(ValueId { proposer: 1, incarnation: 0, seq: 1 });
+        p.on_delivered(ValueId { proposer: 2, incarnation: 0, seq: 0 });
+        assert_eq!(p.pending_values(), 0, "repeats and strangers change nothing");
     }
 }

@@ -23,8 +23,6 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-
 use super::acceptor::{AcceptorState, Verdict};
 use super::action::Action;
 use super::config::{ConfigError, NodeConfig, Protocol};
@@ -138,6 +136,7 @@ impl RingNode {
             Proposer::new(
                 cfg.id,
                 cfg.incarnation,
+                cfg.batch_bytes_max,
                 cfg.proposer_pending_values_max,
                 cfg.proposer_pending_bytes_max,
             )
@@ -231,7 +230,7 @@ impl RingNode {
 
     /// An application value. It is sent (batched with the others proposed before the next
     /// [`RingNode::drain_actions`]) to the coordinator and resent until this process delivers it.
-    pub fn propose(&mut self, now: Tick, payload: Bytes) -> Result<ValueId, Backpressure> {
+    pub fn propose(&mut self, now: Tick, payload: &[u8]) -> Result<ValueId, Backpressure> {
         self.now = self.now.max(now);
         match self.proposer.as_mut() {
             Some(p) => p.propose(payload),
@@ -389,13 +388,8 @@ impl RingNode {
     // ---------------------------------------------------------------------------------------------
 
     fn flush(&mut self) {
-        while let Some(p) = self.proposer.as_mut() {
-            let mut values = Vec::new();
-            p.take_unsent(self.now, self.cfg.batch_bytes_max, &mut values);
-            if values.is_empty() {
-                break;
-            }
-            self.route_proposal(Batch::new(values), None, PROPOSAL_TTL_HOPS);
+        while let Some(values) = self.proposer.as_mut().and_then(|p| p.take_unsent(self.now)) {
+            self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
         }
         self.pump();
         self.open_instances();
@@ -404,21 +398,10 @@ impl RingNode {
 
     fn resend_overdue_proposals(&mut self) {
         let Some(p) = self.proposer.as_mut() else { return };
-        let mut values = Vec::new();
-        p.take_overdue(self.now, self.cfg.proposal_retry_us, &mut values);
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
-        for v in values {
-            if !batch.is_empty() && batch_bytes + v.batch_bytes() > self.cfg.batch_bytes_max {
-                let values = Batch::new(std::mem::take(&mut batch));
-                self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
-                batch_bytes = 0;
-            }
-            batch_bytes += v.batch_bytes();
-            batch.push(v);
-        }
-        if !batch.is_empty() {
-            self.route_proposal(Batch::new(batch), None, PROPOSAL_TTL_HOPS);
+        let mut overdue = Vec::new();
+        p.take_overdue(self.now, self.cfg.proposal_retry_us, &mut overdue);
+        for values in overdue {
+            self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
         }
     }
 
@@ -823,8 +806,8 @@ impl RingNode {
         let me = self.cfg.id;
         let delivered = self.learner.deliver_ready(self.now, |instance, values| {
             if let Some(p) = proposer.as_mut() {
-                for value in values.values().filter(|v| v.id.proposer == me) {
-                    p.on_delivered(value.id);
+                for id in values.ids().filter(|id| id.proposer == me) {
+                    p.on_delivered(id);
                 }
             }
             if deliver_to_app {

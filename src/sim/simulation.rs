@@ -338,7 +338,7 @@ impl Simulation {
                     self.proposals_left -= 1;
                     return;
                 };
-                match core.propose(self.now, payload.clone()) {
+                match core.propose(self.now, &payload) {
                     Ok(id) => {
                         self.proposals_left -= 1;
                         n.proposed.push(id);
