@@ -1,6 +1,6 @@
 //! The `ringsmr` command.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ringsmr::io::BackendChoice;
 use ringsmr::node::{
-    ClusterFile, LoadSpec, Node, NodeOptions, ProtocolName, StreamChecksum, run_local as run_load,
+    BenchSpec, ClusterFile, ControlServer, LoadSpec, Node, NodeOptions, ProtocolName,
+    StreamChecksum, StreamTrace, Workload, run_bench, run_local as run_load,
 };
 use ringsmr::proto::Protocol;
 use ringsmr::sim::{self, SimConfig};
@@ -47,8 +48,12 @@ enum Command {
     /// Start a cluster inside this process on loopback (real sockets), load it for a while and print
     /// throughput, latency and CPU. With no options: 3-node U-Ring Paxos, 10 s.
     Local(LocalArgs),
-    /// Run one process of the cluster described by a cluster file.
+    /// Run one process of the cluster described by a cluster file. It also listens for `ringsmr
+    /// bench` on the node's `control` address.
     Node(NodeArgs),
+    /// Load a cluster of `ringsmr node` processes (possibly on other hosts) through their control
+    /// endpoints and print throughput, latency and CPU like `local`.
+    Bench(BenchArgs),
     /// Run the protocol cores in the deterministic simulator with faults and check every invariant.
     Sim {
         #[arg(long, value_enum, default_value = "uring")]
@@ -79,9 +84,8 @@ struct LocalArgs {
     /// Acceptor failures tolerated (the first 2f+1 nodes are acceptors).
     #[arg(long, default_value_t = 1)]
     f: usize,
-    /// Bytes of each proposed value (at least 8: it carries its proposal time).
-    #[arg(long, default_value_t = 1024)]
-    payload: usize,
+    #[command(flatten)]
+    w: WorkloadArgs,
     /// Largest batch of one instance (default 32768; M-Ring: 8192, one datagram).
     #[arg(long)]
     batch: Option<usize>,
@@ -91,18 +95,36 @@ struct LocalArgs {
     /// Bytes of values in the open instances.
     #[arg(long, default_value_t = 1 << 20)]
     window_bytes: usize,
-    /// Seconds of load.
+}
+
+/// The workload options `local` and `bench` share.
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// Bytes of each proposed value (at least 8: it carries its proposal time).
+    #[arg(long, default_value_t = 1024)]
+    payload: usize,
+    /// Seconds of load (and of the baseline).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Values each proposer keeps outstanding (default: a window's worth).
     #[arg(long)]
     outstanding: Option<usize>,
-    /// First measure the raw transport and report efficiency = protocol / raw.
+    /// First measure the raw transport (between the same processes, on the same hosts) and report
+    /// efficiency = protocol / raw.
     #[arg(long)]
     baseline: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The cluster file (TOML) the node processes run.
+    #[arg(long)]
+    config: std::path::PathBuf,
+    #[command(flatten)]
+    w: WorkloadArgs,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Local(args) => run_local(args),
         Command::Node(args) => run_node(args),
+        Command::Bench(args) => run_bench_command(args),
     }
 }
 
@@ -169,23 +192,57 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
     cluster.window_instances = a.window;
     cluster.window_bytes = a.window_bytes;
     cluster.validate()?;
-    if !(a.duration > 0.0 && a.duration <= 3600.0) {
+    if !(a.w.duration > 0.0 && a.w.duration <= 3600.0) {
         bail!("--duration must be within (0, 3600] seconds");
     }
-    let payload = a.payload.max(8);
-    let outstanding = a.outstanding.unwrap_or((a.window_bytes / (payload + 18)).max(256));
+    let payload = a.w.payload.max(8);
+    let outstanding = a.w.outstanding.unwrap_or(default_outstanding(a.window_bytes, payload));
     let spec = LoadSpec {
         cluster,
         payload_bytes: payload,
-        duration: Duration::from_secs_f64(a.duration),
+        duration: Duration::from_secs_f64(a.w.duration),
         outstanding_per_proposer: outstanding,
         backend: BackendChoice::from_env()?,
-        baseline: a.baseline,
-        progress: !a.json,
+        baseline: a.w.baseline,
+        progress: !a.w.json,
     };
     let report = run_load(&spec)?;
     let mut out = io::stdout().lock();
-    if a.json {
+    if a.w.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Values a proposer keeps in flight by default: about what the window's bytes hold.
+fn default_outstanding(window_bytes: usize, payload_bytes: usize) -> usize {
+    (window_bytes / (payload_bytes + 18)).max(256)
+}
+
+fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
+    let cluster = ClusterFile::load(&a.config)?;
+    let payload = a.w.payload.max(8);
+    let outstanding = a.w.outstanding.unwrap_or(default_outstanding(cluster.window_bytes, payload));
+    let workload = Workload::new(payload, a.w.duration, outstanding).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.replace("`payload_bytes`", "--payload")
+                .replace("`duration_secs`", "--duration")
+                .replace("`outstanding_per_proposer`", "--outstanding")
+        )
+    })?;
+    let spec = BenchSpec {
+        cluster,
+        config_path: a.config.display().to_string(),
+        workload,
+        baseline: a.w.baseline,
+        progress: !a.w.json && io::stderr().is_terminal(),
+    };
+    let report = run_bench(&spec)?;
+    let mut out = io::stdout().lock();
+    if a.w.json {
         writeln!(out, "{}", report.to_json())?;
     } else {
         write!(out, "{}", report.table())?;
@@ -219,8 +276,25 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
         cluster.nodes[usize::from(a.id)].address,
         node.backend()
     );
+    // The control endpoint is how `ringsmr bench` reaches this process. Without it the node still
+    // runs the protocol, so only an address the cluster file names explicitly is a must.
+    let control = match ControlServer::start(&cluster, a.id, opts.backend, node.backend()) {
+        Ok(c) => {
+            eprintln!("ringsmr: node {} takes bench commands on {}", a.id, c.local_addr());
+            Some(c)
+        }
+        Err(e) if cluster.nodes[usize::from(a.id)].control.is_none() => {
+            eprintln!("ringsmr: {e}; `ringsmr bench` cannot reach this node");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let started = Instant::now();
     let mut sum = StreamChecksum::default();
+    // The order of every delivery since the start, for `ringsmr bench` to compare learners.
+    let mut trace = StreamTrace::default();
+    // Only a line that prints it needs the payload checksum kept up to date during a bench load.
+    let payload_checksum_read = a.expect.is_some() || a.progress_ms.is_some();
     let mut proposed = 0u64;
     let mut reported = false;
     let mut next_progress = a.progress_ms.map(|_| started);
@@ -236,9 +310,15 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
             if proposed < a.propose { Duration::from_millis(1) } else { Duration::from_millis(20) };
         if let Some(d) = node.recv_timeout(wait) {
             sum.add(&d);
+            trace.add(d.instance, d.id);
             while let Some(d) = node.try_recv() {
                 sum.add(&d);
+                trace.add(d.instance, d.id);
             }
+        }
+        if let Some(c) = &control {
+            let sum = payload_checksum_read.then_some(&mut sum);
+            c.serve_pending_load(&mut node, &mut trace, sum, &stop);
         }
         if let Some(n) = a.expect
             && !reported
@@ -264,12 +344,14 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
     }
     let report = node.stop();
     eprintln!(
-        "ringsmr: node {} stopped: {} values delivered, {:.2} s CPU; {:?}; {:?}",
+        "ringsmr: node {} stopped: {} values delivered, {:.2} s CPU; {:?}; {:?}; {} malformed \
+         control commands",
         a.id,
         report.delivered_values,
         report.cpu.as_secs_f64(),
         report.runtime,
-        report.core
+        report.core,
+        control.as_ref().map_or(0, ControlServer::malformed_commands)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,69 +9,23 @@
 //! namespace the test creates (and deletes, also on failure); without the privilege for that they
 //! skip and say so.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringsmr");
+use common::{BIN, Children, Netns, TempDir, free_ports};
+
 const VALUES: u64 = 200_000;
-
-/// A network namespace with loopback up and multicast on; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(tag: &str) -> Option<Netns> {
-        let name = format!("ringsmr-test-{}-{tag}", std::process::id());
-        let ok =
-            Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
-            return None;
-        }
-        let ns = Netns { name };
-        for args in [["link", "set", "lo", "up"], ["link", "set", "lo", "multicast"]] {
-            let mut cmd = vec!["netns", "exec", &ns.name, "ip"];
-            cmd.extend(args);
-            if args[3] == "multicast" {
-                cmd.push("on");
-            }
-            let st = Command::new("ip").args(&cmd).status().expect("ip runs");
-            assert!(st.success(), "ip {cmd:?} failed");
-        }
-        Some(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
 
 /// The node processes of one test; killed (by their pid) on drop, so a failing test leaves none.
 struct Cluster {
-    children: Vec<Option<Child>>,
+    children: Children,
     lines: Vec<Receiver<String>>,
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    /// Holds the cluster file; removed on drop, after the processes (fields drop in order).
+    _dir: TempDir,
 }
 
 fn cluster_file(protocol: &str, ports: &[u16]) -> String {
@@ -101,21 +55,12 @@ impl Cluster {
         propose: [u64; 3],
         expect: u64,
     ) -> Cluster {
-        let dir = std::env::temp_dir()
-            .join(format!("ringsmr-cluster-{}-{protocol}-{backend}-{expect}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("cluster.toml");
+        let dir = TempDir::new(&format!("cluster-{protocol}-{backend}-{expect}"));
+        let file = dir.path().join("cluster.toml");
         std::fs::write(&file, cluster_file(protocol, &free_ports(4))).unwrap();
-        let mut cluster = Cluster { children: Vec::new(), lines: Vec::new(), dir };
+        let mut cluster = Cluster { children: Children::default(), lines: Vec::new(), _dir: dir };
         for (id, propose) in propose.iter().enumerate() {
-            let mut cmd = match netns {
-                Some(ns) => {
-                    let mut c = Command::new("ip");
-                    c.args(["netns", "exec", &ns.name, BIN]);
-                    c
-                }
-                None => Command::new(BIN),
-            };
+            let mut cmd = Netns::command(netns, BIN);
             cmd.args(["node", "--config"])
                 .arg(&file)
                 .args(["--id", &id.to_string(), "--propose", &propose.to_string()])
@@ -133,7 +78,7 @@ impl Cluster {
                     }
                 }
             });
-            cluster.children.push(Some(child));
+            cluster.children.push(child);
             cluster.lines.push(rx);
         }
         cluster
@@ -216,7 +161,7 @@ fn coordinator_sigkill_new_coordinator_resumes_within_2s() {
     while at_kill < 20_000 {
         at_kill = parse(&cluster.wait_line(1, "progress", Duration::from_secs(60))).0;
     }
-    let mut coordinator = cluster.children[0].take().unwrap();
+    let mut coordinator = cluster.children.0[0].take().unwrap();
     coordinator.kill().unwrap(); // SIGKILL
     let killed = Instant::now();
     coordinator.wait().unwrap();

@@ -1,39 +1,132 @@
 //! The raw transport a protocol run is compared with (`--baseline`), measured on the same backend,
-//! the same loopback and the same number of processes just before the protocol runs:
+//! the same hosts and the same number of processes just before the protocol runs:
 //!
-//! - U-Ring Paxos: a TCP ring of `n` reactors; the first writes 32 KB buffers as fast as its link
-//!   takes them, each next one forwards what it receives, the last counts. Every byte crosses the
-//!   same n-1 links a value crosses on its way around a U-Ring.
-//! - M-Ring Paxos: one sender ip-multicasts 8 KB datagrams (thesis 3.5.6) as fast as the kernel takes
-//!   them; the other `n-1` receive, and the figure is the mean of what they received.
+//! - U-Ring Paxos: a TCP ring of `n` reactors; the first ([`RingRole::Source`]) writes 32 KB buffers
+//!   as fast as its link takes them, each next one ([`RingRole::Forwarder`]) forwards what it
+//!   receives, the last ([`RingRole::Sink`]) counts. Every byte crosses the same n-1 links a value
+//!   crosses on its way around a U-Ring.
 //!
-//! Each stage is a thread with its own reactor, like a node.
+//!   ```text
+//!   source ──TCP──> forwarder ──TCP──> ... ──TCP──> sink (measures)
+//!   ```
+//! - M-Ring Paxos: one sender ([`MulticastRole::Sender`]) ip-multicasts 8 KB datagrams (thesis 3.5.6)
+//!   as fast as the kernel takes them; the other `n-1` ([`MulticastRole::Receiver`]) receive, and
+//!   the figure is the mean of what they received.
+//!
+//! Each stage is one reactor on one thread, like a node, and runs on its own: [`tcp_ring`] and
+//! [`multicast`] run every stage in this process (`ringsmr local`), and a node process runs the one
+//! stage `ringsmr bench` gives it (see [`control`](super::control)). The measuring stages (sink,
+//! receivers) time their own window: from [`WARMUP`] after their first byte for the asked duration,
+//! so stages started at slightly different moments on different hosts still measure a steady
+//! stream. The others run until they are stopped, their downstream link closes, or a deadline that
+//! no measuring window outlasts.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::io::socket::MulticastOptions;
 use crate::io::{BackendChoice, ConnId, Handler, Limits, Reactor, Received, UdpId};
 
 const RING_BUFFER_BYTES: usize = 32 * 1024;
 const DATAGRAM_BYTES: usize = 8 * 1024;
+/// Bytes a forwarder holds for its downstream link beyond what the link's send buffer takes.
+const FORWARD_STAGING_BYTES: usize = 8 << 20;
+/// A measuring stage starts its window this long after its first byte (connections settle, socket
+/// buffers fill).
+pub const WARMUP: Duration = Duration::from_millis(200);
+/// How long a measuring stage waits for its first byte before it reports the transport broken.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a sending stage outlives the longest window a measuring stage can need of it.
+const STOP_SLACK: Duration = Duration::from_secs(5);
 
-/// Counts (and, on a forwarding stage, stages for sending) what arrives.
-struct Stage {
-    received_bytes: u64,
-    staged: Vec<u8>,
-    forward: bool,
+/// A stage of the U-Ring baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RingRole {
+    /// Writes as fast as its downstream link takes.
+    Source,
+    /// Forwards what it receives.
+    Forwarder,
+    /// Counts what it receives: the figure.
+    Sink,
 }
 
-impl Handler for Stage {
+/// A stage of the M-Ring baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MulticastRole {
+    Sender,
+    /// Counts what it receives: the mean over receivers is the figure.
+    Receiver,
+}
+
+/// What one stage measured. Measuring stages report their window; the others their whole run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageReport {
+    pub received_bytes: u64,
+    pub secs: f64,
+}
+
+impl StageReport {
+    pub fn mbit_per_s(&self) -> f64 {
+        self.received_bytes as f64 * 8.0 / self.secs.max(1e-9) / 1e6
+    }
+}
+
+/// The reactor's view of a stage during one poll: counts (and, on a forwarder, stages for
+/// sending) what arrives, and follows the downstream link.
+struct Inputs {
+    received_bytes: u64,
+    first_byte_at: Option<Instant>,
+    staged: Vec<u8>,
+    forward: bool,
+    out: Option<ConnId>,
+    out_open: bool,
+    /// The downstream link closed (after it was open: the next stage ended) or failed to connect.
+    out_closed: Option<io::Error>,
+}
+
+impl Inputs {
+    fn new(forward: bool, out: Option<ConnId>) -> Inputs {
+        Inputs {
+            received_bytes: 0,
+            first_byte_at: None,
+            staged: Vec::with_capacity(if forward { FORWARD_STAGING_BYTES } else { 0 }),
+            forward,
+            out,
+            out_open: false,
+            out_closed: None,
+        }
+    }
+
+    fn count(&mut self, bytes: usize) {
+        if bytes > 0 && self.first_byte_at.is_none() {
+            self.first_byte_at = Some(Instant::now());
+        }
+        self.received_bytes += bytes as u64;
+    }
+}
+
+impl Handler for Inputs {
     fn accepted(&mut self, _: ConnId, _: SocketAddr) {}
-    fn connected(&mut self, _: ConnId) {}
-    fn closed(&mut self, _: ConnId, _: io::Error) {}
+    fn connected(&mut self, conn: ConnId) {
+        if Some(conn) == self.out {
+            self.out_open = true;
+        }
+    }
+    fn closed(&mut self, conn: ConnId, cause: io::Error) {
+        if Some(conn) == self.out {
+            self.out_closed = Some(cause);
+        }
+    }
     fn received(&mut self, _: ConnId, bytes: &[u8]) -> Received {
-        self.received_bytes += bytes.len() as u64;
+        self.count(bytes.len());
         if self.forward {
             // Bytes beyond the staging room are dropped (counted as received, not forwarded): the
             // next stage then simply sees less, which is what a slow relay means.
@@ -43,7 +136,7 @@ impl Handler for Stage {
         Received::Consumed(bytes.len())
     }
     fn datagram(&mut self, _: UdpId, bytes: &[u8]) {
-        self.received_bytes += bytes.len() as u64;
+        self.count(bytes.len());
     }
     fn woken(&mut self) {}
 }
@@ -52,55 +145,276 @@ fn limits() -> Limits {
     Limits { conns_max: 4, ..Limits::default() }
 }
 
-/// Mbit/s arriving at the last of `n` reactors chained by TCP.
-pub fn tcp_ring(backend: BackendChoice, n: usize, duration: Duration) -> io::Result<f64> {
-    let n = n.max(2);
-    let mut reactors = Vec::with_capacity(n);
-    let mut addrs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut r = Reactor::new(backend, limits()).map_err(io::Error::other)?;
-        let l = r.listen("127.0.0.1:0".parse().expect("literal")).map_err(io::Error::other)?;
-        addrs.push(r.local_addr(l)?);
-        reactors.push(r);
+fn invalid_input(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+/// The window of a measuring stage: starts [`WARMUP`] after the first byte, lasts `duration`.
+struct Window {
+    duration: Duration,
+    first_byte_deadline: Instant,
+    start: Option<(Instant, u64)>,
+}
+
+impl Window {
+    fn new(duration: Duration) -> Window {
+        Window { duration, first_byte_deadline: Instant::now() + FIRST_BYTE_TIMEOUT, start: None }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let sink_bytes = Arc::new(AtomicU64::new(0));
-    let cores = crate::io::pin::allowed_cores();
-    let mut threads = Vec::new();
-    for (i, mut r) in reactors.into_iter().enumerate() {
-        let next = addrs.get(i + 1).copied();
-        let stop = Arc::clone(&stop);
-        let sink_bytes = Arc::clone(&sink_bytes);
-        let core = cores[i % cores.len()];
-        threads.push(std::thread::spawn(move || -> io::Result<()> {
-            let _ = crate::io::pin::pin_current_thread(core);
-            let out = match next {
-                Some(a) => Some(r.connect(a).map_err(io::Error::other)?),
-                None => None,
-            };
-            let mut stage =
-                Stage { received_bytes: 0, staged: Vec::with_capacity(8 << 20), forward: i > 0 };
-            let chunk = vec![0x5a; RING_BUFFER_BYTES];
-            while !stop.load(Ordering::Relaxed) {
-                r.poll(Some(Duration::from_millis(1)), &mut stage)?;
-                if let Some(box_) = out.and_then(|c| r.outbox(c)) {
-                    if i == 0 {
-                        while box_.push(&chunk) {}
-                    } else {
-                        let k = stage.staged.len().min(box_.free_bytes());
-                        box_.push(&stage.staged[..k]);
-                        stage.staged.drain(..k);
+
+    /// The stage's report once the window is over, or once the stage must end (`ending`).
+    fn poll(&mut self, inputs: &Inputs, ending: bool) -> Option<io::Result<StageReport>> {
+        let now = Instant::now();
+        if self.start.is_none()
+            && let Some(first) = inputs.first_byte_at
+            && now >= first + WARMUP
+        {
+            self.start = Some((now, inputs.received_bytes));
+        }
+        match self.start {
+            Some((at, bytes)) if ending || now >= at + self.duration => Some(Ok(StageReport {
+                received_bytes: inputs.received_bytes - bytes,
+                secs: (now - at).as_secs_f64(),
+            })),
+            Some(_) => None,
+            None if ending => Some(Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "stopped before its measuring window began",
+            ))),
+            None if inputs.first_byte_at.is_none() && now >= self.first_byte_deadline => {
+                Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no bytes arrived from the sending stage within {} s",
+                        FIRST_BYTE_TIMEOUT.as_secs()
+                    ),
+                )))
+            }
+            None => None,
+        }
+    }
+}
+
+/// When a sending stage gives up on its own: after the longest window it can feed.
+fn give_up_at(started: Instant, duration: Duration) -> Instant {
+    started + FIRST_BYTE_TIMEOUT + WARMUP + duration + STOP_SLACK
+}
+
+/// The role of stage `i` of a ring of `n`: the first sends, the last measures.
+pub fn ring_role(i: usize, n: usize) -> RingRole {
+    if i + 1 >= n {
+        RingRole::Sink
+    } else if i == 0 {
+        RingRole::Source
+    } else {
+        RingRole::Forwarder
+    }
+}
+
+/// One stage of the U-Ring baseline, listening (so that the stage before it can connect) and not
+/// running yet.
+pub struct RingStage {
+    reactor: Reactor,
+    listen_addr: SocketAddr,
+}
+
+impl RingStage {
+    /// Listens on `listen` (port 0: any free port; see [`RingStage::local_addr`]).
+    pub fn bind(backend: BackendChoice, listen: SocketAddr) -> io::Result<RingStage> {
+        let mut reactor = Reactor::new(backend, limits()).map_err(io::Error::other)?;
+        let listener = reactor.listen(listen).map_err(io::Error::other)?;
+        let listen_addr = reactor.local_addr(listener)?;
+        Ok(RingStage { reactor, listen_addr })
+    }
+
+    /// Where the stage before this one connects.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Runs as `role`, sending to the stage listening at `next` (none for the sink), and returns
+    /// what it measured. The sink returns after its window; the others when `stop` is set, when
+    /// `next` closes the link (the stage after this one ended), or at their own deadline.
+    pub fn run(
+        mut self,
+        role: RingRole,
+        next: Option<SocketAddr>,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> io::Result<StageReport> {
+        let next = match (role, next) {
+            (RingRole::Sink, None) => None,
+            (RingRole::Source | RingRole::Forwarder, Some(a)) => Some(a),
+            (role, next) => {
+                return Err(invalid_input(format!(
+                    "a {role:?} stage {} a next stage",
+                    if next.is_some() { "takes no" } else { "needs" }
+                )));
+            }
+        };
+        let out = match next {
+            Some(a) => Some(self.reactor.connect(a).map_err(io::Error::other)?),
+            None => None,
+        };
+        let mut inputs = Inputs::new(role == RingRole::Forwarder, out);
+        let chunk =
+            if role == RingRole::Source { vec![0x5a; RING_BUFFER_BYTES] } else { Vec::new() };
+        let started = Instant::now();
+        let give_up_at = give_up_at(started, duration);
+        let mut window = (role == RingRole::Sink).then(|| Window::new(duration));
+        loop {
+            let ending = stop.load(Ordering::Relaxed) || Instant::now() >= give_up_at;
+            match window.as_mut() {
+                Some(w) => {
+                    if let Some(report) = w.poll(&inputs, ending) {
+                        return report;
                     }
                 }
-                r.flush();
-                if next.is_none() {
-                    sink_bytes.store(stage.received_bytes, Ordering::Relaxed);
+                None if ending => break,
+                None => {}
+            }
+            self.reactor.poll(Some(Duration::from_millis(1)), &mut inputs)?;
+            if let Some(cause) = inputs.out_closed.take() {
+                if !inputs.out_open {
+                    let to = next.map_or_else(String::new, |a| a.to_string());
+                    return Err(io::Error::new(
+                        cause.kind(),
+                        format!("connecting to the next stage at {to}: {cause}"),
+                    ));
+                }
+                break; // the next stage ended, so there is no one left to send to
+            }
+            if let Some(outbox) = out.and_then(|c| self.reactor.outbox(c)) {
+                if role == RingRole::Source {
+                    while outbox.push(&chunk) {}
+                } else {
+                    let k = inputs.staged.len().min(outbox.free_bytes());
+                    outbox.push(&inputs.staged[..k]);
+                    inputs.staged.drain(..k);
                 }
             }
-            Ok(())
-        }));
+            self.reactor.flush();
+        }
+        Ok(StageReport {
+            received_bytes: inputs.received_bytes,
+            secs: started.elapsed().as_secs_f64(),
+        })
     }
-    measure(duration, &stop, threads, || sink_bytes.load(Ordering::Relaxed))
+}
+
+/// One stage of the M-Ring baseline: a reactor whose socket has joined the group.
+pub struct MulticastStage {
+    reactor: Reactor,
+    udp: UdpId,
+    group: MulticastOptions,
+}
+
+impl MulticastStage {
+    pub fn join(backend: BackendChoice, group: MulticastOptions) -> io::Result<MulticastStage> {
+        let mut reactor = Reactor::new(backend, limits()).map_err(io::Error::other)?;
+        let udp = reactor.add_multicast(group, limits().socket).map_err(io::Error::other)?;
+        Ok(MulticastStage { reactor, udp, group })
+    }
+
+    /// Runs as `role`. A receiver returns after its window; the sender when `stop` is set or at
+    /// its own deadline.
+    pub fn run(
+        mut self,
+        role: MulticastRole,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> io::Result<StageReport> {
+        let mut inputs = Inputs::new(false, None);
+        let datagram = vec![0x5a; DATAGRAM_BYTES];
+        let to = SocketAddr::V4(self.group.group);
+        let started = Instant::now();
+        let give_up_at = give_up_at(started, duration);
+        let mut window = (role == MulticastRole::Receiver).then(|| Window::new(duration));
+        loop {
+            let ending = stop.load(Ordering::Relaxed) || Instant::now() >= give_up_at;
+            match window.as_mut() {
+                Some(w) => {
+                    if let Some(report) = w.poll(&inputs, ending) {
+                        return report;
+                    }
+                    self.reactor.poll(Some(Duration::from_millis(1)), &mut inputs)?;
+                }
+                None if ending => break,
+                None => {
+                    for _ in 0..64 {
+                        if self.reactor.send_datagram(self.udp, &datagram, to).is_err() {
+                            break; // socket buffer full: let the receivers catch up
+                        }
+                    }
+                    self.reactor.poll(Some(Duration::ZERO), &mut inputs)?;
+                }
+            }
+        }
+        Ok(StageReport {
+            received_bytes: inputs.received_bytes,
+            secs: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// A stage ready to run on its own thread: whether it measures, and how to run it.
+type StageRun = (bool, Box<dyn FnOnce(&AtomicBool) -> io::Result<StageReport> + Send>);
+
+/// Runs every stage on its own thread, pinned like the nodes are; waits for the measuring stages,
+/// then stops the others. Reports in the stages' order.
+fn run_in_threads(stages: Vec<StageRun>) -> io::Result<Vec<StageReport>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = crate::io::pin::allowed_cores();
+    let mut threads = Vec::with_capacity(stages.len());
+    for (i, (measuring, run)) in stages.into_iter().enumerate() {
+        let stop = Arc::clone(&stop);
+        let core = cores[i % cores.len()];
+        let thread = std::thread::spawn(move || {
+            let _ = crate::io::pin::pin_current_thread(core);
+            run(&stop)
+        });
+        threads.push((measuring, Some(thread)));
+    }
+    let mut reports: Vec<Option<io::Result<StageReport>>> =
+        (0..threads.len()).map(|_| None).collect();
+    for pass_measuring in [true, false] {
+        if !pass_measuring {
+            stop.store(true, Ordering::Relaxed);
+        }
+        for ((measuring, thread), report) in threads.iter_mut().zip(reports.iter_mut()) {
+            if *measuring != pass_measuring {
+                continue;
+            }
+            if let Some(t) = thread.take() {
+                *report = Some(
+                    t.join().unwrap_or_else(|_| Err(io::Error::other("a baseline stage panicked"))),
+                );
+            }
+        }
+    }
+    reports
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("a baseline stage did not run"))))
+        .collect()
+}
+
+/// Mbit/s arriving at the last of `n` reactors chained by TCP on loopback.
+pub fn tcp_ring(backend: BackendChoice, n: usize, duration: Duration) -> io::Result<f64> {
+    let n = n.max(2);
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+    let stages =
+        (0..n).map(|_| RingStage::bind(backend, any_port)).collect::<io::Result<Vec<_>>>()?;
+    let addrs: Vec<SocketAddr> = stages.iter().map(RingStage::local_addr).collect();
+    let runs = stages
+        .into_iter()
+        .enumerate()
+        .map(|(i, stage)| -> StageRun {
+            let role = ring_role(i, n);
+            let next = addrs.get(i + 1).copied();
+            (role == RingRole::Sink, Box::new(move |stop| stage.run(role, next, duration, stop)))
+        })
+        .collect();
+    let reports = run_in_threads(runs)?;
+    Ok(reports[n - 1].mbit_per_s())
 }
 
 /// Mean Mbit/s `n - 1` receivers get of one sender's 8 KB multicast datagrams.
@@ -111,57 +425,47 @@ pub fn multicast(
     duration: Duration,
 ) -> io::Result<f64> {
     let receivers = n.max(2) - 1;
-    let stop = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
-    let cores = crate::io::pin::allowed_cores();
-    let mut threads = Vec::new();
+    let mut runs: Vec<StageRun> = Vec::with_capacity(receivers + 1);
     for i in 0..=receivers {
-        let mut r = Reactor::new(backend, limits()).map_err(io::Error::other)?;
-        let udp = r.add_multicast(group, limits().socket).map_err(io::Error::other)?;
-        let stop = Arc::clone(&stop);
-        let received = Arc::clone(&received);
-        let core = cores[i % cores.len()];
-        threads.push(std::thread::spawn(move || -> io::Result<()> {
-            let _ = crate::io::pin::pin_current_thread(core);
-            let mut stage = Stage { received_bytes: 0, staged: Vec::new(), forward: false };
-            let datagram = vec![0x5a; DATAGRAM_BYTES];
-            let to = SocketAddr::V4(group.group);
-            let mut counted = 0;
-            while !stop.load(Ordering::Relaxed) {
-                if i == 0 {
-                    for _ in 0..64 {
-                        if r.send_datagram(udp, &datagram, to).is_err() {
-                            break; // socket buffer full: let the receivers catch up
-                        }
-                    }
-                    r.poll(Some(Duration::ZERO), &mut stage)?;
-                } else {
-                    r.poll(Some(Duration::from_millis(1)), &mut stage)?;
-                    received.fetch_add(stage.received_bytes - counted, Ordering::Relaxed);
-                    counted = stage.received_bytes;
-                }
-            }
-            Ok(())
-        }));
+        let stage = MulticastStage::join(backend, group)?;
+        let role = if i == 0 { MulticastRole::Sender } else { MulticastRole::Receiver };
+        runs.push((
+            role == MulticastRole::Receiver,
+            Box::new(move |stop| stage.run(role, duration, stop)),
+        ));
     }
-    let total = measure(duration, &stop, threads, || received.load(Ordering::Relaxed))?;
-    Ok(total / receivers as f64)
+    let reports = run_in_threads(runs)?;
+    Ok(reports[1..].iter().map(StageReport::mbit_per_s).sum::<f64>() / receivers as f64)
 }
 
-/// Lets the stages run for `duration` after a short warm-up and returns the Mbit/s of `bytes()`.
-fn measure(
-    duration: Duration,
-    stop: &AtomicBool,
-    threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
-    bytes: impl Fn() -> u64,
-) -> io::Result<f64> {
-    std::thread::sleep(Duration::from_millis(200));
-    let (t0, b0) = (Instant::now(), bytes());
-    std::thread::sleep(duration);
-    let (secs, b1) = (t0.elapsed().as_secs_f64(), bytes());
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().map_err(|_| io::Error::other("a baseline stage panicked"))??;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_ring_of_three_stages_carries_bytes_to_its_sink() {
+        let mbit = tcp_ring(BackendChoice::Epoll, 3, Duration::from_millis(300)).unwrap();
+        assert!(mbit > 0.0, "{mbit}");
     }
-    Ok((b1 - b0) as f64 * 8.0 / secs / 1e6)
+
+    #[test]
+    fn stages_refuse_a_next_stage_that_does_not_fit_their_role() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let stop = AtomicBool::new(false);
+        let stage = RingStage::bind(BackendChoice::Epoll, any_port).unwrap();
+        let e = stage.run(RingRole::Source, None, Duration::from_millis(10), &stop).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_source_whose_next_stage_is_gone_says_where_it_connected() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        // A port that was free a moment ago: nothing listens there now.
+        let gone = std::net::TcpListener::bind(any_port).unwrap().local_addr().unwrap();
+        let stop = AtomicBool::new(false);
+        let stage = RingStage::bind(BackendChoice::Epoll, any_port).unwrap();
+        let e = stage.run(RingRole::Source, Some(gone), Duration::from_millis(10), &stop);
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains(&gone.to_string()), "{e}");
+    }
 }

@@ -1,6 +1,19 @@
 //! A running checksum of a delivered stream, sensitive to order: two learners that delivered the same
 //! values in the same order have equal checksums (FNV-1a, 64 bit, over instance, value id and
 //! payload of each delivery in turn).
+//!
+//! [`StreamTrace`] follows the order alone (instance and value id of each value, not the payloads:
+//! cheap enough for every value of a benchmark run, where hashing every payload byte would cost more
+//! than delivering it). Learners of one run stop at different points of the same stream (each stops
+//! when its own clock says so), so their final hashes differ even when their orders agree: a trace
+//! also keeps its hash at every multiple of [`CHECKPOINT_EVERY_VALUES`] values, and
+//! [`compare_prefixes`] compares learners at the positions they all passed.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::types::{Instance, ValueId};
 
 use super::handle::Delivery;
 
@@ -27,18 +40,129 @@ impl StreamChecksum {
     }
 
     pub fn add(&mut self, d: &Delivery) {
-        self.mix(&d.instance.to_le_bytes());
-        self.mix(&d.id.proposer.to_le_bytes());
-        self.mix(&d.id.incarnation.to_le_bytes());
-        self.mix(&d.id.seq.to_le_bytes());
-        self.mix(&(d.payload.len() as u64).to_le_bytes());
-        self.mix(&d.payload);
+        self.add_value(d.instance, d.id, &d.payload);
+    }
+
+    /// [`StreamChecksum::add`] of a value taken from a delivered batch.
+    pub fn add_value(&mut self, instance: Instance, id: ValueId, payload: &[u8]) {
+        self.mix(&instance.to_le_bytes());
+        self.mix(&id.proposer.to_le_bytes());
+        self.mix(&id.incarnation.to_le_bytes());
+        self.mix(&id.seq.to_le_bytes());
+        self.mix(&(payload.len() as u64).to_le_bytes());
+        self.mix(payload);
         self.values += 1;
     }
 
     pub fn value(&self) -> u64 {
         self.hash
     }
+}
+
+/// A stream's checksum after its first `values` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub values: u64,
+    pub checksum: u64,
+}
+
+/// Values between two checkpoints of a [`StreamTrace`].
+pub const CHECKPOINT_EVERY_VALUES: u64 = 1024;
+/// Checkpoints a [`StreamTrace`] keeps (the newest): about a million values back, far more than
+/// learners of one run drift apart (a window of instances and a delivery queue).
+pub const CHECKPOINTS_MAX: usize = 1024;
+
+/// The order of a delivered stream, with its recent checkpoints (module docs).
+#[derive(Clone, Debug)]
+pub struct StreamTrace {
+    hash: u64,
+    values: u64,
+    checkpoints: VecDeque<Checkpoint>,
+}
+
+impl Default for StreamTrace {
+    fn default() -> StreamTrace {
+        StreamTrace { hash: FNV_OFFSET, values: 0, checkpoints: VecDeque::new() }
+    }
+}
+
+/// The multiplier of [`StreamTrace`]'s word mix (an odd constant with well-spread bits).
+const TRACE_MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+
+impl StreamTrace {
+    fn mix(&mut self, word: u64) {
+        // Rotate, xor, multiply: order-sensitive, and the rotation carries the multiplication's
+        // high bits back down so that every input bit reaches every hash bit within a few words.
+        self.hash = (self.hash.rotate_left(23) ^ word).wrapping_mul(TRACE_MULTIPLIER);
+    }
+
+    /// Value `id` was delivered in `instance`, after everything added before.
+    pub fn add(&mut self, instance: Instance, id: ValueId) {
+        self.mix(instance);
+        self.mix((u64::from(id.proposer) << 32) | u64::from(id.incarnation));
+        self.mix(id.seq);
+        self.values += 1;
+        if self.values.is_multiple_of(CHECKPOINT_EVERY_VALUES) {
+            if self.checkpoints.len() == CHECKPOINTS_MAX {
+                self.checkpoints.pop_front();
+            }
+            self.checkpoints.push_back(self.now());
+        }
+    }
+
+    /// Values added so far.
+    pub fn values(&self) -> u64 {
+        self.values
+    }
+
+    /// Where the stream is now.
+    pub fn now(&self) -> Checkpoint {
+        Checkpoint { values: self.values, checksum: self.hash }
+    }
+
+    /// The checkpoints kept from position `from_values` on, and the current position.
+    pub fn checkpoints_since(&self, from_values: u64) -> Vec<Checkpoint> {
+        let mut v: Vec<Checkpoint> =
+            self.checkpoints.iter().filter(|c| c.values >= from_values).copied().collect();
+        if v.last() != Some(&self.now()) {
+            v.push(self.now());
+        }
+        v
+    }
+}
+
+/// How the delivered streams of several learners compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixComparison {
+    /// The longest prefix every learner has a checkpoint of (0: none in common).
+    pub compared_values: u64,
+    /// Every common checkpoint has the same checksum at every learner. `None`: no common
+    /// checkpoint, so nothing could be compared.
+    pub agree: Option<bool>,
+}
+
+/// Compares learners' streams at every position all of them have a checkpoint of.
+pub fn compare_prefixes(traces: &[&[Checkpoint]]) -> PrefixComparison {
+    let Some((first, rest)) = traces.split_first() else {
+        return PrefixComparison { compared_values: 0, agree: None };
+    };
+    let mut compared_values = 0;
+    let mut agree = None;
+    for c in first.iter() {
+        let mut all_have = true;
+        let mut same = true;
+        for t in rest {
+            match t.iter().find(|o| o.values == c.values) {
+                Some(o) => same &= o.checksum == c.checksum,
+                None => all_have = false,
+            }
+        }
+        if all_have {
+            compared_values = compared_values.max(c.values);
+            agree = Some(agree.unwrap_or(true) && same);
+        }
+    }
+    PrefixComparison { compared_values, agree }
 }
 
 #[cfg(test)]
@@ -67,5 +191,36 @@ mod tests {
         c.add(&d(0, 1));
         c.add(&d(0, 2));
         assert_eq!(a, c);
+    }
+
+    #[test]
+    fn traces_stopped_at_different_points_compare_on_their_common_prefix() {
+        let d = |seq: u64| (seq / 10, ValueId { proposer: 0, incarnation: 0, seq });
+        let (mut a, mut b) = (StreamTrace::default(), StreamTrace::default());
+        for seq in 0..5000 {
+            let (instance, id) = d(seq);
+            a.add(instance, id);
+        }
+        for seq in 0..3100 {
+            let (instance, id) = d(seq);
+            b.add(instance, id);
+        }
+        let from = 1500;
+        let (ca, cb) = (a.checkpoints_since(from), b.checkpoints_since(from));
+        assert_eq!(ca.first().map(|c| c.values), Some(2048));
+        assert_eq!(cb.last(), Some(&b.now()));
+        let same = compare_prefixes(&[&ca, &cb]);
+        assert_eq!(same, PrefixComparison { compared_values: 3072, agree: Some(true) });
+
+        // A learner that delivered value 3000 before 2999 differs from position 3000 on.
+        let mut c = StreamTrace::default();
+        for seq in (0..2999).chain([3000, 2999]).chain(3001..4000) {
+            let (instance, id) = d(seq);
+            c.add(instance, id);
+        }
+        let cc = c.checkpoints_since(from);
+        assert_eq!(compare_prefixes(&[&ca, &cc]).agree, Some(false));
+        assert_eq!(compare_prefixes(&[&ca, &cc[..1]]).agree, Some(true), "2048 is before the swap");
+        assert_eq!(compare_prefixes(&[&ca[..1], &cb[1..]]).agree, None);
     }
 }

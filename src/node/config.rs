@@ -21,7 +21,13 @@
 //! id = 0
 //! address = "127.0.0.1:7000"
 //! roles = ["acceptor", "proposer", "learner"]
+//! control = "127.0.0.1:8000"    # optional; the default is `address` with port + 1000
 //! ```
+//!
+//! `control` is where the node process takes commands from `ringsmr bench` (see
+//! [`control`](super::control)): a separate, slow TCP endpoint, so the benchmark's coordination never
+//! shares a socket or a thread with the protocol's links. It must differ from every node's
+//! `address` and from the other nodes' `control`.
 //!
 //! Unknown keys are refused (a misspelt bound must not silently fall back to its default); every
 //! refusal names the field.
@@ -81,6 +87,24 @@ pub struct NodeEntry {
     pub id: NodeId,
     pub address: SocketAddr,
     pub roles: Vec<Role>,
+    /// The control endpoint `ringsmr bench` talks to; `None`: `address` with port + 1000
+    /// ([`NodeEntry::control_address`]).
+    #[serde(default)]
+    pub control: Option<SocketAddr>,
+}
+
+/// How far above its data port a node's control endpoint listens when `control` is not set.
+pub const CONTROL_PORT_OFFSET: u16 = 1000;
+
+impl NodeEntry {
+    /// Where the node's control endpoint listens: `control`, or `address` with port + 1000. `None`
+    /// when that default would pass port 65535 ([`ClusterFile::validate`] refuses such a file).
+    pub fn control_address(&self) -> Option<SocketAddr> {
+        self.control.or_else(|| {
+            let port = self.address.port().checked_add(CONTROL_PORT_OFFSET)?;
+            Some(SocketAddr::new(self.address.ip(), port))
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -209,19 +233,21 @@ impl ClusterFile {
                     } else {
                         vec![Role::Proposer, Role::Learner]
                     },
+                    control: None,
                 })
                 .collect(),
         }
     }
 
-    /// [`ClusterFile::local`] on loopback ports that were free a moment ago (and a multicast port
-    /// next to them).
+    /// [`ClusterFile::local`] on loopback ports that were free a moment ago: data and control
+    /// ports of every node and a multicast port. (The default control port, data port + 1000, is
+    /// not taken from the OS and may be in use.)
     pub fn local_on_free_ports(
         protocol: ProtocolName,
         nodes: u16,
         f: usize,
     ) -> Result<ClusterFile, ClusterFileError> {
-        let listeners = (0..=nodes)
+        let listeners = (0..=2 * nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ClusterFileError::Invalid {
@@ -231,11 +257,14 @@ impl ClusterFile {
         let ports: Vec<u16> =
             listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect();
         let mut c = ClusterFile::local(protocol, nodes, f, 0);
-        for (n, p) in c.nodes.iter_mut().zip(&ports) {
-            n.address.set_port(*p);
+        let (data_ports, rest) = ports.split_at(usize::from(nodes));
+        let (control_ports, multicast_port) = rest.split_at(usize::from(nodes));
+        for ((n, data), control) in c.nodes.iter_mut().zip(data_ports).zip(control_ports) {
+            n.address.set_port(*data);
+            n.control = Some(SocketAddr::new(n.address.ip(), *control));
         }
-        if let Some(m) = c.multicast.as_mut() {
-            m.group.set_port(ports[usize::from(nodes)]);
+        if let (Some(m), Some(port)) = (c.multicast.as_mut(), multicast_port.first()) {
+            m.group.set_port(*port);
         }
         c.validate()?;
         Ok(c)
@@ -259,6 +288,32 @@ impl ClusterFile {
                 return invalid(
                     format!("node[{i}].address"),
                     format!("{} is used twice", n.address),
+                );
+            }
+            let Some(control) = n.control_address() else {
+                return invalid(
+                    format!("node[{i}].control"),
+                    format!(
+                        "is not set and its default ({}'s port + {CONTROL_PORT_OFFSET}) passes \
+                         65535; set `control` to a free address",
+                        n.address
+                    ),
+                );
+            };
+            if let Some(m) = self.nodes.iter().find(|m| m.address == control) {
+                return invalid(
+                    format!("node[{i}].control"),
+                    format!(
+                        "{control} is node {}'s data address; give the control endpoint a port \
+                         of its own",
+                        m.id
+                    ),
+                );
+            }
+            if let Some(m) = self.nodes[..i].iter().find(|m| m.control_address() == Some(control)) {
+                return invalid(
+                    format!("node[{i}].control"),
+                    format!("{control} is node {}'s control address too; they must differ", m.id),
                 );
             }
             let acceptor = n.roles.contains(&Role::Acceptor);
@@ -432,11 +487,44 @@ roles = ["acceptor"]
     }
 
     #[test]
+    fn control_defaults_to_port_plus_1000_and_must_be_distinct() {
+        let f = ClusterFile::parse(GOOD).unwrap();
+        assert_eq!(f.nodes[1].control_address(), Some("127.0.0.1:8001".parse().unwrap()));
+        let explicit = GOOD.replace(
+            "address = \"127.0.0.1:7001\"",
+            "address = \"127.0.0.1:7001\"\ncontrol = \"10.0.0.2:9000\"",
+        );
+        let f = ClusterFile::parse(&explicit).unwrap();
+        assert_eq!(f.nodes[1].control_address(), Some("10.0.0.2:9000".parse().unwrap()));
+
+        // A control endpoint on a node's data address (its own or another's) is refused by name.
+        let e = refusal(&GOOD.replace(
+            "address = \"127.0.0.1:7001\"",
+            "address = \"127.0.0.1:7001\"\ncontrol = \"127.0.0.1:7002\"",
+        ));
+        assert!(e.contains("`node[1].control`") && e.contains("node 2's data address"), "{e}");
+        // Two nodes' control endpoints (one explicit, one default) on the same address.
+        let e = refusal(&GOOD.replace(
+            "address = \"127.0.0.1:7002\"",
+            "address = \"127.0.0.1:7002\"\ncontrol = \"127.0.0.1:8000\"",
+        ));
+        assert!(e.contains("`node[2].control`") && e.contains("node 0's control"), "{e}");
+        // A default that would pass port 65535.
+        let e = refusal(&GOOD.replace("127.0.0.1:7002", "127.0.0.1:65000"));
+        assert!(e.contains("`node[2].control`") && e.contains("65535"), "{e}");
+        let e =
+            refusal(&GOOD.replace("roles = [\"acceptor\"]", "roles = [\"acceptor\"]\ncontrol = 5"));
+        assert!(e.contains("control"), "{e}");
+    }
+
+    #[test]
     fn local_clusters_are_valid() {
         for p in [ProtocolName::Uring, ProtocolName::Mring] {
             for (nodes, f) in [(3, 1), (5, 2), (4, 1)] {
                 ClusterFile::local(p, nodes, f, 7000).validate().unwrap();
             }
+            let c = ClusterFile::local_on_free_ports(p, 3, 1).unwrap();
+            assert!(c.nodes.iter().all(|n| n.control.is_some()));
         }
     }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub delivered_values: AtomicU64,
     consumer: OnceLock<Thread>,
+    /// The kernel's id of the node thread, so other threads can read its CPU time.
+    node_tid: OnceLock<i32>,
 }
 
 impl Shared {
@@ -182,9 +184,12 @@ impl Node {
             shared: Arc::clone(&shared),
         };
         let core_to_pin = opts.core;
+        let shared_by_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("ringsmr-node-{id}"))
             .spawn(move || {
+                let _ = shared_by_thread.node_tid.set(nix::unistd::gettid().as_raw());
+                drop(shared_by_thread);
                 if let Some(c) = core_to_pin
                     && let Err(e) = crate::io::pin::pin_current_thread(c)
                 {
@@ -287,6 +292,17 @@ impl Node {
     /// Values delivered by the node so far (some may still wait in the delivery queue).
     pub fn delivered_values(&self) -> u64 {
         self.shared.delivered_values.load(Ordering::Acquire)
+    }
+
+    /// CPU time the node thread has used so far, read from another thread (the benchmark measures
+    /// it over its run only, without stopping the node). `None` where `/proc` does not tell.
+    pub fn thread_cpu_time(&self) -> Option<Duration> {
+        let tid = self.shared.node_tid.get()?;
+        // The first field of schedstat is the thread's time on a CPU in nanoseconds, the same sum
+        // CLOCK_THREAD_CPUTIME_ID reads on the thread itself.
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
     }
 
     /// Stops the node thread and returns what it did.

@@ -1,11 +1,18 @@
 //! A latency histogram with fixed buckets allocated once: exact below 1024 µs, then 64 buckets per
 //! power of two (under 1.6% error), up to about 2^40 µs. Recording never allocates.
+//!
+//! Histograms of several nodes merge bucket by bucket ([`Histogram::merge`]); a node process sends
+//! its histogram to `ringsmr bench` as its non-empty buckets (serde, [`SparseHistogram`]), which a
+//! receiver checks before it trusts them.
+
+use serde::{Deserialize, Serialize};
 
 const LINEAR: u64 = 1024;
 const SUB_BUCKETS: u64 = 64;
 const OCTAVES: u64 = 31;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SparseHistogram", into = "SparseHistogram")]
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
@@ -54,6 +61,15 @@ impl Histogram {
         self.max
     }
 
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
     /// The value below which a fraction `q` of the samples fall (bucket floor); 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
@@ -68,6 +84,46 @@ impl Histogram {
             }
         }
         self.max
+    }
+}
+
+/// A histogram as its non-empty buckets: `[bucket index, count]` pairs and the largest sample.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseHistogram {
+    pub max: u64,
+    pub buckets: Vec<(u32, u64)>,
+}
+
+impl From<Histogram> for SparseHistogram {
+    fn from(h: Histogram) -> SparseHistogram {
+        let buckets = h
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(i, &c)| (i as u32, c))
+            .collect();
+        SparseHistogram { max: h.max, buckets }
+    }
+}
+
+impl TryFrom<SparseHistogram> for Histogram {
+    type Error = String;
+
+    /// Refuses buckets out of range and totals that overflow: the buckets come from another process.
+    fn try_from(s: SparseHistogram) -> Result<Histogram, String> {
+        let mut h = Histogram::default();
+        for (i, c) in s.buckets {
+            let slot = h
+                .counts
+                .get_mut(i as usize)
+                .ok_or_else(|| format!("histogram bucket {i} out of range"))?;
+            *slot = slot.checked_add(c).ok_or("histogram bucket count overflows")?;
+            h.total = h.total.checked_add(c).ok_or("histogram total overflows")?;
+        }
+        h.max = s.max;
+        Ok(h)
     }
 }
 
@@ -90,5 +146,25 @@ mod tests {
         for v in [0, 1, 1023, 1024, 1025, 5000, 1 << 20, u64::MAX / 4] {
             assert!(bucket_floor(bucket(v)) <= v, "{v}");
         }
+    }
+
+    #[test]
+    fn merged_and_serialised_histograms_keep_their_samples() {
+        let (mut a, mut b) = (Histogram::default(), Histogram::default());
+        for v in [3, 3, 2000, 70_000] {
+            a.record(v);
+        }
+        b.record(5);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.len() < 100, "only non-empty buckets travel: {json}");
+        let back: Histogram = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, a);
+        a.merge(&b);
+        assert_eq!((a.count(), a.max(), a.quantile(0.2)), (5, 70_000, 3));
+        for bad in [r#"{"max":1,"buckets":[[99999,1]]}"#, r#"{"max":1,"buckets":[[1,1]],"x":1}"#] {
+            assert!(serde_json::from_str::<Histogram>(bad).is_err(), "{bad}");
+        }
+        let overflow = format!(r#"{{"max":1,"buckets":[[1,{m}],[2,{m}]]}}"#, m = u64::MAX);
+        assert!(serde_json::from_str::<Histogram>(&overflow).is_err());
     }
 }

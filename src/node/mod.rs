@@ -1,23 +1,29 @@
 //! `node`: runs the protocol cores on the reactors. The cluster file ([`config`]), the links between
 //! processes (`links`), the node thread that drives one [`RingNode`](crate::proto::RingNode) with one
-//! [`Reactor`](crate::io::Reactor) (`runtime`), the embedding API ([`Node`]), and the benchmark
-//! workload ([`load`]) with its raw-transport [`baseline`].
+//! [`Reactor`](crate::io::Reactor) (`runtime`), the embedding API ([`Node`]), the benchmark
+//! workload ([`load`]) with its raw-transport [`baseline`], the control endpoint of a node process
+//! ([`control`]) and the benchmark of a cluster of node processes driven through it
+//! ([`bench`](mod@bench)).
 
 pub mod baseline;
+pub mod bench;
 pub mod checksum;
 pub mod config;
+pub mod control;
 mod handle;
 pub mod histogram;
 mod links;
 pub mod load;
 mod runtime;
 
-pub use checksum::StreamChecksum;
+pub use bench::{BenchError, BenchSpec, run_bench};
+pub use checksum::{StreamChecksum, StreamTrace};
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
+pub use control::{ControlError, ControlServer};
 pub use handle::{
     DeliveredBatch, Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
 };
-pub use load::{LoadReport, LoadSpec, run_local};
+pub use load::{LoadReport, LoadSpec, NodeLoadReport, Workload, run_local};
 pub use runtime::RuntimeCounters;
 
 #[cfg(test)]

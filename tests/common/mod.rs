@@ -1,0 +1,108 @@
+//! What the process-level tests share: the binary under test, free loopback ports, and guards that
+//! leave no process or scratch directory behind when a test fails.
+
+// Each test crate that declares `mod common;` uses only some of these.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringsmr");
+
+/// `n` loopback ports that were free a moment ago.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// The processes a test started; each is killed (by its pid, `Child::kill`) and reaped on drop,
+/// so a failing test leaves none running. A slot is `None` once the test took the child itself.
+#[derive(Default)]
+pub struct Children(pub Vec<Option<Child>>);
+
+impl Children {
+    pub fn push(&mut self, child: Child) {
+        self.0.push(Some(child));
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after this test process and `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ringsmr-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A network namespace with loopback up and multicast on (what M-Ring Paxos needs on one host,
+/// without touching the host's own loopback); deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `None` (after saying so) where this test may not create one.
+    pub fn create(tag: &str) -> Option<Netns> {
+        let name = format!("ringsmr-test-{}-{tag}", std::process::id());
+        let ok =
+            Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
+            return None;
+        }
+        let ns = Netns { name };
+        for args in [["link", "set", "lo", "up"], ["link", "set", "lo", "multicast"]] {
+            let mut cmd = vec!["netns", "exec", &ns.name, "ip"];
+            cmd.extend(args);
+            if args[3] == "multicast" {
+                cmd.push("on");
+            }
+            let st = Command::new("ip").args(&cmd).status().expect("ip runs");
+            assert!(st.success(), "ip {cmd:?} failed");
+        }
+        Some(ns)
+    }
+
+    /// `program`, run inside `netns` when there is one. (`ip netns exec` execs the program, so the
+    /// child's pid is the program's own.)
+    pub fn command(netns: Option<&Netns>, program: &str) -> Command {
+        match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
