@@ -118,6 +118,29 @@ struct WorkloadArgs {
     json: bool,
 }
 
+impl WorkloadArgs {
+    /// The payload size, raised to hold the proposal time.
+    fn payload_bytes(&self) -> usize {
+        self.payload.max(8)
+    }
+
+    /// `--outstanding`, or about what `window_bytes` of the cluster hold.
+    fn outstanding(&self, window_bytes: usize) -> usize {
+        self.outstanding.unwrap_or((window_bytes / (self.payload_bytes() + 18)).max(256))
+    }
+
+    /// Prints `report` as the table or, with `--json`, as one JSON object.
+    fn print(&self, report: &ringsmr::node::LoadReport) -> Result<()> {
+        let mut out = io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", report.to_json())?;
+        } else {
+            write!(out, "{}", report.table())?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(clap::Args)]
 struct BenchArgs {
     /// The cluster file (TOML) the node processes run.
@@ -195,8 +218,8 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
     if !(a.w.duration > 0.0 && a.w.duration <= 3600.0) {
         bail!("--duration must be within (0, 3600] seconds");
     }
-    let payload = a.w.payload.max(8);
-    let outstanding = a.w.outstanding.unwrap_or(default_outstanding(a.window_bytes, payload));
+    let payload = a.w.payload_bytes();
+    let outstanding = a.w.outstanding(a.window_bytes);
     let spec = LoadSpec {
         cluster,
         payload_bytes: payload,
@@ -206,25 +229,14 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
         baseline: a.w.baseline,
         progress: !a.w.json,
     };
-    let report = run_load(&spec)?;
-    let mut out = io::stdout().lock();
-    if a.w.json {
-        writeln!(out, "{}", report.to_json())?;
-    } else {
-        write!(out, "{}", report.table())?;
-    }
+    a.w.print(&run_load(&spec)?)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Values a proposer keeps in flight by default: about what the window's bytes hold.
-fn default_outstanding(window_bytes: usize, payload_bytes: usize) -> usize {
-    (window_bytes / (payload_bytes + 18)).max(256)
 }
 
 fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
     let cluster = ClusterFile::load(&a.config)?;
-    let payload = a.w.payload.max(8);
-    let outstanding = a.w.outstanding.unwrap_or(default_outstanding(cluster.window_bytes, payload));
+    let payload = a.w.payload_bytes();
+    let outstanding = a.w.outstanding(cluster.window_bytes);
     let workload = Workload::new(payload, a.w.duration, outstanding).map_err(|e| {
         anyhow::anyhow!(
             "{}",
@@ -240,13 +252,7 @@ fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
         baseline: a.w.baseline,
         progress: !a.w.json && io::stderr().is_terminal(),
     };
-    let report = run_bench(&spec)?;
-    let mut out = io::stdout().lock();
-    if a.w.json {
-        writeln!(out, "{}", report.to_json())?;
-    } else {
-        write!(out, "{}", report.table())?;
-    }
+    a.w.print(&run_bench(&spec)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

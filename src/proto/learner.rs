@@ -156,26 +156,21 @@ impl Learner {
             };
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
-            let mut without_repeats: Option<BatchBuilder> = None;
-            for (k, id) in val.ids().enumerate() {
-                let first_time = self.dedup.first_time(id);
-                match without_repeats.as_mut() {
-                    Some(b) if first_time => {
-                        let value = val.values().nth(k).expect("ids and values walk one region");
-                        b.push(id, &value.payload);
-                    }
-                    Some(_) => {}
-                    None if first_time => {}
-                    None => {
-                        let mut b = BatchBuilder::with_capacity(val.bytes());
-                        for earlier in val.values().take(k) {
-                            b.push(earlier.id, &earlier.payload);
+            let first_repeat = val.ids().position(|id| !self.dedup.first_time(id));
+            let fresh = match first_repeat {
+                None => val,
+                Some(k) => {
+                    // One pass over the values: those before `k` were checked already; the rest
+                    // still need the check.
+                    let mut b = BatchBuilder::with_capacity(val.bytes());
+                    for (j, v) in val.values().enumerate() {
+                        if j < k || (j > k && self.dedup.first_time(v.id)) {
+                            b.push(v.id, &v.payload);
                         }
-                        without_repeats = Some(b);
                     }
+                    b.finish()
                 }
-            }
-            let fresh = without_repeats.map_or(val, BatchBuilder::finish);
+            };
             if !fresh.is_empty() {
                 deliver(self.next_instance, fresh);
             }
