@@ -34,7 +34,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use ringsmr::proto::{
-    Action, Batch, Boot, ClusterConfig, Instance, Msg, NodeConfig, NodeId, Protocol, Ring,
+    Action, Batch, Boot, Carried, ClusterConfig, Instance, Msg, NodeConfig, NodeId, Protocol, Ring,
     RingNode, Round, Tick, VALUE_OVERHEAD_BYTES, Value, ValueId, Vid,
 };
 use ringsmr::wire;
@@ -98,7 +98,8 @@ fn payload_buffer() -> Bytes {
 
 fn phase2a(instance: Instance, c_val: Batch) -> Msg {
     let c_rnd = round();
-    Msg::Phase2A { c_rnd, instance, c_vid: Vid { rnd: c_rnd, seq: instance }, c_val, ring: ring() }
+    let c_vid = Vid { rnd: c_rnd, seq: instance };
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Value(c_val), ring: ring() }
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -196,13 +197,18 @@ fn check_acceptor_step(payloads: &Bytes) -> u64 {
     let mut actions = Vec::new();
     for _ in 0..3 {
         let msg = acceptor.next_message();
-        let Msg::Phase2A { c_rnd, instance, c_vid, c_val, .. } = msg.clone() else {
-            unreachable!("next_message builds a Phase 2A")
+        let Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Value(c_val), .. } = msg.clone()
+        else {
+            unreachable!("next_message builds a Phase 2A that carries its value")
         };
         acceptor.step(msg, &mut actions);
         let mut expected = vec![Action::Deliver { instance, values: c_val.clone() }];
-        let decision =
-            Msg::Decision { instance, c_vid, c_val: Some(c_val), ring: Some((c_rnd, ring())) };
+        let decision = Msg::Decision {
+            instance,
+            c_vid,
+            c_val: Some(c_val.into()),
+            ring: Some((c_rnd, ring())),
+        };
         expected.push(Action::Send { to: SUCCESSOR, msg: decision });
         assert_eq!(actions, expected, "instance {instance}");
         let state = acceptor.node.acceptor_state().expect("an acceptor");

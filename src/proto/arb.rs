@@ -10,9 +10,9 @@ use bytes::Bytes;
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 
-use super::msg::Msg;
+use super::msg::{Carried, Msg};
 use super::types::{
-    Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Value, ValueId, Vid, Vote,
+    Batch, Instance, NodeId, ProposalId, RING_MEMBERS_MAX, Ring, Round, Value, ValueId, Vid, Vote,
 };
 
 /// The ranges values are drawn from.
@@ -69,6 +69,19 @@ pub fn arb_batch(b: Bounds) -> impl Strategy<Value = Batch> {
     vec(arb_value(b), 0..6).prop_map(Batch::new)
 }
 
+/// A value carried whole, or named by a proposal id of 1 or more values.
+pub fn arb_carried(b: Bounds) -> impl Strategy<Value = Carried> {
+    prop_oneof![
+        arb_batch(b).prop_map(Carried::Value),
+        (b.node(), any::<u32>(), b.instance(), 1..=u32::MAX).prop_map(
+            |(proposer, incarnation, seq, count)| Carried::Proposal(ProposalId {
+                first: ValueId { proposer, incarnation, seq },
+                count,
+            })
+        ),
+    ]
+}
+
 /// 1..=32 distinct members (at most `b.nodes`) in random order. (A BTreeSet rather than a HashSet
 /// keeps generation deterministic for a given seed; the shuffle restores arbitrary order.)
 pub fn arb_ring(b: Bounds) -> impl Strategy<Value = Ring> {
@@ -105,7 +118,7 @@ pub fn arb_msg(b: Bounds) -> impl Strategy<Value = Msg> {
                 votes
             }),
         arb_round(b).prop_map(|rnd| Msg::Nack { rnd }),
-        (arb_round(b), b.instance(), arb_vid(b), arb_batch(b), arb_ring(b)).prop_map(
+        (arb_round(b), b.instance(), arb_vid(b), arb_carried(b), arb_ring(b)).prop_map(
             |(c_rnd, instance, c_vid, c_val, ring)| Msg::Phase2A {
                 c_rnd,
                 instance,
@@ -120,7 +133,7 @@ pub fn arb_msg(b: Bounds) -> impl Strategy<Value = Msg> {
         (
             b.instance(),
             arb_vid(b),
-            proptest::option::of(arb_batch(b)),
+            proptest::option::of(arb_carried(b)),
             proptest::option::of((arb_round(b), arb_ring(b)))
         )
             .prop_map(|(instance, c_vid, c_val, ring)| Msg::Decision {

@@ -21,7 +21,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::types::{VALUE_OVERHEAD_BYTES, Value, ValueId};
+use super::types::{ProposalId, VALUE_OVERHEAD_BYTES, Value, ValueId};
 
 /// The value of one consensus instance (c-val, v-val): a batch of application values. Cloning shares
 /// the region; a batch is immutable once formed.
@@ -119,6 +119,13 @@ impl Batch {
     /// The values, in order; each payload is a slice of the batch's region.
     pub fn values(&self) -> Values<'_> {
         Values { batch: self, at: 0, left: self.len }
+    }
+
+    /// The id this batch travels under as a proposal: its first value's id and its length (`None` for
+    /// the empty batch, which no proposer sends).
+    pub fn proposal_id(&self) -> Option<ProposalId> {
+        let first = self.ids().next()?;
+        Some(ProposalId { first, count: self.len })
     }
 
     /// The ids of the values, in order, without touching the payloads (no reference counting per

@@ -6,13 +6,20 @@
 //! `window_instances` (shrunk by flow control) and `window_bytes` open at once, so even a new
 //! coordinator facing a long log of votes holds a bounded amount. An open instance whose decision does
 //! not arrive in time is sent again.
+//!
+//! In U-Ring Paxos a proposal that travels on along the coordinator's ring reaches every acceptor
+//! before the Phase 2A that orders it (same links, in order): such an instance takes the proposal
+//! alone and Phase 2A names it by its id (see `proposal_store`). Proposals that came another way
+//! (straight from a proposer whose view of the ring differs, or queued under an earlier round) are
+//! batched together and carried, as in M-Ring Paxos.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use super::config::{ClusterConfig, ValueChoice};
 use super::flow_control::FlowWindow;
+use super::msg::Carried;
 use super::phase1::{Phase1, Step};
-use super::types::{Batch, Instance, NodeId, Ring, Round, Tick, Vid, Vote};
+use super::types::{Batch, Instance, NodeId, ProposalId, Ring, Round, Tick, Vid, Vote};
 
 #[derive(Debug)]
 struct Open {
@@ -28,6 +35,29 @@ pub struct Proposal2A {
     pub instance: Instance,
     pub c_vid: Vid,
     pub c_val: Batch,
+    /// `Some` when the value is a proposal that travelled the ring ahead of this Phase 2A: the
+    /// message then names it instead of carrying it. Resent Phase 2As always carry the value.
+    pub proposal: Option<ProposalId>,
+}
+
+impl Proposal2A {
+    /// What the Phase 2A message carries of the value.
+    pub fn carried(&self) -> Carried {
+        match self.proposal {
+            Some(id) => Carried::Proposal(id),
+            None => Carried::Value(self.c_val.clone()),
+        }
+    }
+}
+
+/// A queued proposal.
+#[derive(Debug)]
+struct Queued {
+    batch: Batch,
+    /// `Some` when it reaches every acceptor of the ring ahead of Phase 2A (U-Ring Paxos, see
+    /// `proposal_store`): its instance takes it alone and names it, if it opens before this time,
+    /// after which the acceptors may have forgotten it.
+    name_until: Option<Tick>,
 }
 
 #[derive(Debug)]
@@ -42,8 +72,12 @@ pub struct Coordinator {
     open_bytes: usize,
     /// Proposals as they arrived: whole batches, so an instance that takes one batch shares its
     /// region instead of copying it.
-    queue: VecDeque<Batch>,
+    queue: VecDeque<Queued>,
     queue_bytes: usize,
+    /// The proposal ids of the queued proposals that are to be named. A proposer that resends a
+    /// proposal sends it around the ring again: the copy is kept once by every process, so it is
+    /// queued once too (the instance that names it takes it from the acceptors' stores).
+    queued_named: HashSet<ProposalId>,
     /// The batches one instance takes, reused.
     scratch: Vec<Batch>,
     pub window: FlowWindow,
@@ -71,6 +105,7 @@ impl Coordinator {
             open_bytes: 0,
             queue: VecDeque::new(),
             queue_bytes: 0,
+            queued_named: HashSet::new(),
             scratch: Vec::new(),
             window,
         }
@@ -80,14 +115,16 @@ impl Coordinator {
     /// change loses nothing it could still propose. Open values are requeued: Phase 1 of the new round
     /// re-proposes the ones some acceptor voted for, and learners skip the duplicates.
     pub fn inherit(&mut self, old: Coordinator) {
+        // The new ring may differ from the one the proposals travelled: they go with their values.
         for (_, o) in old.open {
             if !o.val.is_empty() {
                 self.queue_bytes += o.val.bytes();
-                self.queue.push_back(o.val);
+                self.queue.push_back(Queued { batch: o.val, name_until: None });
             }
         }
         self.queue_bytes += old.queue_bytes;
-        self.queue.extend(old.queue);
+        self.queue
+            .extend(old.queue.into_iter().map(|q| Queued { batch: q.batch, name_until: None }));
         self.window = old.window;
     }
 
@@ -128,6 +165,7 @@ impl Coordinator {
         instance: Instance,
         vid: Option<Vid>,
         val: Batch,
+        proposal: Option<ProposalId>,
         now: Tick,
     ) -> Proposal2A {
         let c_vid = vid.unwrap_or_else(|| {
@@ -136,19 +174,33 @@ impl Coordinator {
         });
         self.open_bytes += val.bytes();
         self.open.insert(instance, Open { vid: c_vid, val: val.clone(), sent_at: now, retries: 0 });
-        Proposal2A { instance, c_vid, c_val: val }
+        Proposal2A { instance, c_vid, c_val: val, proposal }
     }
 
     /// Queues a batch of proposed values; returns how many values did not fit (all or none: their
-    /// proposer will resend them).
-    pub fn enqueue(&mut self, values: Batch, queue_bytes_max: usize) -> usize {
+    /// proposer will resend them). `name_until`: the batch travels on along this round's ring past
+    /// the coordinator, so every acceptor holds it before Phase 2A reaches it, and keeps it until
+    /// then at least.
+    pub fn enqueue(
+        &mut self,
+        values: Batch,
+        name_until: Option<Tick>,
+        queue_bytes_max: usize,
+    ) -> usize {
         if self.queue_bytes + values.bytes() > queue_bytes_max {
             return values.len();
         }
-        if !values.is_empty() {
-            self.queue_bytes += values.bytes();
-            self.queue.push_back(values);
+        if values.is_empty() {
+            return 0;
         }
+        if name_until.is_some() {
+            let Some(id) = values.proposal_id() else { return 0 };
+            if !self.queued_named.insert(id) {
+                return 0; // a copy is queued already
+            }
+        }
+        self.queue_bytes += values.bytes();
+        self.queue.push_back(Queued { batch: values, name_until });
         0
     }
 
@@ -179,31 +231,47 @@ impl Coordinator {
                 }
             };
             self.next_instance += 1;
-            return Some(self.open_instance(instance, vid, val, now));
+            return Some(self.open_instance(instance, vid, val, None, now));
         }
         let front = self.queue.pop_front()?;
+        let instance = self.next_instance;
+        self.next_instance += 1;
+        if let Some(name_until) = front.name_until {
+            // Every process holds it under its proposal id: the instance is that proposal, whole
+            // (it came in one frame, so it goes in one again should Phase 2A have to carry it).
+            self.queue_bytes -= front.batch.bytes();
+            let proposal = front.batch.proposal_id();
+            if let Some(id) = &proposal {
+                self.queued_named.remove(id);
+            }
+            let proposal = proposal.filter(|_| now < name_until);
+            return Some(self.open_instance(instance, None, front.batch, proposal, now));
+        }
         // A proposer with a larger batch limit than ours: the instance takes what fits (a slice, not
         // a copy) and the rest waits at the front.
-        let (head, tail) = front.split_to_fit(batch_bytes_max);
+        let (head, tail) = front.batch.split_to_fit(batch_bytes_max);
         if let Some(tail) = tail {
-            self.queue.push_front(tail);
+            self.queue.push_front(Queued { batch: tail, name_until: None });
         }
         self.queue_bytes -= head.bytes();
         let mut bytes = head.bytes();
         self.scratch.push(head);
-        while let Some(next) = self.queue.front() {
-            if bytes + next.bytes() > batch_bytes_max {
+        while let Some(next) = self.queue.front().filter(|q| q.name_until.is_none()) {
+            if bytes + next.batch.bytes() > batch_bytes_max {
                 break;
             }
-            bytes += next.bytes();
-            self.queue_bytes -= next.bytes();
-            self.scratch.extend(self.queue.pop_front());
+            bytes += next.batch.bytes();
+            self.queue_bytes -= next.batch.bytes();
+            self.scratch.extend(self.queue.pop_front().map(|q| q.batch));
         }
         let val = Batch::concat(&self.scratch);
         self.scratch.clear();
-        let instance = self.next_instance;
-        self.next_instance += 1;
-        Some(self.open_instance(instance, None, val, now))
+        Some(self.open_instance(instance, None, val, None, now))
+    }
+
+    /// The value this coordinator proposed as `c_vid` at `instance`, while the instance is open.
+    pub fn open_value(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
+        self.open.get(&instance).filter(|o| o.vid == c_vid).map(|o| o.val.clone())
     }
 
     /// The decision of `instance` is known: it leaves the window.
@@ -224,7 +292,8 @@ impl Coordinator {
             o.sent_at = now;
             o.retries += 1;
             retries_max = retries_max.max(o.retries);
-            out.push(Proposal2A { instance, c_vid: o.vid, c_val: o.val.clone() });
+            // Whoever did not vote may lack the proposal: the resent Phase 2A carries the value.
+            out.push(Proposal2A { instance, c_vid: o.vid, c_val: o.val.clone(), proposal: None });
         }
         retries_max
     }
@@ -234,7 +303,7 @@ impl Coordinator {
     }
 
     pub fn queued_values(&self) -> usize {
-        self.queue.iter().map(Batch::len).sum()
+        self.queue.iter().map(|q| q.batch.len()).sum()
     }
 }
 
@@ -269,7 +338,7 @@ mod tests {
     fn batches_respect_batch_bytes_and_window() {
         let mut c = coordinator(2);
         for s in 0..10 {
-            assert_eq!(c.enqueue(Batch::new(vec![value(s, 100)]), 1 << 20), 0);
+            assert_eq!(c.enqueue(Batch::new(vec![value(s, 100)]), None, 1 << 20), 0);
         }
         assert!(c.on_phase1b(0, 0, 0, ALL, vec![]));
         assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "one promise is no m-quorum");
@@ -289,8 +358,12 @@ mod tests {
         let mut c = coordinator(8);
         assert!(c.on_phase1b(0, 0, 0, ALL, vec![]) && c.on_phase1b(1, 0, 0, ALL, vec![]));
         let big = Batch::new((0..5).map(|s| value(s, 100)).collect());
-        assert_eq!(c.enqueue(big, 5 * 118), 0);
-        assert_eq!(c.enqueue(Batch::new(vec![value(9, 100)]), 5 * 118), 1, "the queue is full");
+        assert_eq!(c.enqueue(big, None, 5 * 118), 0);
+        assert_eq!(
+            c.enqueue(Batch::new(vec![value(9, 100)]), None, 5 * 118),
+            1,
+            "the queue is full"
+        );
         let sizes: Vec<usize> = std::iter::from_fn(|| c.next_proposal(0, 2 * 118, 1 << 20))
             .map(|p| p.c_val.len())
             .collect();
@@ -310,14 +383,14 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(out[0].c_val.is_empty() && out[1].c_val.is_empty());
         assert_eq!((out[2].instance, out[2].c_vid), (2, vid));
-        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
         assert_eq!(c.next_proposal(0, 1 << 15, 1 << 20).unwrap().instance, 3);
     }
 
     #[test]
     fn phase1_in_pieces_proposes_nothing_new_until_complete() {
         let mut c = coordinator(8);
-        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
         let vid = Vid { rnd: Round(1), seq: 9 };
         let vote = Vote { instance: 1, v_rnd: Round(1), v_vid: vid, v_val: Batch::empty() };
         c.on_phase1b(0, 0, 0, 3, vec![vote]);
@@ -361,7 +434,7 @@ mod tests {
         let mut c = coordinator(8);
         c.on_phase1b(0, 0, 0, ALL, vec![]);
         c.on_phase1b(1, 0, 0, ALL, vec![]);
-        c.enqueue(Batch::new(vec![value(1, 1)]), 1 << 20);
+        c.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
         c.next_proposal(0, 1 << 15, 1 << 20).unwrap();
         let mut out = Vec::new();
         assert_eq!(c.overdue(10, 50, &mut out), 0);

@@ -55,7 +55,13 @@ fn batch(values: &[Value]) -> Batch {
 }
 
 fn phase2a(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ring) -> Msg {
-    Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone(), ring }
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone().into(), ring }
+}
+
+/// A U-Ring Phase 2A that names the proposal `c_val` instead of carrying it.
+fn phase2a_named(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ring) -> Msg {
+    let id = c_val.proposal_id().unwrap();
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Proposal(id), ring }
 }
 
 /// An acceptor's Phase 1B for `rnd`: its promise, and no vote anywhere in its log.
@@ -366,7 +372,12 @@ fn messages_no_correct_process_sends_are_dropped_and_counted() {
         // No acceptor owns rounds of process 3.
         Msg::Nack { rnd: r(5, 3) },
         // Instance::MAX means "everything" on the wire; it is no instance.
-        Msg::Decision { instance: Instance::MAX, c_vid: x, c_val: Some(val.clone()), ring: None },
+        Msg::Decision {
+            instance: Instance::MAX,
+            c_vid: x,
+            c_val: Some(val.clone().into()),
+            ring: None,
+        },
     ];
     let count = malformed.len() as u64;
     for msg in malformed {
@@ -410,7 +421,7 @@ fn a_duplicate_decision_delivers_nothing_twice() {
     l.on_message(
         3,
         1,
-        Msg::Decision { instance: 0, c_vid: x, c_val: Some(val.clone()), ring: None },
+        Msg::Decision { instance: 0, c_vid: x, c_val: Some(val.clone().into()), ring: None },
     );
     assert_eq!(drain(&mut l), vec![]);
     assert_eq!(l.delivered_below(), 1);
@@ -426,12 +437,22 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
     l.on_message(
         0,
         0,
-        Msg::Decision { instance: 0, c_vid: vid(c_rnd, 1), c_val: Some(first.clone()), ring: None },
+        Msg::Decision {
+            instance: 0,
+            c_vid: vid(c_rnd, 1),
+            c_val: Some(first.clone().into()),
+            ring: None,
+        },
     );
     l.on_message(
         1,
         0,
-        Msg::Decision { instance: 1, c_vid: vid(c_rnd, 2), c_val: Some(again.clone()), ring: None },
+        Msg::Decision {
+            instance: 1,
+            c_vid: vid(c_rnd, 2),
+            c_val: Some(again.clone().into()),
+            ring: None,
+        },
     );
     let mut expected = deliveries(0, &first);
     expected.push(Action::Deliver { instance: 1, values: batch(&[value(1, 8)]) });
@@ -460,7 +481,7 @@ fn u_ring_last_acceptor_decides_and_the_decision_carries_the_value_only_where_ne
     let with_value = Msg::Decision {
         instance: 0,
         c_vid: x,
-        c_val: Some(val.clone()),
+        c_val: Some(val.clone().into()),
         ring: Some((c_rnd, u_ring)),
     };
     let id_only = Msg::Decision { instance: 0, c_vid: x, c_val: None, ring: Some((c_rnd, u_ring)) };
@@ -486,7 +507,7 @@ fn u_ring_last_acceptor_decides_and_the_decision_carries_the_value_only_where_ne
 }
 
 #[test]
-fn a_u_ring_proposal_follows_the_ring_only_while_views_agree_then_goes_straight_to_the_coordinator()
+fn a_u_ring_proposal_goes_once_around_the_ring_while_views_agree_then_straight_to_the_coordinator()
 {
     // f = 1; node 3 is neither coordinator nor acceptor. It first learns ring r1 = 0 1 3 2 from a
     // decision forwarded along it (its successor there is 2; the coordinator is 0).
@@ -497,7 +518,7 @@ fn a_u_ring_proposal_follows_the_ring_only_while_views_agree_then_goes_straight_
     let decision = |rnd, ring| Msg::Decision {
         instance: 0,
         c_vid: vid(r1, 1),
-        c_val: Some(val.clone()),
+        c_val: Some(val.clone().into()),
         ring: Some((rnd, ring)),
     };
     p.on_message(1, 1, decision(r1, ring1));
@@ -505,10 +526,13 @@ fn a_u_ring_proposal_follows_the_ring_only_while_views_agree_then_goes_straight_
     expected.push(Action::Send { to: 2, msg: decision(r1, ring1) });
     assert_eq!(drain(&mut p), expected, "delivered and passed on, with the value, to 2");
 
-    let values = batch(&[value(2, 0)]);
+    let values = batch(&[value(1, 0)]);
     let proposal = |via_rnd, ttl| Msg::Proposal { values: values.clone(), via_rnd, ttl };
     p.on_message(2, 1, proposal(r1, 9));
     assert_eq!(drain(&mut p), vec![Action::Send { to: 2, msg: proposal(r1, 8) }], "same ring");
+    let from_2 = Msg::Proposal { values: batch(&[value(2, 0)]), via_rnd: r1, ttl: 9 };
+    p.on_message(2, 1, from_2);
+    assert_eq!(drain(&mut p), vec![], "node 3 precedes the proposer, 2: once around, and kept");
     p.on_message(3, 1, proposal(r(7, 1), 9));
     assert_eq!(
         drain(&mut p),
@@ -535,6 +559,53 @@ fn a_u_ring_proposal_follows_the_ring_only_while_views_agree_then_goes_straight_
 }
 
 #[test]
+fn a_u_ring_acceptor_votes_only_for_a_named_proposal_it_holds() {
+    // f = 1, ring 0 (coordinator) -> 1 (last acceptor) -> 2 -> 3; the proposal is node 2's.
+    let (c_rnd, u_ring) = (r(1, 0), ring(&[0, 1, 2, 3]));
+    let val = batch(&[value(2, 0), value(2, 1)]);
+    let named = Carried::Proposal(val.proposal_id().unwrap());
+    let mut a = node(1, Protocol::URing, 1, 4);
+    a.on_message(1, 0, phase2a_named(c_rnd, 0, vid(c_rnd, 1), &val, u_ring));
+    assert_eq!(drain(&mut a), vec![], "it never saw the proposal: no vote");
+    assert_eq!(a.counters().phase2a_value_missing, 1);
+    assert_eq!(a.acceptor_state().unwrap().value_of(0, vid(c_rnd, 1)), None);
+
+    a.on_message(2, 0, Msg::Proposal { values: val.clone(), via_rnd: c_rnd, ttl: 9 });
+    assert_eq!(drain(&mut a), vec![], "kept, not passed to its own proposer");
+    a.on_message(3, 0, phase2a_named(c_rnd, 0, vid(c_rnd, 1), &val, u_ring));
+    let decision = |c_val| Msg::Decision {
+        instance: 0,
+        c_vid: vid(c_rnd, 1),
+        c_val,
+        ring: Some((c_rnd, u_ring)),
+    };
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 2, msg: decision(Some(named.clone())) });
+    assert_eq!(drain(&mut a), expected, "voted, decided, and the decision names the proposal");
+
+    // Node 3 resolves the name from what it kept; without it, the decision waits for its value.
+    let mut kept = node(3, Protocol::URing, 1, 4);
+    kept.on_message(0, 0, Msg::Phase1A { c_rnd, from: 0, ring: u_ring });
+    assert_eq!(drain(&mut kept), vec![], "no acceptor, but now it knows the ring");
+    kept.on_message(1, 2, Msg::Proposal { values: val.clone(), via_rnd: c_rnd, ttl: 9 });
+    assert_eq!(
+        drain(&mut kept),
+        vec![Action::Send {
+            to: 0,
+            msg: Msg::Proposal { values: val.clone(), via_rnd: c_rnd, ttl: 8 }
+        }]
+    );
+    kept.on_message(2, 2, decision(Some(named.clone())));
+    let mut expected = deliveries(0, &val);
+    expected.push(Action::Send { to: 0, msg: decision(None) });
+    assert_eq!(drain(&mut kept), expected);
+    let mut lacking = node(3, Protocol::URing, 1, 4);
+    lacking.on_message(2, 2, decision(Some(named)));
+    assert_eq!(drain(&mut lacking), vec![Action::Send { to: 0, msg: decision(None) }]);
+    assert_eq!(lacking.delivered_below(), 0);
+}
+
+#[test]
 fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() {
     // f = 2, ring 0 -> 1 -> 2 (last acceptor) -> 3 -> 0; forwarding ends at 1, the predecessor of 2.
     let mut cfg = config(0, Protocol::URing, 2, 6);
@@ -554,17 +625,30 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
         id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
         payload: Bytes::from_static(b"a"),
     }]);
+    let proposal = |values: &Batch| Msg::Proposal {
+        values: values.clone(),
+        via_rnd: c_rnd,
+        ttl: 2 * RING_MEMBERS_MAX as u8,
+    };
     assert_eq!(
         drain(&mut c),
-        vec![Action::Send { to: 1, msg: phase2a(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) }]
+        vec![
+            Action::Send { to: 1, msg: proposal(&a) },
+            Action::Send { to: 1, msg: phase2a_named(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) }
+        ],
+        "the proposal sets off around the ring, and Phase 2A follows it, naming it"
     );
     c.propose(3, b"b").unwrap();
-    assert_eq!(drain(&mut c), vec![], "window of one instance is full");
-
     let b = batch(&[Value {
         id: ValueId { proposer: 0, incarnation: 0, seq: 1 },
         payload: Bytes::from_static(b"b"),
     }]);
+    assert_eq!(
+        drain(&mut c),
+        vec![Action::Send { to: 1, msg: proposal(&b) }],
+        "window of one instance is full: the proposal travels, Phase 2A waits"
+    );
+
     c.on_message(
         4,
         5,
@@ -585,7 +669,7 @@ fn u_ring_coordinator_piggybacks_the_next_phase2a_on_the_decision_it_forwards() 
             ring: Some((c_rnd, u_ring)),
         },
     });
-    expected.push(Action::Send { to: 1, msg: phase2a(c_rnd, 1, vid(c_rnd, 2), &b, u_ring) });
+    expected.push(Action::Send { to: 1, msg: phase2a_named(c_rnd, 1, vid(c_rnd, 2), &b, u_ring) });
     assert_eq!(
         drain(&mut c),
         expected,
@@ -608,13 +692,24 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
     let c_rnd = r(1, 0);
     c.on_message(1, 1, promise_without_votes(c_rnd));
     c.propose(1, b"a").unwrap();
+    let a = batch(&[Value {
+        id: ValueId { proposer: 0, incarnation: 0, seq: 0 },
+        payload: Bytes::from_static(b"a"),
+    }]);
+    let u_ring = ring(&[0, 1, 2]);
     let sent = drain(&mut c);
-    assert_eq!(sent.len(), 1);
+    let named = Action::Send { to: 1, msg: phase2a_named(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) };
+    assert_eq!(sent.len(), 2, "the proposal, then Phase 2A: {sent:?}");
+    assert_eq!(sent[1], named);
     let retry_us = c.config().phase_retry_us;
     c.on_tick(retry_us / 2);
     assert_eq!(drain(&mut c), vec![], "not yet");
     c.on_tick(1 + retry_us);
-    assert_eq!(drain(&mut c), sent, "the same Phase 2A again");
+    assert_eq!(
+        drain(&mut c),
+        vec![Action::Send { to: 1, msg: phase2a(c_rnd, 0, vid(c_rnd, 1), &a, u_ring) }],
+        "the same Phase 2A again, now carrying the value: the successor may lack the proposal"
+    );
     assert_eq!(c.counters().phase2_retransmissions, 1);
 }
 

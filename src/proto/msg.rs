@@ -3,13 +3,35 @@
 //! The same set serves both variants; where a message means something different in U-Ring and M-Ring
 //! Paxos the variant's doc says so. `wire` encodes these; `proto` never sees bytes.
 
-use super::types::{Batch, Instance, NodeId, Ring, Round, Vid, Vote};
+use super::types::{Batch, Instance, NodeId, ProposalId, Ring, Round, Vid, Vote};
+
+/// What a Phase 2A or a decision carries of the value it is about.
+///
+/// U-Ring Paxos sends every proposal once around the ring, from its proposer to the proposer's
+/// predecessor, and every process keeps it (thesis 3.5.4: "the content of each message is sent n−1
+/// times"); Phase 2A and the decision then name it by its [`ProposalId`] instead of carrying it a
+/// second and third time. A process that does not hold the proposal named (a link dropped it, the
+/// ring changed meanwhile) does not vote, and the coordinator's retransmission carries the value.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Carried {
+    /// The value itself.
+    Value(Batch),
+    /// The proposal that travelled the ring ahead of this message and is the whole value.
+    Proposal(ProposalId),
+}
+
+impl From<Batch> for Carried {
+    fn from(batch: Batch) -> Carried {
+        Carried::Value(batch)
+    }
+}
 
 /// A protocol message.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Msg {
     /// Values on their way from a proposer to the coordinator (Alg. 3 Task 1). In U-Ring Paxos they are
-    /// forwarded along the ring of round `via_rnd`, which ends at that round's coordinator; a process
+    /// forwarded along the ring of round `via_rnd`, past that round's coordinator and on to the
+    /// proposer's predecessor, and every process keeps them (see [`Carried`]); a process
     /// whose view of the ring is another round's sends them straight to the coordinator instead, and
     /// from then on they travel direct (`via_rnd` = `Round::ZERO`), so two processes with different
     /// views of the ring can never pass them back and forth. In M-Ring Paxos they always go direct.
@@ -45,8 +67,9 @@ pub enum Msg {
     ///
     /// U-Ring Paxos: the combined "PHASE 2A/2B" of Alg. 3: sent by the coordinator to its successor and
     /// forwarded by each acceptor that voted, so receiving it means every acceptor before the receiver
-    /// on `ring` voted for `c_vid` in `c_rnd`.
-    Phase2A { c_rnd: Round, instance: Instance, c_vid: Vid, c_val: Batch, ring: Ring },
+    /// on `ring` voted for `c_vid` in `c_rnd`. It names the value by its proposal id when the proposal
+    /// travelled the ring ahead of it (see [`Carried`]), and carries it when it is resent.
+    Phase2A { c_rnd: Round, instance: Instance, c_vid: Vid, c_val: Carried, ring: Ring },
 
     /// M-Ring Paxos: the Phase 2B vote passed along the ring of acceptors to the coordinator (Alg. 2
     /// Task 5); receiving it means every acceptor before the receiver on `ring` voted.
@@ -55,13 +78,14 @@ pub enum Msg {
     /// The decision of `instance`: value id `c_vid` was chosen.
     ///
     /// - M-Ring Paxos: ip-multicast by the coordinator with `c_val = None` (Alg. 2 Task 5).
-    /// - U-Ring Paxos: forwarded along the ring of round `ring.0` (Alg. 3 Task 5): with the value until
-    ///   the predecessor of the coordinator, with the id only after that. The round lets every process
+    /// - U-Ring Paxos: forwarded along the ring of round `ring.0` (Alg. 3 Task 5): with the value (or
+    ///   the id of the proposal that is the value, see [`Carried`]) until the predecessor of the
+    ///   coordinator, with the value id only after that. The round lets every process
     ///   on the ring keep its view of the current ring up to date, not only the f+1 acceptors that see
     ///   Phase 2A.
     /// - Retransmission (3.3.4): an acceptor answers a learner's [`Msg::Retransmit`] with the value and
     ///   no ring.
-    Decision { instance: Instance, c_vid: Vid, c_val: Option<Batch>, ring: Option<(Round, Ring)> },
+    Decision { instance: Instance, c_vid: Vid, c_val: Option<Carried>, ring: Option<(Round, Ring)> },
 
     /// A learner missing instances `from..to` asks its preferential acceptor for them (3.3.4).
     Retransmit { from: Instance, to: Instance },

@@ -12,10 +12,16 @@
 //!   c ==Decision(i, c_vid)==> multicast        (learners match c_vid with the Phase 2A value)
 //!
 //! U-Ring Paxos (f = 2; ring c a1 a2 p q):
-//!   p --Proposal--> q --> c                    (values travel the ring to the coordinator)
-//!   c --Phase2A/2B--> a1 --Phase2A/2B--> a2    (each acceptor votes, then forwards; a2 decides)
-//!   a2 --Decision+value--> p --> q --Decision(id only)--> c --> a1   (ends before a2)
+//!   p --Proposal--> q --> c --> a1 --> a2      (once around the ring, ending before p; all keep it)
+//!   c --Phase2A/2B(proposal id)--> a1 --> a2   (each acceptor votes, then forwards; a2 decides)
+//!   a2 --Decision(proposal id)--> p --> q --Decision(value id)--> c --> a1   (ends before a2)
 //! ```
+//!
+//! In U-Ring Paxos a value crosses each link once, as in the thesis' implementation (3.5.4): the
+//! proposal goes on past the coordinator and every process keeps it (`proposal_store`), and Phase 2A
+//! and the decision name it by its proposal id. Links deliver in order, so an acceptor holds a
+//! proposal before the Phase 2A that names it — unless a link dropped it or the ring changed; then it
+//! does not vote, and the coordinator's resent Phase 2A carries the value (see [`Carried`]).
 //!
 //! Messages a process sends to itself (the coordinator is an acceptor and a learner too) never leave
 //! the node: they go through a local queue drained before the input returns, so every role sees the
@@ -30,7 +36,8 @@ use super::coordinator::{Coordinator, Proposal2A};
 use super::failure_detector::FailureDetector;
 use super::flow_control::FlowWindow;
 use super::learner::{Learner, LearnerRequest};
-use super::msg::Msg;
+use super::msg::{Carried, Msg};
+use super::proposal_store::ProposalStore;
 use super::proposer::{Backpressure, Proposer};
 use super::ring_layout::{is_laid_out, lay_out};
 use super::types::{Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Tick, ValueId, Vid};
@@ -79,11 +86,22 @@ pub struct Counters {
     pub instances_delivered: u64,
     /// Flow-control notices this process sent as a learner.
     pub flow_notices_sent: u64,
+    /// U-Ring proposals passing by that this process could not keep: its proposal store was full.
+    pub proposals_not_kept: u64,
+    /// U-Ring proposals kept but never named by a Phase 2A or decision in time, then forgotten.
+    pub proposals_expired: u64,
+    /// U-Ring Phase 2As not voted for because they named a proposal this process does not hold
+    /// (the coordinator resends them with the value).
+    pub phase2a_value_missing: u64,
 }
 
 /// Hops a proposal may travel before it is dropped: enough to go around the largest ring twice, small
 /// enough that two processes with different views of the coordinator cannot bounce it forever.
 const PROPOSAL_TTL_HOPS: u8 = 2 * RING_MEMBERS_MAX as u8;
+
+/// A U-Ring process keeps a proposal that passed by for this many `proposal_retry_us`; the
+/// coordinator names it in Phase 2A only within the first of them.
+const PROPOSAL_KEPT_RETRIES: u64 = 2;
 
 /// One process of a Ring Paxos cluster, as a pure state machine.
 ///
@@ -110,6 +128,8 @@ pub struct RingNode {
     fd: FailureDetector,
     /// The ring of the highest round seen, for routing proposals along a U-Ring.
     ring_hint: Option<(Round, Ring)>,
+    /// U-Ring proposals that passed by, until an instance names them.
+    proposals: ProposalStore,
     /// The highest round seen anywhere; a new round starts above it.
     max_rnd_seen: Round,
     /// Messages to this process itself, handled before an input returns.
@@ -151,6 +171,10 @@ impl RingNode {
             coordinator: None,
             proposer,
             ring_hint: None,
+            // Every proposer may have its whole pending allowance on the ring at once.
+            proposals: ProposalStore::new(
+                usize::from(cfg.cluster.nodes).saturating_mul(cfg.proposer_pending_bytes_max),
+            ),
             max_rnd_seen,
             local: VecDeque::new(),
             out: Vec::new(),
@@ -258,6 +282,10 @@ impl RingNode {
             self.next_retry_scan_at =
                 now + (self.cfg.proposal_retry_us / 4).max(self.cfg.tick_interval_us);
             self.resend_overdue_proposals();
+            // By then their proposers have sent them again.
+            let expired =
+                self.proposals.expire(now, PROPOSAL_KEPT_RETRIES * self.cfg.proposal_retry_us);
+            self.counters.proposals_expired += expired as u64;
         }
         self.out.push(Action::SetTimer { at: now + self.cfg.tick_interval_us });
         self.pump();
@@ -306,10 +334,18 @@ impl RingNode {
                 self.on_phase2b(c_rnd, instance, c_vid, ring)
             }
             Msg::Decision { instance, c_vid, c_val, ring } => {
-                let val = self.learn_decision(instance, c_vid, c_val);
+                let val = match &c_val {
+                    Some(Carried::Value(batch)) => Some(batch.clone()),
+                    Some(Carried::Proposal(id)) => self.proposals.take(id),
+                    None => None,
+                };
+                let val = self.learn_decision(instance, c_vid, val);
                 if let (Protocol::URing, Some((rnd, ring))) = (self.cfg.protocol, ring) {
                     self.note_round(rnd, Some(ring));
-                    self.forward_decision(rnd, ring, instance, c_vid, val);
+                    // Pass on the form it came in: a proposal id that this process could not
+                    // resolve may still be resolved by the next.
+                    let c_val = c_val.or(val.map(Carried::Value));
+                    self.forward_decision(rnd, ring, instance, c_vid, c_val);
                 }
             }
             Msg::Retransmit { from: first, to } => self.on_retransmit(from, first, to),
@@ -389,7 +425,7 @@ impl RingNode {
 
     fn flush(&mut self) {
         while let Some(values) = self.proposer.as_mut().and_then(|p| p.take_unsent(self.now)) {
-            self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
+            self.send_own_proposal(values);
         }
         self.pump();
         self.open_instances();
@@ -401,7 +437,51 @@ impl RingNode {
         let mut overdue = Vec::new();
         p.take_overdue(self.now, self.cfg.proposal_retry_us, &mut overdue);
         for values in overdue {
+            self.send_own_proposal(values);
+        }
+    }
+
+    /// The ring a U-Ring proposal of this process travels: the ring of the highest round seen, if
+    /// this process is on it and its coordinator is the one this process believes leads.
+    fn dissemination_ring(&self) -> Option<(Round, Ring)> {
+        if self.cfg.protocol != Protocol::URing {
+            return None;
+        }
+        let leader = self.fd.leader(&self.cfg.cluster, self.now)?;
+        let (rnd, ring) = self.ring_hint?;
+        (ring.first() == leader && ring.len() > 1 && ring.contains(self.cfg.id))
+            .then_some((rnd, ring))
+    }
+
+    /// A proposal of this process, new or resent. In U-Ring Paxos it sets off around the ring (Alg. 3
+    /// Task 1, going on past the coordinator: module docs); otherwise, or when this process is not
+    /// on the ring it knows, it goes to the coordinator.
+    fn send_own_proposal(&mut self, values: Batch) {
+        let Some((rnd, ring)) = self.dissemination_ring() else {
             self.route_proposal(values, None, PROPOSAL_TTL_HOPS);
+            return;
+        };
+        self.keep_proposal(&values);
+        self.coordinate_passing_proposal(&values, rnd);
+        if let Some(next) = ring.successor(self.cfg.id) {
+            self.send(next, Msg::Proposal { values, via_rnd: rnd, ttl: PROPOSAL_TTL_HOPS });
+        }
+    }
+
+    /// A proposal travelling the ring of round `rnd` passes this process: queue it if this process
+    /// coordinates. Only a proposal on this coordinator's own ring goes on to every acceptor ahead of
+    /// Phase 2A, so only such a one is named rather than carried — and only while the acceptors
+    /// surely keep it (half their [`ProposalStore`] expiry).
+    fn coordinate_passing_proposal(&mut self, values: &Batch, rnd: Round) {
+        let Some(c) = self.coordinator.as_mut() else { return };
+        let name_until = (c.c_rnd == rnd).then_some(self.now + self.cfg.proposal_retry_us);
+        let dropped = c.enqueue(values.clone(), name_until, self.cfg.coordinator_queue_bytes_max);
+        self.counters.proposals_dropped += dropped as u64;
+    }
+
+    fn keep_proposal(&mut self, values: &Batch) {
+        if !self.proposals.insert(values, self.now) {
+            self.counters.proposals_not_kept += 1;
         }
     }
 
@@ -437,8 +517,30 @@ impl RingNode {
     }
 
     fn on_proposal(&mut self, values: Batch, via_rnd: Round, ttl: u8) {
+        let on_its_ring = self.cfg.protocol == Protocol::URing
+            && via_rnd != Round::ZERO
+            && self
+                .ring_hint
+                .is_some_and(|(rnd, ring)| rnd == via_rnd && ring.contains(self.cfg.id));
+        if let (true, Some((_, ring))) = (on_its_ring, self.ring_hint) {
+            // Travelling the ring we know: keep it, order it if we coordinate that ring, and pass it
+            // on unless the next process is the one it started from.
+            self.keep_proposal(&values);
+            self.coordinate_passing_proposal(&values, via_rnd);
+            let proposer = values.proposal_id().map(|id| id.first.proposer);
+            match ring.successor(self.cfg.id) {
+                Some(next) if Some(next) != proposer && ttl > 0 => {
+                    self.send(next, Msg::Proposal { values, via_rnd, ttl: ttl - 1 })
+                }
+                Some(next) if Some(next) != proposer => {
+                    self.counters.proposals_dropped += values.len() as u64
+                }
+                _ => {}
+            }
+            return;
+        }
         if let Some(c) = self.coordinator.as_mut() {
-            let dropped = c.enqueue(values, self.cfg.coordinator_queue_bytes_max);
+            let dropped = c.enqueue(values, None, self.cfg.coordinator_queue_bytes_max);
             self.counters.proposals_dropped += dropped as u64;
         } else if ttl > 0 {
             self.route_proposal(values, Some(via_rnd), ttl - 1);
@@ -597,7 +699,7 @@ impl RingNode {
             c_rnd: c.c_rnd,
             instance: p.instance,
             c_vid: p.c_vid,
-            c_val: p.c_val,
+            c_val: p.carried(),
             ring: c.ring,
         };
         match self.cfg.protocol {
@@ -642,13 +744,10 @@ impl RingNode {
         c_rnd: Round,
         instance: Instance,
         c_vid: Vid,
-        c_val: Batch,
+        c_val: Carried,
         ring: Ring,
     ) {
         self.note_round(c_rnd, Some(ring));
-        if self.learner.on_proposed(c_rnd, instance, c_vid, &c_val) {
-            self.deliver_ready();
-        }
         let me = self.cfg.id;
         let f = self.cfg.cluster.f;
         let position = ring.position(me);
@@ -657,13 +756,33 @@ impl RingNode {
             self.counters.ignored_misrouted += 1;
             return;
         }
+        let val = match &c_val {
+            Carried::Value(batch) => Some(batch.clone()),
+            // The proposal went ahead of this message; a duplicate of the message finds it where
+            // the first copy left it.
+            Carried::Proposal(id) => self
+                .proposals
+                .take(id)
+                .or_else(|| self.coordinator.as_ref().and_then(|c| c.open_value(instance, c_vid)))
+                .or_else(|| self.learner.proposed_value(instance, c_vid))
+                .or_else(|| self.acceptor.as_ref().and_then(|a| a.value_of(instance, c_vid))),
+        };
+        let Some(val) = val else {
+            // Voting for a value this acceptor could not report in Phase 1B would be unsafe; the
+            // coordinator resends Phase 2A with the value.
+            self.counters.phase2a_value_missing += 1;
+            return;
+        };
+        if self.learner.on_proposed(c_rnd, instance, c_vid, &val) {
+            self.deliver_ready();
+        }
         let Some(a) = self.acceptor.as_mut() else {
             if self.cfg.protocol == Protocol::URing {
                 self.counters.ignored_misrouted += 1;
             }
             return;
         };
-        match a.on_phase2a(c_rnd, instance, c_vid, &c_val) {
+        match a.on_phase2a(c_rnd, instance, c_vid, &val) {
             Verdict::Accepted => {}
             Verdict::Refused { rnd } => {
                 self.counters.refused_stale_round += 1;
@@ -682,8 +801,8 @@ impl RingNode {
             (Protocol::MRing, _) => {}
             // U-Ring: the last acceptor decides (Alg. 3 Task 4) ...
             (Protocol::URing, Some(p)) if p == f => {
-                let val = self.learn_decision(instance, c_vid, Some(c_val));
-                self.forward_decision(c_rnd, ring, instance, c_vid, val);
+                self.learn_decision(instance, c_vid, Some(val));
+                self.forward_decision(c_rnd, ring, instance, c_vid, Some(c_val));
             }
             // ... the others pass Phase 2A/2B on.
             (Protocol::URing, _) => {
@@ -736,7 +855,8 @@ impl RingNode {
         }
         self.counters.retransmissions_answered += 1;
         for (instance, c_vid, val) in decisions {
-            self.send(learner, Msg::Decision { instance, c_vid, c_val: Some(val), ring: None });
+            let c_val = Some(Carried::Value(val));
+            self.send(learner, Msg::Decision { instance, c_vid, c_val, ring: None });
         }
     }
 
@@ -776,16 +896,17 @@ impl RingNode {
         val
     }
 
-    /// U-Ring decision forwarding (Alg. 3 Task 5): the value travels with the decision to the processes
-    /// after the last acceptor, which have not seen it; the id alone goes on to the coordinator and the
-    /// acceptors, which voted for it; forwarding ends at the predecessor of the last acceptor.
+    /// U-Ring decision forwarding (Alg. 3 Task 5): the value (or the proposal id that names it) travels
+    /// with the decision to the processes after the last acceptor, which have not seen Phase 2A; the
+    /// value id alone goes on to the coordinator and the acceptors, which voted for it; forwarding
+    /// ends at the predecessor of the last acceptor.
     fn forward_decision(
         &mut self,
         rnd: Round,
         ring: Ring,
         instance: Instance,
         c_vid: Vid,
-        val: Option<Batch>,
+        val: Option<Carried>,
     ) {
         let me = self.cfg.id;
         let f = self.cfg.cluster.f;

@@ -91,6 +91,16 @@ pub struct ValueId {
     pub seq: u64,
 }
 
+/// The identity of one proposal batch as its proposer formed it: the id of its first value and how many
+/// values it holds. A proposer numbers its values consecutively and never regroups a batch it resends,
+/// so equal ids mean equal batches. U-Ring Paxos orders proposals by this id once they have travelled
+/// the ring (see `proposal_store`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ProposalId {
+    pub first: ValueId,
+    pub count: u32,
+}
+
 /// One application value with its identity.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Value {

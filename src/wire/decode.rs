@@ -11,9 +11,9 @@
 
 use bytes::Bytes;
 
-use crate::proto::msg::Msg;
+use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{
-    Batch, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, ValueId, Vid, Vote,
+    Batch, ProposalId, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, ValueId, Vid, Vote,
 };
 
 use super::error::WireError;
@@ -91,7 +91,7 @@ fn read_msg<P: PayloadSource>(r: &mut Reader<'_, P>, kind: Kind) -> Result<Msg, 
             c_rnd: read_round(r, "Phase2A.c_rnd")?,
             instance: r.u64("Phase2A.instance")?,
             c_vid: read_vid(r, "Phase2A.c_vid")?,
-            c_val: read_batch(r, "Phase2A.c_val")?,
+            c_val: read_carried(r, "Phase2A.c_val")?,
             ring: read_ring(r, "Phase2A.ring")?,
         },
         Kind::Phase2B => Msg::Phase2B {
@@ -103,7 +103,7 @@ fn read_msg<P: PayloadSource>(r: &mut Reader<'_, P>, kind: Kind) -> Result<Msg, 
         Kind::Decision => Msg::Decision {
             instance: r.u64("Decision.instance")?,
             c_vid: read_vid(r, "Decision.c_vid")?,
-            c_val: read_option(r, "Decision.c_val", read_batch)?,
+            c_val: read_option(r, "Decision.c_val", read_carried)?,
             ring: read_option(r, "Decision.ring", read_round_ring)?,
         },
         Kind::Retransmit => {
@@ -169,6 +169,23 @@ fn read_batch<'a, P: PayloadSource>(
     // `count` came from a u32 and every one of them was read.
     let len = u32::try_from(count).unwrap_or(u32::MAX);
     Ok(Batch::from_checked_region(r.payload_of(region), len))
+}
+
+fn read_carried<P: PayloadSource>(
+    r: &mut Reader<'_, P>,
+    field: &'static str,
+) -> Result<Carried, WireError> {
+    match r.u8(field)? {
+        0 => read_batch(r, field).map(Carried::Value),
+        1 => {
+            let first = read_value_id(r, field)?;
+            match r.u32(field)? {
+                0 => Err(WireError::EmptyProposal { field }),
+                count => Ok(Carried::Proposal(ProposalId { first, count })),
+            }
+        }
+        found => Err(WireError::BadCarriedTag { field, found }),
+    }
 }
 
 fn read_ring<P: PayloadSource>(

@@ -1,8 +1,8 @@
 //! Message → frame. The body is written once, generically over a [`Sink`], so the byte writer and
 //! the length computation ([`encoded_len`]) cannot disagree.
 
-use crate::proto::msg::Msg;
-use crate::proto::types::{Batch, Ring, Round, Vid, Vote};
+use crate::proto::msg::{Carried, Msg};
+use crate::proto::types::{Batch, Ring, Round, ValueId, Vid, Vote};
 
 use super::error::WireError;
 use super::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FrameHeader};
@@ -129,7 +129,7 @@ fn put_msg(s: &mut impl Sink, msg: &Msg) {
             put_round(s, *c_rnd);
             s.put_u64(*instance);
             put_vid(s, *c_vid);
-            put_batch(s, c_val);
+            put_carried(s, c_val);
             put_ring(s, ring);
         }
         Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
@@ -141,7 +141,7 @@ fn put_msg(s: &mut impl Sink, msg: &Msg) {
         Msg::Decision { instance, c_vid, c_val, ring } => {
             s.put_u64(*instance);
             put_vid(s, *c_vid);
-            put_option(s, c_val.as_ref(), put_batch);
+            put_option(s, c_val.as_ref(), put_carried);
             put_option(s, ring.as_ref(), put_round_ring);
         }
         Msg::Retransmit { from, to } => {
@@ -174,6 +174,26 @@ fn put_batch(s: &mut impl Sink, batch: &Batch) {
     s.put_len(batch.len());
     // The region is the values already encoded back to back (proto::batch): one copy.
     s.put(batch.region());
+}
+
+fn put_carried(s: &mut impl Sink, carried: &Carried) {
+    match carried {
+        Carried::Value(batch) => {
+            s.put_u8(0);
+            put_batch(s, batch);
+        }
+        Carried::Proposal(id) => {
+            s.put_u8(1);
+            put_value_id(s, id.first);
+            s.put_u32(id.count);
+        }
+    }
+}
+
+fn put_value_id(s: &mut impl Sink, id: ValueId) {
+    s.put_u16(id.proposer);
+    s.put_u32(id.incarnation);
+    s.put_u64(id.seq);
 }
 
 fn put_ring(s: &mut impl Sink, ring: &Ring) {

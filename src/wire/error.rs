@@ -58,6 +58,13 @@ pub enum WireError {
     #[error("{field}: option tag {found} is neither 0 (none) nor 1 (some)")]
     BadOptionTag { field: &'static str, found: u8 },
 
+    #[error("{field}: tag {found} is neither 0 (the value) nor 1 (a proposal id)")]
+    BadCarriedTag { field: &'static str, found: u8 },
+
+    /// A proposal id that names no values: no proposer sends an empty proposal.
+    #[error("{field}: a proposal id names at least one value")]
+    EmptyProposal { field: &'static str },
+
     /// The ring is one `Ring::new` refuses.
     #[error("{field}: invalid ring of {members_len} members: {reason}")]
     InvalidRing { field: &'static str, members_len: u8, reason: &'static str },

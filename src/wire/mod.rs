@@ -5,7 +5,7 @@
 //! message has exactly one encoding: decode accepts exactly what encode produces.
 //!
 //! ```text
-//! header  magic u16 = 0x5252 | version u8 = 1 | kind u8 | body_len u32 | crc32 u32 (of the body)
+//! header  magic u16 = 0x5252 | version u8 = 2 | kind u8 | body_len u32 | crc32 u32 (of the body)
 //! body    the fields of the variant, in declaration order:
 //!         u8 u8, u32 u32, NodeId u16, Round u64, Instance u64,
 //!         Vid = rnd u64 + seq u64,
@@ -14,6 +14,8 @@
 //!         Batch = count u32 + count × Value,
 //!         Ring = len u8 + len × NodeId,
 //!         Vote = instance u64 + v_rnd u64 + v_vid Vid + v_val Batch,  Vec<Vote> = count u32 + votes,
+//!         ProposalId = ValueId + count u32 (at least 1),
+//!         Carried = tag u8 (0 value, 1 proposal id) + Batch | ProposalId,
 //!         Option<T> = tag u8 (0 none, 1 some) [+ T],  bool = u8 (0 or 1)
 //! ```
 //!

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use crate::proto::msg::Msg;
-use crate::proto::types::{Batch, Ring, Round, Value, ValueId, Vid, Vote};
+use crate::proto::msg::{Carried, Msg};
+use crate::proto::types::{Batch, ProposalId, Ring, Round, Value, ValueId, Vid, Vote};
 
 use super::*;
 
@@ -69,7 +69,20 @@ fn samples() -> Vec<(u8, Msg)> {
                 c_rnd: Round(0x3_0002),
                 instance: 42,
                 c_vid: vid,
-                c_val: batch.clone(),
+                c_val: batch.clone().into(),
+                ring: ring(&[9, 5, 2]),
+            },
+        ),
+        (
+            5,
+            Msg::Phase2A {
+                c_rnd: Round(0x3_0002),
+                instance: 43,
+                c_vid: vid,
+                c_val: Carried::Proposal(ProposalId {
+                    first: ValueId { proposer: 1, incarnation: 2, seq: 3 },
+                    count: 4,
+                }),
                 ring: ring(&[9, 5, 2]),
             },
         ),
@@ -79,7 +92,7 @@ fn samples() -> Vec<(u8, Msg)> {
             Msg::Decision {
                 instance: 42,
                 c_vid: vid,
-                c_val: Some(batch),
+                c_val: Some(batch.into()),
                 ring: Some((Round(0x3_0002), ring(&[1, 2]))),
             },
         ),
@@ -101,7 +114,7 @@ fn heartbeat_frame_has_exact_bytes() {
     #[rustfmt::skip]
     let expected: &[u8] = &[
         0x52, 0x52,             // magic
-        1,                      // version
+        2,                      // version
         10,                     // kind: Heartbeat
         17, 0, 0, 0,            // body_len
         0x90, 0xb5, 0x6a, 0xa2, // crc32 of the body (IEEE, as zlib computes it)
@@ -119,7 +132,7 @@ fn flow_notice_frame_has_exact_bytes() {
     let msg = Msg::FlowNotice { learner: 0x0203, backlog_instances: 0x0a0b_0c0d };
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x52, 0x52, 1, 11, 6, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5,
+        0x52, 0x52, 2, 11, 6, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5,
         0x03, 0x02,             // learner
         0x0d, 0x0c, 0x0b, 0x0a, // backlog_instances
     ];
@@ -131,10 +144,13 @@ fn decision_body_has_exact_layout() {
     let msg = Msg::Decision {
         instance: 7,
         c_vid: Vid { rnd: Round(0x1_0001), seq: 3 },
-        c_val: Some(Batch::new(vec![Value {
-            id: ValueId { proposer: 5, incarnation: 6, seq: 9 },
-            payload: Bytes::from_static(b"hi"),
-        }])),
+        c_val: Some(
+            Batch::new(vec![Value {
+                id: ValueId { proposer: 5, incarnation: 6, seq: 9 },
+                payload: Bytes::from_static(b"hi"),
+            }])
+            .into(),
+        ),
         ring: Some((Round(0x4_0003), ring(&[1, 2]))),
     };
     #[rustfmt::skip]
@@ -143,6 +159,7 @@ fn decision_body_has_exact_layout() {
         1, 0, 1, 0, 0, 0, 0, 0, // c_vid.rnd
         3, 0, 0, 0, 0, 0, 0, 0, // c_vid.seq
         1,                      // c_val: some
+        0,                      // carried: the value
         1, 0, 0, 0,             // batch count
         5, 0,                   // proposer
         6, 0, 0, 0,             // incarnation
@@ -259,10 +276,10 @@ fn bad_magic_is_malformed_as_soon_as_it_arrives() {
 #[test]
 fn bad_version_is_malformed() {
     let mut frame = frame_of(&Msg::Nack { rnd: Round(1) });
-    frame[2] = 2;
-    assert_eq!(decode(&frame[..3]), Err(WireError::BadVersion { found: 2 }));
+    frame[2] = 1;
+    assert_eq!(decode(&frame[..3]), Err(WireError::BadVersion { found: 1 }));
     let err = decode(&frame).unwrap_err();
-    assert_eq!(err, WireError::BadVersion { found: 2 });
+    assert_eq!(err, WireError::BadVersion { found: 1 });
     assert!(err.to_string().contains("version 1"), "{err}");
 }
 
@@ -322,6 +339,46 @@ fn option_tag_other_than_zero_or_one_is_malformed() {
     assert_eq!(
         decode(&frame_with_body(7, &body)),
         Err(WireError::BadOptionTag { field: "Decision.c_val", found: 3 })
+    );
+}
+
+#[test]
+fn a_phase2a_names_a_proposal_by_first_value_id_and_count() {
+    let first = ValueId { proposer: 5, incarnation: 6, seq: 9 };
+    let msg = Msg::Phase2A {
+        c_rnd: Round(2),
+        instance: 7,
+        c_vid: Vid { rnd: Round(2), seq: 3 },
+        c_val: Carried::Proposal(ProposalId { first, count: 4 }),
+        ring: ring(&[1]),
+    };
+    #[rustfmt::skip]
+    let expected_body: &[u8] = &[
+        2, 0, 0, 0, 0, 0, 0, 0, // c_rnd
+        7, 0, 0, 0, 0, 0, 0, 0, // instance
+        2, 0, 0, 0, 0, 0, 0, 0, // c_vid.rnd
+        3, 0, 0, 0, 0, 0, 0, 0, // c_vid.seq
+        1,                      // carried: a proposal id
+        5, 0,                   // proposer
+        6, 0, 0, 0,             // incarnation
+        9, 0, 0, 0, 0, 0, 0, 0, // seq
+        4, 0, 0, 0,             // count
+        1, 1, 0,                // ring
+    ];
+    let frame = frame_of(&msg);
+    assert_eq!(body_of(&frame), expected_body);
+    let carried_at = 32;
+    let mut bad_tag = expected_body.to_vec();
+    bad_tag[carried_at] = 2;
+    assert_eq!(
+        decode(&frame_with_body(5, &bad_tag)),
+        Err(WireError::BadCarriedTag { field: "Phase2A.c_val", found: 2 })
+    );
+    let mut empty = expected_body.to_vec();
+    empty[carried_at + 15..carried_at + 19].fill(0);
+    assert_eq!(
+        decode(&frame_with_body(5, &empty)),
+        Err(WireError::EmptyProposal { field: "Phase2A.c_val" })
     );
 }
 
