@@ -15,7 +15,7 @@ first=${2:-1000}
 jobs=$(nproc)
 
 cargo build --release --locked --quiet
-bin=target/release/ringsmr
+bin=${CARGO_TARGET_DIR:-target}/release/ringsmr
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

@@ -28,13 +28,26 @@ use super::types::{ProposalId, VALUE_OVERHEAD_BYTES, Value, ValueId};
 ///
 /// An empty batch is a no-op: the new coordinator proposes it to fill an instance in which Phase 1
 /// found no vote.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Batch {
     /// The values, encoded back to back (module docs).
     region: Bytes,
     /// How many values the region holds.
     len: u32,
+    /// The values are one proposer's, numbered consecutively, as a proposer forms a batch: delivery
+    /// then checks for repeats once per batch rather than reading every value's id (see
+    /// [`Batch::run_start`]). False where that is not known; never true where it is not so.
+    run: bool,
 }
+
+/// Two batches are equal when they hold the same values; `run` is only a hint about them.
+impl PartialEq for Batch {
+    fn eq(&self, other: &Batch) -> bool {
+        self.len == other.len && self.region == other.region
+    }
+}
+
+impl Eq for Batch {}
 
 /// A region that does not hold whole values (see [`Batch::from_region`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,24 +76,39 @@ impl Batch {
     pub fn from_region(region: Bytes) -> Result<Batch, BadRegion> {
         let mut at = 0;
         let mut len: u32 = 0;
+        let mut run = RunCheck::default();
         while at < region.len() {
             let next = region
                 .get(at..)
-                .and_then(value_extent)
-                .and_then(|extent| at.checked_add(extent))
+                .and_then(|rest| Some((value_header(rest)?.0, value_extent(rest)?)))
+                .and_then(|(id, extent)| Some((id, at.checked_add(extent)?)))
                 .filter(|_| len < u32::MAX)
                 .ok_or(BadRegion { at_bytes: at })?;
-            at = next;
+            run.push(next.0);
+            at = next.1;
             len += 1;
         }
-        Ok(Batch { region, len })
+        Ok(Batch { region, len, run: run.is_run() })
     }
 
     /// A region the caller has already walked value by value (the wire decoder, which reports a bad
-    /// value by its field): `len` values, nothing else.
-    pub(crate) fn from_checked_region(region: Bytes, len: u32) -> Batch {
-        debug_assert_eq!(Batch::from_region(region.clone()).map(|b| b.len), Ok(len));
-        Batch { region, len }
+    /// value by its field, and tells whether the values are a run with [`RunCheck`]): `len`
+    /// values, nothing else.
+    pub(crate) fn from_checked_region(region: Bytes, len: u32, run: bool) -> Batch {
+        debug_assert_eq!(
+            Batch::from_region(region.clone()).map(|b| (b.len, b.run)),
+            Ok((len, run))
+        );
+        Batch { region, len, run }
+    }
+
+    /// The id of the first value when the values are one proposer's, numbered consecutively from
+    /// it (a batch as its proposer formed it); `None` when that is not known or the batch is empty.
+    pub fn run_start(&self) -> Option<ValueId> {
+        if !self.run {
+            return None;
+        }
+        self.ids().next()
     }
 
     /// Joins batches into one, in order (one copy of each region; `batches[0]` is shared as it is
@@ -90,7 +118,16 @@ impl Batch {
             return only.clone();
         }
         let mut b = BatchBuilder::with_capacity(batches.iter().map(Batch::bytes).sum());
-        for batch in batches {
+        let mut next: Option<ValueId> = None;
+        for batch in batches.iter().filter(|batch| !batch.is_empty()) {
+            let start = batch.run_start();
+            let continues = match (b.len, start, next) {
+                (0, Some(_), _) => true,
+                (_, Some(start), Some(next)) => start == next,
+                _ => false,
+            };
+            b.run &= continues;
+            next = start.map(|s| ValueId { seq: s.seq.wrapping_add(u64::from(batch.len)), ..s });
             b.region.put_slice(&batch.region);
             b.len += batch.len;
         }
@@ -111,8 +148,8 @@ impl Batch {
             at += extent;
             len += 1;
         }
-        let head = Batch { region: self.region.slice(..at), len };
-        let tail = Batch { region: self.region.slice(at..), len: self.len - len };
+        let head = Batch { region: self.region.slice(..at), len, run: self.run };
+        let tail = Batch { region: self.region.slice(at..), len: self.len - len, run: self.run };
         (head, (!tail.is_empty()).then_some(tail))
     }
 
@@ -165,16 +202,44 @@ impl fmt::Debug for Batch {
     }
 }
 
+/// Tells, value by value, whether ids form a run: one proposer's, numbered consecutively.
+#[derive(Debug, Default)]
+pub(crate) struct RunCheck {
+    next: Option<ValueId>,
+    broken: bool,
+}
+
+impl RunCheck {
+    pub(crate) fn push(&mut self, id: ValueId) {
+        if self.next.is_some_and(|next| next != id) {
+            self.broken = true;
+        }
+        self.next = Some(ValueId { seq: id.seq.wrapping_add(1), ..id });
+    }
+
+    pub(crate) fn is_run(&self) -> bool {
+        !self.broken && self.next.is_some()
+    }
+}
+
 /// Builds a batch value by value.
 #[derive(Debug)]
 pub struct BatchBuilder {
     region: BytesMut,
     len: u32,
+    /// Cleared by [`Batch::concat`] when its parts do not continue each other.
+    run: bool,
+    check: RunCheck,
 }
 
 impl BatchBuilder {
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
-        BatchBuilder { region: BytesMut::with_capacity(bytes), len: 0 }
+        BatchBuilder {
+            region: BytesMut::with_capacity(bytes),
+            len: 0,
+            run: true,
+            check: RunCheck::default(),
+        }
     }
 
     /// Appends one value. Payloads longer than `u32::MAX` bytes cannot be framed and are refused by
@@ -188,6 +253,7 @@ impl BatchBuilder {
         self.region.put_u32_le(payload_len);
         self.region.put_slice(payload);
         self.len += 1;
+        self.check.push(id);
     }
 
     /// Encoded bytes so far.
@@ -200,7 +266,9 @@ impl BatchBuilder {
     }
 
     pub fn finish(self) -> Batch {
-        Batch { region: self.region.freeze(), len: self.len }
+        // Values pushed one by one are checked; regions appended whole by `concat` are not.
+        let run = self.run && (self.check.is_run() || (self.check.next.is_none() && self.len > 0));
+        Batch { region: self.region.freeze(), len: self.len, run }
     }
 }
 
@@ -256,7 +324,7 @@ pub struct IntoValues {
 impl IntoValues {
     /// The values not taken yet (a slice of the region, no copy).
     pub fn rest(self) -> Batch {
-        Batch { region: self.batch.region.slice(self.at..), len: self.left }
+        Batch { region: self.batch.region.slice(self.at..), len: self.left, run: self.batch.run }
     }
 }
 
@@ -319,6 +387,33 @@ mod tests {
         assert_eq!(b.values().collect::<Vec<_>>(), values);
         assert_eq!(b.ids().collect::<Vec<_>>(), values.iter().map(|v| v.id).collect::<Vec<_>>());
         assert!(Batch::empty().is_empty() && Batch::empty().values().next().is_none());
+    }
+
+    #[test]
+    fn a_run_is_one_proposers_consecutive_values_however_the_batch_was_made() {
+        let run = Batch::new(vec![value(4, b"a"), value(5, b"b"), value(6, b"c")]);
+        let start = run.ids().next();
+        assert_eq!(run.run_start(), start);
+        assert_eq!(Batch::from_region(run.region().clone()).unwrap().run_start(), start);
+        let (head, tail) = run.split_to_fit(VALUE_OVERHEAD_BYTES + 1);
+        assert_eq!(head.run_start(), start);
+        let tail = tail.unwrap();
+        assert_eq!(tail.run_start(), tail.ids().next());
+        assert_eq!(Batch::concat(&[head.clone(), tail.clone()]).run_start(), start);
+        assert_eq!(Batch::concat(&[tail.clone(), head]).run_start(), None, "out of order");
+
+        let gap = Batch::new(vec![value(4, b"a"), value(6, b"c")]);
+        assert_eq!(gap.run_start(), None);
+        assert_eq!(Batch::from_region(gap.region().clone()).unwrap().run_start(), None);
+        let other = Value { id: ValueId { proposer: 3, incarnation: 9, seq: 7 }, ..value(7, b"") };
+        assert_eq!(Batch::new(vec![value(6, b"c"), other]).run_start(), None, "two proposers");
+        assert_eq!(Batch::empty().run_start(), None);
+        let mixed = Batch::new(vec![value(4, b"a"), value(5, b"b"), value(9, b"c")]);
+        let (head, _) = mixed.split_to_fit(2 * VALUE_OVERHEAD_BYTES + 2);
+        assert_eq!(head.run_start(), None, "not known: its batch was no run");
+        let same = Batch::new(vec![value(4, b"a"), value(5, b"b")]);
+        assert!(same.run_start().is_some());
+        assert_eq!(head, same, "equality is about the values only");
     }
 
     #[test]

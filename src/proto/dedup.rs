@@ -22,6 +22,19 @@ pub struct Dedup {
 }
 
 impl Dedup {
+    /// The values `first`, `first`+1, ... (`count` of them, one proposer's) in one step, when none of
+    /// them was seen and they come next in that proposer's order — the common case, a batch as its
+    /// proposer formed it, delivered in order. False (and nothing recorded) otherwise: the caller
+    /// then checks them one by one.
+    pub fn first_time_run(&mut self, first: ValueId, count: u32) -> bool {
+        let s = self.seen.entry((first.proposer, first.incarnation)).or_default();
+        if first.seq != s.below || !s.above.is_empty() {
+            return false;
+        }
+        s.below += u64::from(count);
+        true
+    }
+
     /// Records `id`; true the first time it is seen.
     pub fn first_time(&mut self, id: ValueId) -> bool {
         let s = self.seen.entry((id.proposer, id.incarnation)).or_default();
@@ -56,5 +69,19 @@ mod tests {
         }
         assert!(d.first_time(id(1, 0)), "a new incarnation starts afresh");
         assert!(d.first_time(id(0, 3)));
+    }
+
+    #[test]
+    fn a_run_passes_whole_only_when_it_comes_next_and_unseen() {
+        let mut d = Dedup::default();
+        let id = |seq| ValueId { proposer: 1, incarnation: 0, seq };
+        assert!(d.first_time_run(id(0), 3));
+        assert!(!d.first_time(id(2)), "the run recorded 0..3");
+        assert!(!d.first_time_run(id(2), 2), "overlaps what was seen");
+        assert!(d.first_time(id(3)), "and recorded nothing");
+        assert!(d.first_time(id(5)));
+        assert!(!d.first_time_run(id(4), 1), "a value after it was seen: checked one by one");
+        assert!(d.first_time(id(4)));
+        assert!(d.first_time_run(id(6), 2));
     }
 }

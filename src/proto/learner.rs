@@ -156,7 +156,15 @@ impl Learner {
             };
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
-            let first_repeat = val.ids().position(|id| !self.dedup.first_time(id));
+            // A batch as its proposer formed it is checked in one step, without reading its values.
+            let whole_run_fresh = val
+                .run_start()
+                .is_some_and(|first| self.dedup.first_time_run(first, val.len() as u32));
+            let first_repeat = if whole_run_fresh {
+                None
+            } else {
+                val.ids().position(|id| !self.dedup.first_time(id))
+            };
             let fresh = match first_repeat {
                 None => val,
                 Some(k) => {

@@ -123,19 +123,30 @@ impl Proposer {
     /// Our learner delivered one of our values (the first time): a batch whose values are all
     /// delivered is no longer resent.
     pub fn on_delivered(&mut self, id: ValueId) {
-        if id.proposer != self.id || id.incarnation != self.incarnation {
+        self.on_delivered_run(id, 1);
+    }
+
+    /// Values `first`, `first`+1, ... (`count` of them) were delivered, each for the first time.
+    pub fn on_delivered_run(&mut self, first: ValueId, count: u32) {
+        if first.proposer != self.id || first.incarnation != self.incarnation {
             return;
         }
-        let at = self.pending.partition_point(|p| p.end_seq <= id.seq);
-        let Some(p) = self.pending.get_mut(at).filter(|p| p.first_seq <= id.seq) else { return };
-        if p.sent_at.is_none() || p.undelivered == 0 {
-            return; // not ours to count: it was never sent from here
-        }
-        p.undelivered -= 1;
-        self.pending_values -= 1;
-        if p.undelivered == 0 {
-            self.pending_bytes -= p.batch.bytes();
-            self.pending.remove(at);
+        let (mut seq, end) = (first.seq, first.seq.saturating_add(u64::from(count)));
+        while seq < end {
+            let at = self.pending.partition_point(|p| p.end_seq <= seq);
+            let Some(p) = self.pending.get_mut(at).filter(|p| p.first_seq < end) else { return };
+            let from = seq.max(p.first_seq);
+            seq = p.end_seq.min(end);
+            if p.sent_at.is_none() || p.undelivered == 0 {
+                continue; // not ours to count: it was never sent from here
+            }
+            let delivered = u32::try_from(seq - from).unwrap_or(u32::MAX).min(p.undelivered);
+            p.undelivered -= delivered;
+            self.pending_values -= delivered as usize;
+            if p.undelivered == 0 {
+                self.pending_bytes -= p.batch.bytes();
+                self.pending.remove(at);
+            }
         }
     }
 
@@ -177,6 +188,27 @@ mod tests {
 
     fn ids(b: &Batch) -> Vec<u64> {
         b.values().map(|v| v.id.seq).collect()
+    }
+
+    #[test]
+    fn a_delivered_run_settles_every_pending_batch_it_covers() {
+        let mut p = Proposer::new(1, 0, 2 * (VALUE_OVERHEAD_BYTES + 1), 100, 1 << 20);
+        for _ in 0..5 {
+            p.propose(b"x").unwrap();
+        }
+        let mut sent = Vec::new();
+        while let Some(b) = p.take_unsent(0) {
+            sent.push(ids(&b));
+        }
+        assert_eq!(sent, [vec![0, 1], vec![2, 3], vec![4]]);
+        let id = |seq| ValueId { proposer: 1, incarnation: 0, seq };
+        p.on_delivered_run(id(1), 3);
+        assert_eq!(p.pending_values(), 2, "0 and 4 are left");
+        p.on_delivered_run(ValueId { proposer: 2, ..id(0) }, 5);
+        assert_eq!(p.pending_values(), 2, "another proposer's run is not ours");
+        p.on_delivered_run(id(0), 1);
+        p.on_delivered_run(id(4), 9);
+        assert_eq!(p.pending_values(), 0);
     }
 
     #[test]

@@ -927,8 +927,12 @@ impl RingNode {
         let me = self.cfg.id;
         let delivered = self.learner.deliver_ready(self.now, |instance, values| {
             if let Some(p) = proposer.as_mut() {
-                for id in values.ids().filter(|id| id.proposer == me) {
-                    p.on_delivered(id);
+                match values.run_start() {
+                    Some(first) => p.on_delivered_run(first, values.len() as u32),
+                    None => values
+                        .ids()
+                        .filter(|id| id.proposer == me)
+                        .for_each(|id| p.on_delivered(id)),
                 }
             }
             if deliver_to_app {

@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 
+use crate::proto::batch::RunCheck;
 use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{
     Batch, ProposalId, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, ValueId, Vid, Vote,
@@ -143,14 +144,15 @@ fn read_value_id<P: PayloadSource>(
     Ok(ValueId { proposer: r.u16(field)?, incarnation: r.u32(field)?, seq: r.u64(field)? })
 }
 
-/// Steps over one value, checking that all of it is there.
+/// Steps over one value, checking that all of it is there; returns its id.
 fn skip_value<P: PayloadSource>(
     r: &mut Reader<'_, P>,
     field: &'static str,
-) -> Result<(), WireError> {
-    read_value_id(r, field)?;
+) -> Result<ValueId, WireError> {
+    let id = read_value_id(r, field)?;
     let payload_len_bytes = r.u32(field)?;
-    r.skip(payload_len_bytes, field)
+    r.skip(payload_len_bytes, field)?;
+    Ok(id)
 }
 
 /// A count, then that many values back to back: the region is taken whole (one copy, or a shared
@@ -161,14 +163,15 @@ fn read_batch<'a, P: PayloadSource>(
 ) -> Result<Batch, WireError> {
     let count = r.count(field, VALUE_BYTES_MIN)?;
     let start = r.rest();
+    let mut run = RunCheck::default();
     for _ in 0..count {
-        skip_value(r, field)?;
+        run.push(skip_value(r, field)?);
     }
     let region_bytes = start.len().saturating_sub(r.remaining_bytes());
     let region = start.get(..region_bytes).unwrap_or_default();
     // `count` came from a u32 and every one of them was read.
     let len = u32::try_from(count).unwrap_or(u32::MAX);
-    Ok(Batch::from_checked_region(r.payload_of(region), len))
+    Ok(Batch::from_checked_region(r.payload_of(region), len, run.is_run()))
 }
 
 fn read_carried<P: PayloadSource>(
