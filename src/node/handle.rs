@@ -21,7 +21,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -140,11 +140,22 @@ pub struct Node {
     backend: &'static str,
 }
 
+/// Each start of a process is a new incarnation of its proposer (`ValueId::incarnation`). A restarted
+/// proposer numbers its values from 0 again: under its old incarnation, learners would drop them as
+/// repeats of the values it proposed before, and U-Ring processes could mistake its proposals for
+/// ones they hold. The wall clock's milliseconds (wrapping every 49 days) differ between any two
+/// starts of one process.
+fn incarnation_now() -> u32 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    since_epoch.as_millis() as u32
+}
+
 impl Node {
     /// Starts process `id` of `cluster`: binds its address, connects to the others (retrying until
     /// they are up) and runs the protocol on a new thread.
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
-        let cfg = cluster.node_config(id)?;
+        let mut cfg = cluster.node_config(id)?;
+        cfg.incarnation = incarnation_now();
         let entry = &cluster.nodes[usize::from(id)];
         let limits = Limits {
             conns_max: 2 * cluster.nodes.len() + 8,
