@@ -14,27 +14,12 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Children, Netns, TempDir, free_ports};
+use common::{BIN, Children, Netns, TempDir, free_ports, three_node_cluster_toml};
 
 /// A 3-node cluster file on loopback with explicit control addresses.
 fn cluster_file(dir: &Path, protocol: &str) -> std::path::PathBuf {
     let ports = free_ports(7);
-    let mut s = format!("cluster_id = 43\nprotocol = \"{protocol}\"\nf = 1\nring = [0, 1, 2]\n");
-    if protocol == "mring" {
-        s += "batch_bytes = 8192\n";
-        s += &format!(
-            "[multicast]\ngroup = \"239.255.82.8:{}\"\ninterface = \"127.0.0.1\"\n",
-            ports[6]
-        );
-    }
-    for id in 0..3 {
-        s += &format!(
-            "[[node]]\nid = {id}\naddress = \"127.0.0.1:{}\"\ncontrol = \"127.0.0.1:{}\"\n\
-             roles = [\"acceptor\", \"proposer\", \"learner\"]\n",
-            ports[id],
-            ports[3 + id]
-        );
-    }
+    let s = three_node_cluster_toml(43, protocol, &ports[..3], Some(&ports[3..6]), (8, ports[6]));
     let file = dir.join("cluster.toml");
     std::fs::write(&file, s).unwrap();
     file

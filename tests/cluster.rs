@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Children, Netns, TempDir, free_ports};
+use common::{BIN, Children, Netns, TempDir, free_ports, three_node_cluster_toml};
 
 const VALUES: u64 = 200_000;
 
@@ -29,20 +29,7 @@ struct Cluster {
 }
 
 fn cluster_file(protocol: &str, ports: &[u16]) -> String {
-    let mut s = format!("cluster_id = 42\nprotocol = \"{protocol}\"\nf = 1\nring = [0, 1, 2]\n");
-    if protocol == "mring" {
-        s += "batch_bytes = 8192\n";
-        s += &format!(
-            "[multicast]\ngroup = \"239.255.82.7:{}\"\ninterface = \"127.0.0.1\"\n",
-            ports[3]
-        );
-    }
-    for (id, port) in ports.iter().take(3).enumerate() {
-        s += &format!(
-            "[[node]]\nid = {id}\naddress = \"127.0.0.1:{port}\"\nroles = [\"acceptor\", \"proposer\", \"learner\"]\n"
-        );
-    }
-    s
+    three_node_cluster_toml(42, protocol, &ports[..3], None, (7, ports[3]))
 }
 
 impl Cluster {

@@ -199,6 +199,30 @@ fn give_up_at(started: Instant, duration: Duration) -> Instant {
     started + FIRST_BYTE_TIMEOUT + WARMUP + duration + STOP_SLACK
 }
 
+/// Where a stage's loop stands at the top of one turn.
+enum Turn {
+    /// The measuring stage's window closed: its report (or why it measured nothing).
+    Done(io::Result<StageReport>),
+    /// A stage that does not measure was told to stop, or ran out of time.
+    Stop,
+    /// Go on; `measuring` tells the stage with the window from the others.
+    Go { measuring: bool },
+}
+
+fn turn(
+    window: &mut Option<Window>,
+    inputs: &Inputs,
+    stop: &AtomicBool,
+    give_up_at: Instant,
+) -> Turn {
+    let ending = stop.load(Ordering::Relaxed) || Instant::now() >= give_up_at;
+    match window.as_mut() {
+        Some(w) => w.poll(inputs, ending).map_or(Turn::Go { measuring: true }, Turn::Done),
+        None if ending => Turn::Stop,
+        None => Turn::Go { measuring: false },
+    }
+}
+
 /// The role of stage `i` of a ring of `n`: the first sends, the last measures.
 pub fn ring_role(i: usize, n: usize) -> RingRole {
     if i + 1 >= n {
@@ -262,15 +286,10 @@ impl RingStage {
         let give_up_at = give_up_at(started, duration);
         let mut window = (role == RingRole::Sink).then(|| Window::new(duration));
         loop {
-            let ending = stop.load(Ordering::Relaxed) || Instant::now() >= give_up_at;
-            match window.as_mut() {
-                Some(w) => {
-                    if let Some(report) = w.poll(&inputs, ending) {
-                        return report;
-                    }
-                }
-                None if ending => break,
-                None => {}
+            match turn(&mut window, &inputs, stop, give_up_at) {
+                Turn::Done(report) => return report,
+                Turn::Stop => break,
+                Turn::Go { .. } => {}
             }
             self.reactor.poll(Some(Duration::from_millis(1)), &mut inputs)?;
             if let Some(cause) = inputs.out_closed.take() {
@@ -330,16 +349,13 @@ impl MulticastStage {
         let give_up_at = give_up_at(started, duration);
         let mut window = (role == MulticastRole::Receiver).then(|| Window::new(duration));
         loop {
-            let ending = stop.load(Ordering::Relaxed) || Instant::now() >= give_up_at;
-            match window.as_mut() {
-                Some(w) => {
-                    if let Some(report) = w.poll(&inputs, ending) {
-                        return report;
-                    }
+            match turn(&mut window, &inputs, stop, give_up_at) {
+                Turn::Done(report) => return report,
+                Turn::Stop => break,
+                Turn::Go { measuring: true } => {
                     self.reactor.poll(Some(Duration::from_millis(1)), &mut inputs)?;
                 }
-                None if ending => break,
-                None => {
+                Turn::Go { measuring: false } => {
                     for _ in 0..64 {
                         if self.reactor.send_datagram(self.udp, &datagram, to).is_err() {
                             break; // socket buffer full: let the receivers catch up

@@ -15,6 +15,35 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
+/// A 3-node cluster file on loopback: f = 1, every node acceptor, proposer and learner, node `i`
+/// at `data_ports[i]` (and, when given, its control endpoint at `control_ports[i]`). M-Ring gets 8 KB
+/// batches and the multicast group `239.255.82.<group_octet>:<multicast_port>`, so concurrent
+/// tests use different groups.
+pub fn three_node_cluster_toml(
+    cluster_id: u32,
+    protocol: &str,
+    data_ports: &[u16],
+    control_ports: Option<&[u16]>,
+    (group_octet, multicast_port): (u8, u16),
+) -> String {
+    let mut s =
+        format!("cluster_id = {cluster_id}\nprotocol = \"{protocol}\"\nf = 1\nring = [0, 1, 2]\n");
+    if protocol == "mring" {
+        s += "batch_bytes = 8192\n";
+        s += &format!(
+            "[multicast]\ngroup = \"239.255.82.{group_octet}:{multicast_port}\"\ninterface = \"127.0.0.1\"\n"
+        );
+    }
+    for (id, port) in data_ports.iter().take(3).enumerate() {
+        s += &format!("[[node]]\nid = {id}\naddress = \"127.0.0.1:{port}\"\n");
+        if let Some(control) = control_ports {
+            s += &format!("control = \"127.0.0.1:{}\"\n", control[id]);
+        }
+        s += "roles = [\"acceptor\", \"proposer\", \"learner\"]\n";
+    }
+    s
+}
+
 /// The processes a test started; each is killed (by its pid, `Child::kill`) and reaped on drop,
 /// so a failing test leaves none running. A slot is `None` once the test took the child itself.
 #[derive(Default)]
