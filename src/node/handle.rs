@@ -259,7 +259,7 @@ impl Node {
                 }
                 self.current = None;
             }
-            let b = self.deliveries.pop().ok()?;
+            let b = self.pop_delivery()?;
             self.current = Some((b.instance, b.values.into_iter()));
         }
     }
@@ -271,8 +271,19 @@ impl Node {
             Some((instance, values)) if values.len() > 0 => {
                 Some(DeliveredBatch { instance, values: values.rest() })
             }
-            _ => self.deliveries.pop().ok(),
+            _ => self.pop_delivery(),
         }
+    }
+
+    /// The next batch of the delivery queue. Taking one from a full queue wakes the node: it holds
+    /// back decided instances while the queue has no room (`RingNode::set_delivery_room`).
+    fn pop_delivery(&mut self) -> Option<DeliveredBatch> {
+        let was_full = self.deliveries.slots() == self.deliveries.buffer().capacity();
+        let b = self.deliveries.pop().ok()?;
+        if was_full {
+            self.waker.wake();
+        }
+        Some(b)
     }
 
     /// Waits up to `timeout` for the next delivered value.

@@ -8,6 +8,8 @@
 //!   proposals ring   ──> RingNode::propose        (until the core pushes back)
 //!   drain actions: Send -> outbox of the link to `to`;  Multicast -> one datagram;
 //!                  Deliver -> deliveries ring (a batch per instance);     SetTimer -> next wake-up
+//!   (the core delivers no more batches than the deliveries ring has room for: a slow application
+//!    slows the coordinator through flow control, never this loop)
 //!   flush: every send of this iteration in one submission
 //! ```
 
@@ -174,6 +176,8 @@ impl Runtime {
 
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = self.now();
+            // Every delivery of this iteration fits: the application only frees slots meanwhile.
+            self.core.set_delivery_room(now, self.deliveries.slots());
             self.links.connect_due(now, &mut self.reactor);
             let timeout = if !self.proposals.is_empty() {
                 Duration::ZERO
@@ -246,25 +250,10 @@ impl Runtime {
                         }
                     }
                     Action::Deliver { instance, values } => {
-                        let values_len = values.len() as u64;
-                        let mut d = DeliveredBatch { instance, values };
-                        // The application is behind: wait for it (the deliveries ring is the
-                        // learner's backlog; flow control slows the coordinator meanwhile).
-                        loop {
-                            match self.deliveries.push(d) {
-                                Ok(()) => break,
-                                Err(rtrb::PushError::Full(back)) => {
-                                    d = back;
-                                    if self.shared.stop.load(Ordering::Acquire) {
-                                        break;
-                                    }
-                                    self.shared.unpark_consumer();
-                                    std::thread::yield_now();
-                                }
-                            }
-                        }
-                        delivered_values += values_len;
+                        delivered_values += values.len() as u64;
                         delivered_now = true;
+                        let pushed = self.deliveries.push(DeliveredBatch { instance, values });
+                        assert!(pushed.is_ok(), "the core delivered beyond the room it was given");
                     }
                     Action::SetTimer { at } => timer_at = at,
                     Action::NeedsStateTransfer { next_instance, trimmed_below } => {

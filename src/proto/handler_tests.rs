@@ -460,6 +460,41 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
 }
 
 #[test]
+fn decisions_beyond_the_applications_room_wait_count_as_backlog_and_flow_once_there_is_room() {
+    let mut cfg = config(3, Protocol::MRing, 1, 4);
+    cfg.flow_backlog_instances_max = 1;
+    let mut l = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
+    drain(&mut l);
+    l.set_delivery_room(0, 1);
+    let c_rnd = r(1, 0);
+    let vals: Vec<Batch> = (0..3).map(|s| batch(&[value(1, s)])).collect();
+    for (i, val) in vals.iter().enumerate() {
+        let c_val = Some(val.clone().into());
+        let i = i as Instance;
+        l.on_message(1, 0, Msg::Decision { instance: i, c_vid: vid(c_rnd, i), c_val, ring: None });
+    }
+    assert_eq!(drain(&mut l), deliveries(0, &vals[0]), "room for one instance");
+    assert_eq!(l.delivered_below(), 1);
+    l.on_tick(2);
+    let notices: Vec<_> = drain(&mut l)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Send { msg: Msg::FlowNotice { .. }, .. }))
+        .collect();
+    assert_eq!(
+        notices,
+        vec![Action::Send { to: 0, msg: Msg::FlowNotice { learner: 3, backlog_instances: 2 } }],
+        "the two held back are backlog"
+    );
+    l.set_delivery_room(3, 0);
+    assert_eq!(drain(&mut l), vec![], "still no room");
+    l.set_delivery_room(4, 5);
+    let mut rest = deliveries(1, &vals[1]);
+    rest.extend(deliveries(2, &vals[2]));
+    assert_eq!(drain(&mut l), rest);
+    assert_eq!(l.delivered_below(), 3);
+}
+
+#[test]
 fn a_decision_that_arrives_before_its_value_waits_for_it() {
     let mut l = node(3, Protocol::MRing, 1, 4);
     let c_rnd = r(1, 0);

@@ -144,12 +144,21 @@ impl Learner {
         self.proposed.remove(&instance);
     }
 
-    /// Delivers every decided instance that is next in line, calling `deliver` once per instance with
-    /// the values decided there for the first time (the batch itself when none is a repeat). Returns
-    /// the number of instances delivered.
-    pub fn deliver_ready(&mut self, now: Tick, mut deliver: impl FnMut(Instance, Batch)) -> u64 {
+    /// Delivers the decided instances that are next in line, at most `instances_max` of them (the
+    /// room the application has: the rest stay decided here, count as backlog and so slow the
+    /// coordinator down, 3.3.6). Calls `deliver` once per instance with the values decided there for
+    /// the first time (the batch itself when none is a repeat). Returns the number of instances
+    /// delivered.
+    pub fn deliver_ready(
+        &mut self,
+        now: Tick,
+        instances_max: u64,
+        mut deliver: impl FnMut(Instance, Batch),
+    ) -> u64 {
         let start = self.next_instance;
-        while let Some(d) = self.decided.remove(&self.next_instance) {
+        while self.next_instance - start < instances_max
+            && let Some(d) = self.decided.remove(&self.next_instance)
+        {
             let Some(val) = d.val else {
                 self.decided.insert(self.next_instance, d);
                 break;
@@ -289,13 +298,16 @@ mod tests {
         l.on_decision(1, vid(1), Some(batch(&[1, 0])));
         let mut out = Vec::new();
         assert_eq!(
-            l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))),
+            l.deliver_ready(0, u64::MAX, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))),
             0,
             "instance 0 is missing"
         );
         l.on_decision(0, vid(0), Some(batch(&[0])));
         l.on_decision(0, vid(0), Some(batch(&[0])));
-        assert_eq!(l.deliver_ready(0, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))), 2);
+        assert_eq!(
+            l.deliver_ready(0, u64::MAX, |i, b| out.extend(b.values().map(|v| (i, v.id.seq)))),
+            2
+        );
         assert_eq!(out, vec![(0, 0), (1, 1)], "value 0 decided twice is delivered once");
     }
 

@@ -140,6 +140,8 @@ pub struct RingNode {
     next_heartbeat_at: Tick,
     next_retry_scan_at: Tick,
     last_flow_notice_at: Option<Tick>,
+    /// Instances the application can take now (see [`RingNode::set_delivery_room`]).
+    delivery_room: u64,
     counters: Counters,
 }
 
@@ -182,6 +184,7 @@ impl RingNode {
             next_heartbeat_at: now,
             next_retry_scan_at: now,
             last_flow_notice_at: None,
+            delivery_room: u64::MAX,
             counters: Counters::default(),
             now,
             cfg,
@@ -293,6 +296,17 @@ impl RingNode {
 
     /// Moves every pending action into `out`, after sending what was proposed since the last drain and
     /// opening every instance the window allows.
+    /// How many more [`Action::Deliver`]s the application can take (the free slots of its delivery
+    /// queue); unlimited until first called. Decided instances beyond the room wait in the learner,
+    /// where they count as backlog for flow control (3.3.6), so an application that falls behind
+    /// slows the coordinator down instead of stopping its own process, which must go on voting,
+    /// forwarding and sending heartbeats. A larger room delivers what was waiting.
+    pub fn set_delivery_room(&mut self, now: Tick, instances: usize) {
+        self.now = self.now.max(now);
+        self.delivery_room = instances as u64;
+        self.deliver_ready();
+    }
+
     pub fn drain_actions(&mut self, out: &mut Vec<Action>) {
         self.flush();
         out.append(&mut self.out);
@@ -925,7 +939,8 @@ impl RingNode {
         let out = &mut self.out;
         let proposer = &mut self.proposer;
         let me = self.cfg.id;
-        let delivered = self.learner.deliver_ready(self.now, |instance, values| {
+        let room = if deliver_to_app { self.delivery_room } else { u64::MAX };
+        let delivered = self.learner.deliver_ready(self.now, room, |instance, values| {
             if let Some(p) = proposer.as_mut() {
                 match values.run_start() {
                     Some(first) => p.on_delivered_run(first, values.len() as u32),
@@ -940,6 +955,9 @@ impl RingNode {
             }
         });
         self.counters.instances_delivered += delivered;
+        if deliver_to_app {
+            self.delivery_room -= delivered;
+        }
     }
 
     fn learner_tick(&mut self) {
