@@ -1,68 +1,153 @@
-//! Preallocated byte buffers of one connection (thesis 3.5.2: "circular buffers" allocated once, so the
-//! steady state never asks the allocator for packet memory).
+//! Byte buffers of one connection (thesis 3.5.2: packets live in buffers allocated once and are
+//! received, stored and forwarded without being taken apart or copied again).
 //!
-//! [`InBuf`] receives a byte stream and hands complete frames to the node; [`OutBuf`] collects encoded
-//! frames while the previous ones are still being sent. Both have a fixed capacity chosen at start-up;
-//! nothing here grows.
+//! [`InBuf`] receives a byte stream into *chunks* and hands complete frames out as [`Bytes`] that
+//! share the chunk's memory: a batch decoded from a frame (`wire::decode_bytes`) is a slice of the
+//! very buffer the kernel wrote it into, and it stays one while an acceptor keeps it, a learner
+//! delivers it and a U-Ring process forwards it. A chunk is reused, without asking the allocator, as
+//! soon as nothing taken from it is held any more; while something is (an acceptor keeps decided
+//! batches until garbage collection, 3.3.7), the next chunk of a small pool takes over. The pool
+//! grows only when every chunk is still held: in steady state, receiving allocates nothing.
+//!
+//! [`OutBuf`] collects encoded frames while the previous ones are still being sent. It has a fixed
+//! capacity chosen at start-up and never grows.
 //!
 //! The kernel may write into (io_uring receive) or read from (io_uring send) these buffers while an
 //! operation is in flight, so the reactor never touches the region it lent out: `InBuf` lends only its
-//! spare tail ([`InBuf::spare_mut`]), and `OutBuf` is double-buffered: frames go into `filling` while
+//! spare tail ([`InBuf::spare_mut`]) and changes chunks only inside `spare_mut`, which the reactor
+//! calls when no receive is in flight; `OutBuf` is double-buffered: frames go into `filling` while
 //! `sending` is owned by the send in flight.
 
-/// The receiving side: bytes `start..end` arrived and are not consumed yet; `end..capacity` is spare.
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Chunks an [`InBuf`] keeps for reuse before it would rather let one go.
+const RETIRED_CHUNKS_MAX: usize = 256;
+
+/// Datagrams of the largest size a chunk of a datagram buffer holds.
+const DATAGRAMS_PER_CHUNK: usize = 16;
+
+/// The receiving side: `chunk[..]` holds the bytes received and not taken yet; the chunk's spare
+/// capacity after them is where the next receive writes.
 #[derive(Debug)]
 pub struct InBuf {
-    bytes: Box<[u8]>,
-    start: usize,
-    end: usize,
+    chunk: BytesMut,
+    /// Earlier chunks, emptied, some of whose frames may still be held elsewhere.
+    retired: Vec<BytesMut>,
+    chunk_bytes: usize,
+    chunks_allocated: u64,
 }
 
 impl InBuf {
-    pub fn with_capacity(capacity_bytes: usize) -> InBuf {
-        InBuf { bytes: vec![0; capacity_bytes].into_boxed_slice(), start: 0, end: 0 }
-    }
-
-    /// Received bytes not consumed yet.
-    pub fn filled(&self) -> &[u8] {
-        &self.bytes[self.start..self.end]
-    }
-
-    /// Room to receive into. Moves unconsumed bytes to the front first, so the room is as large as it
-    /// can be (a frame never wraps: the decoder sees it contiguous).
-    pub fn spare_mut(&mut self) -> &mut [u8] {
-        if self.start > 0 {
-            self.bytes.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+    /// A buffer whose chunks hold `chunk_bytes` each (which bounds the largest frame).
+    pub fn with_capacity(chunk_bytes: usize) -> InBuf {
+        InBuf {
+            chunk: zeroed_chunk(chunk_bytes),
+            retired: Vec::with_capacity(RETIRED_CHUNKS_MAX),
+            chunk_bytes,
+            chunks_allocated: 1,
         }
-        &mut self.bytes[self.end..]
+    }
+
+    /// A buffer for datagrams of up to `datagram_bytes_max` (see [`InBuf::datagram_room`]).
+    pub fn for_datagrams(datagram_bytes_max: usize) -> InBuf {
+        // `spare_mut` renews a chunk once less than a quarter is left, so a quarter must hold a
+        // whole datagram.
+        InBuf::with_capacity(DATAGRAMS_PER_CHUNK * datagram_bytes_max)
+    }
+
+    /// Room for one whole datagram of up to `datagram_bytes_max` bytes (a receive of a buffer made
+    /// by [`InBuf::for_datagrams`]; every datagram is taken out whole before the next receive).
+    pub fn datagram_room(&mut self, datagram_bytes_max: usize) -> &mut [u8] {
+        let spare = self.spare_mut();
+        assert!(spare.len() >= datagram_bytes_max, "InBuf: not made for datagrams this large");
+        &mut spare[..datagram_bytes_max]
+    }
+
+    /// Received bytes not taken yet.
+    pub fn filled(&self) -> &[u8] {
+        &self.chunk
+    }
+
+    /// Room to receive into. When the current chunk's tail has grown short, the bytes not taken yet
+    /// move to the front of a chunk that nothing holds any more (this one, a retired one, or — only
+    /// when every chunk is still held — a new one), so the room is as large as it can be and a frame
+    /// never wraps. Empty only when the bytes not taken yet fill a whole chunk.
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        let spare_bytes = self.chunk.capacity() - self.chunk.len();
+        let at_front = self.chunk.capacity() == self.chunk_bytes;
+        if spare_bytes < self.chunk_bytes / 4 && !at_front {
+            self.renew();
+        }
+        let spare = self.chunk.spare_capacity_mut();
+        // SAFETY: every chunk is zeroed when it is allocated (`zeroed_chunk`) and only ever written
+        // with bytes since; reusing a chunk (`try_reclaim`) keeps its allocation. So the spare
+        // capacity is initialized memory, and `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) }
+    }
+
+    /// Moves the bytes not taken yet to the front of a chunk nothing else holds.
+    fn renew(&mut self) {
+        let want = self.chunk_bytes - self.chunk.len();
+        // Every frame taken from this chunk is gone: reuse it in place.
+        if self.chunk.try_reclaim(want) {
+            return;
+        }
+        let reusable = self.retired.iter_mut().position(|c| c.try_reclaim(self.chunk_bytes));
+        let mut next = match reusable {
+            Some(i) => self.retired.swap_remove(i),
+            None => {
+                self.chunks_allocated += 1;
+                zeroed_chunk(self.chunk_bytes)
+            }
+        };
+        next.extend_from_slice(&self.chunk);
+        let mut old = std::mem::replace(&mut self.chunk, next);
+        old.clear();
+        if self.retired.len() < RETIRED_CHUNKS_MAX {
+            self.retired.push(old);
+        }
     }
 
     /// `n` bytes were written into the front of the last [`InBuf::spare_mut`].
     pub fn commit(&mut self, n: usize) {
-        assert!(self.end + n <= self.bytes.len(), "InBuf: committed more than the spare room");
-        self.end += n;
+        let len = self.chunk.len();
+        assert!(len + n <= self.chunk.capacity(), "InBuf: committed more than the spare room");
+        // SAFETY: the bytes up to `len + n` lie within the capacity (checked above) and are
+        // initialized (see `spare_mut`).
+        unsafe { self.chunk.set_len(len + n) };
     }
 
-    /// The first `n` filled bytes were handled.
+    /// Drops the first `n` filled bytes.
     pub fn consume(&mut self, n: usize) {
-        assert!(self.start + n <= self.end, "InBuf: consumed more than was filled");
-        self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
+        assert!(n <= self.chunk.len(), "InBuf: consumed more than was filled");
+        self.chunk.advance(n);
+    }
+
+    /// Takes the first `n` filled bytes (a whole frame) out, sharing the chunk's memory.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        assert!(n <= self.chunk.len(), "InBuf: took more than was filled");
+        self.chunk.split_to(n).freeze()
     }
 
     pub fn is_full(&self) -> bool {
-        self.start == 0 && self.end == self.bytes.len()
+        self.chunk.len() == self.chunk_bytes
     }
 
     pub fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
+        self.chunk.clear();
     }
+
+    /// Chunks allocated so far, the first included: more than a few means frames are held long.
+    pub fn chunks_allocated(&self) -> u64 {
+        self.chunks_allocated
+    }
+}
+
+/// An empty chunk of `bytes` capacity whose memory is initialized (see [`InBuf::spare_mut`]).
+fn zeroed_chunk(bytes: usize) -> BytesMut {
+    let mut chunk = BytesMut::zeroed(bytes);
+    chunk.clear();
+    chunk
 }
 
 /// The sending side, double-buffered: the node appends frames to `filling`; the reactor swaps it
@@ -148,21 +233,44 @@ impl OutBuf {
 mod tests {
     use super::*;
 
+    fn receive(b: &mut InBuf, bytes: &[u8]) {
+        b.spare_mut()[..bytes.len()].copy_from_slice(bytes);
+        b.commit(bytes.len());
+    }
+
     #[test]
-    fn inbuf_compacts_unconsumed_bytes_to_the_front() {
-        let mut b = InBuf::with_capacity(8);
-        b.spare_mut()[..6].copy_from_slice(b"abcdef");
-        b.commit(6);
-        b.consume(4);
-        assert_eq!(b.filled(), b"ef");
-        assert_eq!(b.spare_mut().len(), 6, "compaction gives back the consumed room");
-        assert_eq!(b.filled(), b"ef");
-        b.spare_mut()[..6].copy_from_slice(b"ghijkl");
-        b.commit(6);
-        assert!(b.is_full());
-        assert_eq!(b.filled(), b"efghijkl");
+    fn inbuf_hands_out_frames_that_share_its_chunk_and_reuses_the_chunk_once_they_are_gone() {
+        let mut b = InBuf::with_capacity(16);
+        receive(&mut b, b"abcdefghijklm");
+        let frame = b.take(4);
+        assert_eq!(&frame[..], b"abcd");
+        assert_eq!(b.filled(), b"efghijklm");
+        assert_eq!(frame.as_ptr().wrapping_add(4), b.filled().as_ptr(), "no copy");
         b.consume(8);
-        assert_eq!(b.spare_mut().len(), 8);
+        assert_eq!(b.filled(), b"m");
+        drop(frame);
+        let spare = b.spare_mut().len();
+        assert_eq!((spare, b.filled()), (15, &b"m"[..]), "the chunk came back, `m` at its front");
+        assert_eq!(b.chunks_allocated(), 1);
+    }
+
+    #[test]
+    fn inbuf_moves_on_to_a_free_chunk_while_frames_of_the_last_are_held() {
+        let mut b = InBuf::with_capacity(16);
+        receive(&mut b, b"0123456789abcde");
+        let held = b.take(14);
+        assert_eq!(b.spare_mut().len(), 15, "a new chunk, `e` carried to its front");
+        assert_eq!((b.filled(), b.chunks_allocated()), (&b"e"[..], 2));
+        receive(&mut b, b"fghijklmnopqrs");
+        let second = b.take(15);
+        assert_eq!(&second[..], b"efghijklmnopqrs");
+        drop(held);
+        assert_eq!(b.spare_mut().len(), 16, "the first chunk, free again, is reused");
+        assert_eq!(b.chunks_allocated(), 2);
+        receive(&mut b, &[b'x'; 16]);
+        assert_eq!(&second[..], b"efghijklmnopqrs", "a held frame is never written over");
+        assert!(b.is_full());
+        assert_eq!(b.spare_mut().len(), 0, "a frame as large as a chunk leaves no room");
     }
 
     #[test]

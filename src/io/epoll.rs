@@ -49,7 +49,8 @@ pub struct EpollDriver {
     udp_std: Slots<UdpSocket>,
     waker: Waker,
     limits: Limits,
-    datagram: Box<[u8]>,
+    /// Where datagrams are received, each taken out whole (sharing its memory).
+    datagrams: InBuf,
     /// Connections with bytes written since the last flush.
     dirty: Vec<ConnId>,
     /// Connections that failed while flushing, reported at the next poll.
@@ -72,7 +73,7 @@ impl EpollDriver {
             udp_std: Slots::with_capacity(8),
             waker,
             limits,
-            datagram: vec![0; limits.datagram_bytes_max].into_boxed_slice(),
+            datagrams: InBuf::for_datagrams(limits.datagram_bytes_max),
             dirty: Vec::with_capacity(limits.conns_max),
             failed: Vec::with_capacity(limits.conns_max),
         })
@@ -264,8 +265,8 @@ impl EpollDriver {
                 }
                 Ok(n) => {
                     c.inbox.commit(n);
-                    match h.received(id, c.inbox.filled()) {
-                        Received::Consumed(k) => c.inbox.consume(k),
+                    match h.received(id, &mut c.inbox) {
+                        Received::Keep => {}
                         Received::Close => {
                             self.fail(id, io::ErrorKind::InvalidData.into(), h);
                             return;
@@ -312,8 +313,11 @@ impl EpollDriver {
     fn receive_datagrams(&mut self, id: UdpId, h: &mut impl Handler) {
         let Some(socket) = self.udps.get(id) else { return };
         loop {
-            match socket.recv(&mut self.datagram) {
-                Ok(n) => h.datagram(id, &self.datagram[..n]),
+            match socket.recv(self.datagrams.datagram_room(self.limits.datagram_bytes_max)) {
+                Ok(n) => {
+                    self.datagrams.commit(n);
+                    h.datagram(id, self.datagrams.take(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

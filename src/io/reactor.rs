@@ -20,9 +20,10 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use bytes::Bytes;
 use thiserror::Error;
 
-use super::buffer::OutBuf;
+use super::buffer::{InBuf, OutBuf};
 use super::epoll::EpollDriver;
 use super::socket::{MulticastOptions, SocketOptions};
 use super::uring::UringDriver;
@@ -35,11 +36,11 @@ pub type ListenerId = usize;
 /// A UDP (multicast) socket of one reactor.
 pub type UdpId = usize;
 
-/// What the driver does with received stream bytes.
+/// What the reactor does with a connection after its driver saw newly received bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
-    /// The first `n` bytes were handled (complete frames); the rest waits for more bytes.
-    Consumed(usize),
+    /// Keep receiving; what the driver left in the inbox waits for more bytes.
+    Keep,
     /// The peer sent something it must not: close the connection.
     Close,
 }
@@ -52,10 +53,12 @@ pub trait Handler {
     fn connected(&mut self, conn: ConnId);
     /// The connection is gone (peer closed, error, or connect failed); its id may be reused.
     fn closed(&mut self, conn: ConnId, cause: io::Error);
-    /// New bytes arrived; `bytes` is everything received and not consumed yet.
-    fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received;
-    /// One datagram arrived on a UDP socket.
-    fn datagram(&mut self, udp: UdpId, bytes: &[u8]);
+    /// New bytes arrived; `inbox` holds everything received and not taken yet. The driver takes whole
+    /// frames out ([`InBuf::take`], sharing the buffer's memory) or drops bytes
+    /// ([`InBuf::consume`]); a partial frame stays for the next receive.
+    fn received(&mut self, conn: ConnId, inbox: &mut InBuf) -> Received;
+    /// One datagram arrived on a UDP socket (sharing the receive buffer's memory).
+    fn datagram(&mut self, udp: UdpId, datagram: Bytes);
     /// Another thread called [`Waker::wake`].
     fn woken(&mut self);
 }

@@ -26,13 +26,15 @@ impl Handler for Recorder {
     fn closed(&mut self, conn: ConnId, cause: io::Error) {
         self.closed.push((conn, cause.kind()));
     }
-    fn received(&mut self, _conn: ConnId, bytes: &[u8]) -> Received {
-        // Consume in whole 1000-byte "frames" only, to exercise partial consumption.
-        let whole = bytes.len() / 1000 * 1000;
-        self.bytes.extend_from_slice(&bytes[..whole]);
-        Received::Consumed(whole)
+    fn received(&mut self, _conn: ConnId, inbox: &mut buffer::InBuf) -> Received {
+        // Take whole 1000-byte "frames" only, to exercise partial frames.
+        while inbox.filled().len() >= 1000 {
+            let frame = inbox.take(1000);
+            self.bytes.extend_from_slice(&frame);
+        }
+        Received::Keep
     }
-    fn datagram(&mut self, _udp: UdpId, _bytes: &[u8]) {}
+    fn datagram(&mut self, _udp: UdpId, _datagram: bytes::Bytes) {}
     fn woken(&mut self) {
         self.woken += 1;
     }

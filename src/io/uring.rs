@@ -2,8 +2,8 @@
 //! buffer it was lent, and all submissions of one loop iteration reach the kernel in one
 //! `io_uring_enter` (thesis 3.5.9: CPU is the bottleneck at wire speed, so syscalls per packet matter).
 //!
-//! Buffers stay put while the kernel uses them: a connection's receive goes into the spare tail of its
-//! [`InBuf`], its send reads the `sending` half of its [`OutBuf`], and neither is touched until the
+//! Buffers stay put while the kernel uses them: a connection's receive (and each UDP receive slot's)
+//! goes into the spare tail of its [`InBuf`], its send reads the `sending` half of its [`OutBuf`], and neither is touched until the
 //! completion arrives. A connection that closes with operations in flight cancels them and keeps its
 //! slot (and so its buffers) until the last one completed.
 //!
@@ -79,8 +79,9 @@ impl Conn {
 #[derive(Debug)]
 struct Udp {
     socket: UdpSocket,
-    /// `UDP_RECVS_PER_SOCKET` receive buffers of `datagram_bytes_max` each.
-    buffers: Box<[u8]>,
+    /// One receive buffer per receive in flight (`UDP_RECVS_PER_SOCKET`); a datagram is taken out
+    /// of it whole, sharing its memory.
+    inboxes: Box<[InBuf]>,
 }
 
 pub struct UringDriver {
@@ -170,9 +171,10 @@ impl UringDriver {
     fn push(&mut self, entry: squeue::Entry) {
         for _ in 0..2 {
             // SAFETY: every buffer and address an entry points to lives in a slot (a connection's
-            // InBuf/OutBuf, a boxed SockAddr, a UDP socket's buffers) that is neither freed nor
+            // InBuf/OutBuf, a boxed SockAddr, a UDP receive slot's InBuf) that is neither freed nor
             // reallocated until the entry's completion arrived: conns keep their slot while
-            // `inflight()`, and the buffers are fixed-size boxes and vectors that never grow.
+            // `inflight()`, an OutBuf never grows, and an InBuf changes chunks only when the next
+            // receive is armed (and a chunk it lent out stays allocated while its handles live).
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -300,8 +302,9 @@ impl UringDriver {
         socket.set_nonblocking(false).map_err(|e| IoError::os("clearing O_NONBLOCK", e))?;
         let udp = Udp {
             socket,
-            buffers: vec![0; UDP_RECVS_PER_SOCKET * self.limits.datagram_bytes_max]
-                .into_boxed_slice(),
+            inboxes: (0..UDP_RECVS_PER_SOCKET)
+                .map(|_| InBuf::for_datagrams(self.limits.datagram_bytes_max))
+                .collect(),
         };
         let id = self.udps.insert(udp).map_err(|_| {
             IoError::os("adding a UDP socket", io::Error::other("too many UDP sockets"))
@@ -315,7 +318,7 @@ impl UringDriver {
     fn arm_udp_recv(&mut self, id: UdpId, slot: usize) {
         let size = self.limits.datagram_bytes_max;
         let Some(u) = self.udps.get_mut(id) else { return };
-        let buf = &mut u.buffers[slot * size..(slot + 1) * size];
+        let buf = u.inboxes[slot].datagram_room(size);
         let entry = opcode::Recv::new(Fd(u.socket.as_raw_fd()), buf.as_mut_ptr(), size as u32)
             .build()
             .user_data(user_data(OP_UDP_RECV, id, slot));
@@ -478,8 +481,8 @@ impl UringDriver {
             n if n < 0 => return self.fail(id, io::Error::from_raw_os_error(-n), h),
             n => {
                 c.inbox.commit(n as usize);
-                match h.received(id, c.inbox.filled()) {
-                    Received::Consumed(k) => c.inbox.consume(k),
+                match h.received(id, &mut c.inbox) {
+                    Received::Keep => {}
                     Received::Close => {
                         return self.fail(id, io::ErrorKind::InvalidData.into(), h);
                     }
@@ -506,10 +509,11 @@ impl UringDriver {
     }
 
     fn datagram(&mut self, id: UdpId, slot: usize, result: i32, h: &mut impl Handler) {
-        let size = self.limits.datagram_bytes_max;
-        let Some(u) = self.udps.get(id) else { return };
+        let Some(u) = self.udps.get_mut(id) else { return };
         if result >= 0 {
-            h.datagram(id, &u.buffers[slot * size..slot * size + result as usize]);
+            let inbox = &mut u.inboxes[slot];
+            inbox.commit(result as usize);
+            h.datagram(id, inbox.take(result as usize));
         } else if !matches!(-result, libc::EAGAIN | libc::EINTR | libc::ECANCELED) {
             eprintln!("ringsmr: multicast receive: {}", io::Error::from_raw_os_error(-result));
         }

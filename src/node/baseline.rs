@@ -27,8 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::io::buffer::InBuf;
 use crate::io::socket::MulticastOptions;
 use crate::io::{BackendChoice, ConnId, Handler, Limits, Reactor, Received, UdpId};
 
@@ -125,7 +127,8 @@ impl Handler for Inputs {
             self.out_closed = Some(cause);
         }
     }
-    fn received(&mut self, _: ConnId, bytes: &[u8]) -> Received {
+    fn received(&mut self, _: ConnId, inbox: &mut InBuf) -> Received {
+        let bytes = inbox.filled();
         self.count(bytes.len());
         if self.forward {
             // Bytes beyond the staging room are dropped (counted as received, not forwarded): the
@@ -133,10 +136,11 @@ impl Handler for Inputs {
             let room = self.staged.capacity() - self.staged.len();
             self.staged.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
-        Received::Consumed(bytes.len())
+        inbox.consume(bytes.len());
+        Received::Keep
     }
-    fn datagram(&mut self, _: UdpId, bytes: &[u8]) {
-        self.count(bytes.len());
+    fn datagram(&mut self, _: UdpId, datagram: Bytes) {
+        self.count(datagram.len());
     }
     fn woken(&mut self) {}
 }

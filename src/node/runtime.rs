@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::io::buffer::InBuf;
 use crate::io::{ConnId, Handler, Reactor, Received, UdpId};
 use crate::proto::types::{NodeId, Tick};
 use crate::proto::{Action, RingNode};
@@ -95,17 +96,16 @@ impl Handler for Inputs<'_> {
         self.links.closed(conn, self.now);
     }
 
-    fn received(&mut self, conn: ConnId, bytes: &[u8]) -> Received {
-        let mut consumed = 0;
+    fn received(&mut self, conn: ConnId, inbox: &mut InBuf) -> Received {
         let from = match self.links.role(conn) {
             Some(LinkRole::In { peer: Some(p) }) => p,
-            Some(LinkRole::In { peer: None }) => match Hello::decode(bytes) {
+            Some(LinkRole::In { peer: None }) => match Hello::decode(inbox.filled()) {
                 Ok(h) if self.valid_peer(&h) => {
                     self.links.identified(conn, h.from);
-                    consumed = HELLO_BYTES;
+                    inbox.consume(HELLO_BYTES);
                     h.from
                 }
-                Err(e) if e.is_incomplete() => return Received::Consumed(0),
+                Err(e) if e.is_incomplete() => return Received::Keep,
                 _ => {
                     self.counters.malformed_frames += 1;
                     return Received::Close;
@@ -118,12 +118,15 @@ impl Handler for Inputs<'_> {
             }
         };
         loop {
-            match wire::decode(&bytes[consumed..]) {
-                Ok((msg, n)) => {
-                    consumed += n;
-                    self.core.on_message(self.now, from, msg);
-                }
-                Err(e) if e.is_incomplete() => return Received::Consumed(consumed),
+            // Each frame is taken out of the inbox whole and decoded in place: the batches it
+            // carries are slices of the receive buffer (no copy, no allocation).
+            let decoded = match wire::complete_frame_len(inbox.filled()) {
+                Ok(None) => return Received::Keep,
+                Ok(Some(n)) => wire::decode_bytes(&inbox.take(n)),
+                Err(e) => Err(e),
+            };
+            match decoded {
+                Ok((msg, _)) => self.core.on_message(self.now, from, msg),
                 Err(_) => {
                     // A stream that lost its framing cannot be resynchronised: drop the link; the
                     // peer reconnects and the protocol retransmits what was lost (3.3.4).
@@ -134,8 +137,8 @@ impl Handler for Inputs<'_> {
         }
     }
 
-    fn datagram(&mut self, _udp: UdpId, bytes: &[u8]) {
-        let hello = match Hello::decode(bytes) {
+    fn datagram(&mut self, _udp: UdpId, datagram: Bytes) {
+        let hello = match Hello::decode(&datagram) {
             Ok(h) if h.cluster_id == self.cluster_id && h.from < self.nodes => h,
             _ => {
                 self.counters.malformed_datagrams += 1;
@@ -145,8 +148,9 @@ impl Handler for Inputs<'_> {
         if hello.from == self.me {
             return; // our own multicast, looped back: the core already handled its copy
         }
-        match wire::decode(&bytes[HELLO_BYTES..]) {
-            Ok((msg, n)) if n == bytes.len() - HELLO_BYTES => {
+        // Decoded in place: the batch a Phase 2A carries is a slice of the receive buffer.
+        match wire::decode_bytes(&datagram.slice(HELLO_BYTES..)) {
+            Ok((msg, n)) if n == datagram.len() - HELLO_BYTES => {
                 self.core.on_message(self.now, hello.from, msg)
             }
             _ => self.counters.malformed_datagrams += 1,

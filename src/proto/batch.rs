@@ -245,13 +245,7 @@ impl BatchBuilder {
     /// Appends one value. Payloads longer than `u32::MAX` bytes cannot be framed and are refused by
     /// the proposer long before they reach a batch.
     pub fn push(&mut self, id: ValueId, payload: &[u8]) {
-        let payload_len = u32::try_from(payload.len()).expect("payload fits a u32 length");
-        self.region.reserve(VALUE_OVERHEAD_BYTES + payload.len());
-        self.region.put_u16_le(id.proposer);
-        self.region.put_u32_le(id.incarnation);
-        self.region.put_u64_le(id.seq);
-        self.region.put_u32_le(payload_len);
-        self.region.put_slice(payload);
+        put_value(&mut self.region, id, payload);
         self.len += 1;
         self.check.push(id);
     }
@@ -270,6 +264,17 @@ impl BatchBuilder {
         let run = self.run && (self.check.is_run() || (self.check.next.is_none() && self.len > 0));
         Batch { region: self.region.freeze(), len: self.len, run }
     }
+}
+
+/// Appends one encoded value (module docs) to `region`, growing it only if it has no room.
+pub(crate) fn put_value(region: &mut BytesMut, id: ValueId, payload: &[u8]) {
+    let payload_len = u32::try_from(payload.len()).expect("payload fits a u32 length");
+    region.reserve(VALUE_OVERHEAD_BYTES + payload.len());
+    region.put_u16_le(id.proposer);
+    region.put_u32_le(id.incarnation);
+    region.put_u64_le(id.seq);
+    region.put_u32_le(payload_len);
+    region.put_slice(payload);
 }
 
 /// Iterator over a batch's values.

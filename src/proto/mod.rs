@@ -15,6 +15,7 @@
 pub mod acceptor;
 pub mod action;
 pub mod batch;
+pub mod batch_arena;
 pub mod config;
 pub mod coordinator;
 pub mod dedup;

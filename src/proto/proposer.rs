@@ -15,7 +15,13 @@ use std::collections::VecDeque;
 
 use thiserror::Error;
 
-use super::types::{Batch, BatchBuilder, NodeId, Tick, VALUE_OVERHEAD_BYTES, ValueId};
+use super::batch_arena::BatchArena;
+use super::types::{Batch, NodeId, Tick, VALUE_OVERHEAD_BYTES, ValueId};
+
+/// Bytes of a chunk of the proposer's arena: large enough that a few chunks cover the batches an
+/// acceptor of this process keeps until garbage collection (they pin the chunk they were written
+/// in), small enough that a chunk held by one late batch wastes little.
+const ARENA_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 /// `propose` refused: too many values are in flight. Retry after some are delivered.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +47,8 @@ pub struct Proposer {
     id: NodeId,
     incarnation: u32,
     next_seq: u64,
-    /// The batch being filled and the seq of its first value.
-    filling: BatchBuilder,
+    /// The batch being filled (in reused memory) and the seq of its first value.
+    filling: BatchArena,
     filling_first_seq: u64,
     /// Sealed batches in seq order; the ones not sent yet are the last `unsent` of them.
     pending: VecDeque<Pending>,
@@ -67,7 +73,7 @@ impl Proposer {
             id,
             incarnation,
             next_seq: 0,
-            filling: BatchBuilder::with_capacity(0),
+            filling: BatchArena::new(ARENA_CHUNK_BYTES),
             filling_first_seq: 0,
             pending: VecDeque::new(),
             unsent: 0,
@@ -93,7 +99,7 @@ impl Proposer {
             self.seal();
         }
         if self.filling.is_empty() {
-            self.filling = BatchBuilder::with_capacity(self.batch_bytes_max.max(value_bytes));
+            self.filling.start(self.batch_bytes_max.max(value_bytes));
             self.filling_first_seq = self.next_seq;
         }
         let id = ValueId { proposer: self.id, incarnation: self.incarnation, seq: self.next_seq };
@@ -109,7 +115,7 @@ impl Proposer {
         if self.filling.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.filling, BatchBuilder::with_capacity(0)).finish();
+        let batch = self.filling.seal();
         self.pending.push_back(Pending {
             first_seq: self.filling_first_seq,
             end_seq: self.next_seq,

@@ -95,6 +95,17 @@ impl FrameHeader {
     }
 }
 
+/// The length of the frame at the start of `buf` once all of it is there: `Ok(None)` while it is
+/// incomplete, an error when its header is malformed. A stream receiver takes exactly this many
+/// bytes out of its buffer and decodes them (`decode_bytes`) without copying.
+pub fn complete_frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    match FrameHeader::parse(buf) {
+        Ok(header) => Ok(Some(header.frame_len_bytes()).filter(|&n| n <= buf.len())),
+        Err(e) if e.is_incomplete() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Header plus a body of `body_len_bytes` (bounded by [`FRAME_BODY_BYTES_MAX`], so it cannot overflow;
 /// saturating keeps it total anyway).
 fn frame_len_bytes(body_len_bytes: usize) -> usize {

@@ -40,6 +40,8 @@ mod tests;
 pub use decode::{decode, decode_bytes};
 pub use encode::{encode, encoded_len, try_encode};
 pub use error::WireError;
-pub use frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION};
+pub use frame::{
+    FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, complete_frame_len,
+};
 pub use hello::{HELLO_BYTES, Hello};
 pub use kind::Kind;
