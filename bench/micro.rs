@@ -212,7 +212,7 @@ fn check_acceptor_step(payloads: &Bytes) -> u64 {
         expected.push(Action::Send { to: SUCCESSOR, msg: decision });
         assert_eq!(actions, expected, "instance {instance}");
         let state = acceptor.node.acceptor_state().expect("an acceptor");
-        let vote = state.slots.get(&instance).and_then(|slot| slot.vote.as_ref());
+        let vote = state.slots.get(instance).and_then(|slot| slot.vote.as_ref());
         assert!(vote.is_some_and(|(rnd, vid, _)| *rnd == c_rnd && *vid == c_vid), "no vote");
         assert_eq!(acceptor.node.delivered_below(), instance + 1);
         actions.clear();

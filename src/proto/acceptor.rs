@@ -5,8 +5,7 @@
 //! (v-rnd, v-vid, v-val) plus the decision once it knows it. [`AcceptorState`] is exactly what must
 //! survive a crash (3.3.5); the simulator keeps it across restarts in recoverable runs.
 
-use std::collections::BTreeMap;
-
+use super::instance_map::InstanceMap;
 use super::types::{Batch, Instance, Round, Vid, Vote};
 
 /// One instance at an acceptor.
@@ -19,6 +18,12 @@ pub struct Slot {
     pub decided: Option<(Vid, Batch)>,
 }
 
+impl Slot {
+    fn empty() -> Slot {
+        Slot { vote: None, decided: None }
+    }
+}
+
 /// The state an acceptor must not forget (thesis 3.3.5: rnd, v-rnd, v-val, v-vid; the ring is carried
 /// by the messages, so it needs no storage here).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -26,7 +31,7 @@ pub struct AcceptorState {
     /// The highest round this acceptor took part in.
     pub rnd: Round,
     /// Every instance at or above `trimmed_below` that the acceptor voted in or knows decided.
-    pub slots: BTreeMap<Instance, Slot>,
+    pub slots: InstanceMap<Slot>,
     /// Instances below this were garbage-collected (3.3.7).
     pub trimmed_below: Instance,
 }
@@ -59,7 +64,7 @@ impl AcceptorState {
     pub fn votes_from(&self, from: Instance, bytes_max: usize) -> (Vec<Vote>, Instance) {
         let mut votes = Vec::new();
         let mut bytes = 0;
-        for (&instance, slot) in self.slots.range(from..) {
+        for (instance, slot) in self.slots.range_from(from) {
             let Some((v_rnd, v_vid, v_val)) = slot.vote.as_ref() else { continue };
             if !votes.is_empty() && bytes + v_val.bytes() > bytes_max {
                 return (votes, instance);
@@ -85,7 +90,7 @@ impl AcceptorState {
             return Verdict::Refused { rnd: self.rnd };
         }
         self.rnd = c_rnd;
-        let slot = self.slots.entry(instance).or_insert(Slot { vote: None, decided: None });
+        let slot = self.slots.get_or_insert_with(instance, Slot::empty);
         slot.vote = Some((c_rnd, c_vid, c_val.clone()));
         Verdict::Accepted
     }
@@ -93,12 +98,12 @@ impl AcceptorState {
     /// Whether this acceptor voted for `c_vid` in round `c_rnd` at `instance` (the M-Ring Phase 2B
     /// check, Alg. 2 Task 5: an acceptor passes the vote on only if it holds the value, not just its id).
     pub fn voted(&self, c_rnd: Round, instance: Instance, c_vid: Vid) -> bool {
-        matches!(self.slots.get(&instance), Some(Slot { vote: Some((r, v, _)), .. }) if *r == c_rnd && *v == c_vid)
+        matches!(self.slots.get(instance), Some(Slot { vote: Some((r, v, _)), .. }) if *r == c_rnd && *v == c_vid)
     }
 
     /// The value of `c_vid` at `instance` if this acceptor holds it (voted or decided).
     pub fn value_of(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
-        let slot = self.slots.get(&instance)?;
+        let slot = self.slots.get(instance)?;
         if let Some((vid, val)) = &slot.decided
             && *vid == c_vid
         {
@@ -115,13 +120,13 @@ impl AcceptorState {
         if instance < self.trimmed_below {
             return;
         }
-        let slot = self.slots.entry(instance).or_insert(Slot { vote: None, decided: None });
+        let slot = self.slots.get_or_insert_with(instance, Slot::empty);
         slot.decided = Some((c_vid, c_val.clone()));
     }
 
     /// The decision of `instance`, if known.
     pub fn decision(&self, instance: Instance) -> Option<(Vid, Batch)> {
-        self.slots.get(&instance)?.decided.clone()
+        self.slots.get(instance)?.decided.clone()
     }
 
     /// Garbage collection (3.3.7): forget every instance below `below`.
@@ -130,7 +135,7 @@ impl AcceptorState {
             return;
         }
         self.trimmed_below = below;
-        self.slots = self.slots.split_off(&below);
+        self.slots.remove_below(below);
     }
 }
 

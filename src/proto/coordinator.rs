@@ -13,10 +13,11 @@
 //! (straight from a proposer whose view of the ring differs, or queued under an earlier round) are
 //! batched together and carried, as in M-Ring Paxos.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use super::config::{ClusterConfig, ValueChoice};
 use super::flow_control::FlowWindow;
+use super::instance_map::InstanceMap;
 use super::msg::Carried;
 use super::phase1::{Phase1, Step};
 use super::types::{Batch, Instance, NodeId, ProposalId, Ring, Round, Tick, Vid, Vote};
@@ -68,7 +69,7 @@ pub struct Coordinator {
     phase1: Option<Phase1>,
     next_instance: Instance,
     next_vid_seq: u64,
-    open: BTreeMap<Instance, Open>,
+    open: InstanceMap<Open>,
     open_bytes: usize,
     /// Proposals as they arrived: whole batches, so an instance that takes one batch shares its
     /// region instead of copying it.
@@ -101,7 +102,7 @@ impl Coordinator {
             phase1: Some(Phase1::new(c_rnd, from, cluster, choice, now)),
             next_instance: from,
             next_vid_seq: 0,
-            open: BTreeMap::new(),
+            open: InstanceMap::new(),
             open_bytes: 0,
             queue: VecDeque::new(),
             queue_bytes: 0,
@@ -271,12 +272,12 @@ impl Coordinator {
 
     /// The value this coordinator proposed as `c_vid` at `instance`, while the instance is open.
     pub fn open_value(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
-        self.open.get(&instance).filter(|o| o.vid == c_vid).map(|o| o.val.clone())
+        self.open.get(instance).filter(|o| o.vid == c_vid).map(|o| o.val.clone())
     }
 
     /// The decision of `instance` is known: it leaves the window.
     pub fn on_decided(&mut self, instance: Instance) {
-        if let Some(o) = self.open.remove(&instance) {
+        if let Some(o) = self.open.remove(instance) {
             self.open_bytes -= o.val.bytes();
         }
     }
@@ -285,7 +286,7 @@ impl Coordinator {
     /// them has had.
     pub fn overdue(&mut self, now: Tick, retry_us: Tick, out: &mut Vec<Proposal2A>) -> u32 {
         let mut retries_max = 0;
-        for (&instance, o) in self.open.iter_mut() {
+        for (instance, o) in self.open.iter_mut() {
             if now < o.sent_at + retry_us {
                 continue;
             }

@@ -9,9 +9,8 @@
 //! retransmission requests, and a new coordinator starts Phase 1 from its first undecided instance.
 //! Only processes with the learner role hand values to the application.
 
-use std::collections::BTreeMap;
-
 use super::dedup::Dedup;
+use super::instance_map::InstanceMap;
 use super::types::{Batch, BatchBuilder, Instance, NodeId, Round, Tick, Vid};
 
 /// A decided instance waiting for its turn (or for its value).
@@ -26,9 +25,9 @@ pub struct Learner {
     /// The next instance to deliver: every instance below it is delivered (the learner's version in
     /// 3.3.7 terms, when the application applies on delivery).
     next_instance: Instance,
-    decided: BTreeMap<Instance, Decided>,
+    decided: InstanceMap<Decided>,
     /// Values seen in Phase 2A but not yet decided, with the round that proposed them.
-    proposed: BTreeMap<Instance, (Round, Vid, Batch)>,
+    proposed: InstanceMap<(Round, Vid, Batch)>,
     /// The highest instance known to exist (+1), from decisions, Phase 2A and peers' heartbeats.
     known_below: Instance,
     dedup: Dedup,
@@ -57,8 +56,8 @@ impl Learner {
     pub fn new(preferential: usize, now: Tick) -> Learner {
         Learner {
             next_instance: 0,
-            decided: BTreeMap::new(),
-            proposed: BTreeMap::new(),
+            decided: InstanceMap::new(),
+            proposed: InstanceMap::new(),
             known_below: 0,
             dedup: Dedup::default(),
             last_progress_at: now,
@@ -81,7 +80,7 @@ impl Learner {
     }
 
     pub fn is_decided(&self, instance: Instance) -> bool {
-        instance < self.next_instance || self.decided.contains_key(&instance)
+        instance < self.next_instance || self.decided.contains_key(instance)
     }
 
     pub fn saw_instance(&mut self, instance: Instance) {
@@ -105,14 +104,14 @@ impl Learner {
         if instance < self.next_instance {
             return false;
         }
-        if let Some(d) = self.decided.get_mut(&instance) {
+        if let Some(d) = self.decided.get_mut(instance) {
             if d.val.is_none() && d.vid == c_vid {
                 d.val = Some(c_val.clone());
                 return true;
             }
             return false;
         }
-        match self.proposed.get(&instance) {
+        match self.proposed.get(instance) {
             Some((r, _, _)) if *r >= c_rnd => {}
             _ => {
                 self.proposed.insert(instance, (c_rnd, c_vid, c_val.clone()));
@@ -123,7 +122,7 @@ impl Learner {
 
     /// The value of `c_vid` at `instance`, if this learner saw it proposed.
     pub fn proposed_value(&self, instance: Instance, c_vid: Vid) -> Option<Batch> {
-        match self.proposed.get(&instance) {
+        match self.proposed.get(instance) {
             Some((_, vid, val)) if *vid == c_vid => Some(val.clone()),
             _ => None,
         }
@@ -136,12 +135,12 @@ impl Learner {
         if instance < self.next_instance {
             return;
         }
-        let entry = self.decided.entry(instance).or_insert(Decided { vid: c_vid, val: None });
+        let entry = self.decided.get_or_insert_with(instance, || Decided { vid: c_vid, val: None });
         if entry.val.is_none() {
             entry.vid = c_vid;
             entry.val = c_val;
         }
-        self.proposed.remove(&instance);
+        self.proposed.remove(instance);
     }
 
     /// Delivers the decided instances that are next in line, at most `instances_max` of them (the
@@ -156,13 +155,12 @@ impl Learner {
         mut deliver: impl FnMut(Instance, Batch),
     ) -> u64 {
         let start = self.next_instance;
+        // A decision still waiting for its value stays where it is (looked at, not taken out and put
+        // back).
         while self.next_instance - start < instances_max
-            && let Some(d) = self.decided.remove(&self.next_instance)
+            && self.decided.get(self.next_instance).is_some_and(|d| d.val.is_some())
+            && let Some(Decided { val: Some(val), .. }) = self.decided.remove(self.next_instance)
         {
-            let Some(val) = d.val else {
-                self.decided.insert(self.next_instance, d);
-                break;
-            };
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
             // A batch as its proposer formed it is checked in one step, without reading its values.
@@ -199,7 +197,7 @@ impl Learner {
             self.retransmit_sent_at = None;
             self.trimmed_by.clear();
             self.lacking_by.clear();
-            self.proposed = self.proposed.split_off(&self.next_instance);
+            self.proposed.remove_below(self.next_instance);
         }
         delivered
     }
@@ -250,7 +248,7 @@ impl Learner {
             });
         }
         let gap = self.known_below > self.next_instance
-            && self.decided.get(&self.next_instance).is_none_or(|d| d.val.is_none());
+            && self.decided.get(self.next_instance).is_none_or(|d| d.val.is_none());
         if !gap || now < self.last_progress_at + gap_timeout_us {
             return None;
         }

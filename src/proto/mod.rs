@@ -7,8 +7,8 @@
 //! One concept per file: the acceptor's state and rules (`acceptor`), Phase 1 value selection
 //! (`phase1`), the coordinator's window and batching (`coordinator`, `flow_control`), learning and
 //! gap detection (`learner`, `dedup`), proposing (`proposer`), failure suspicion
-//! (`failure_detector`), ring layout (`ring_layout`), and the node that ties them together
-//! (`ring_node`).
+//! (`failure_detector`), ring layout (`ring_layout`), per-instance state in reused buffers
+//! (`instance_map`), and the node that ties them together (`ring_node`).
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod coordinator;
 pub mod dedup;
 pub mod failure_detector;
 pub mod flow_control;
+pub mod instance_map;
 pub mod learner;
 pub mod msg;
 pub mod phase1;

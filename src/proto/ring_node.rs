@@ -137,6 +137,10 @@ pub struct RingNode {
     out: Vec<Action>,
     /// Scratch space for the coordinator's Phase 1A requests, reused.
     phase1_requests: Vec<(NodeId, Instance)>,
+    /// Scratch space for the acceptors a learner may ask, rebuilt every tick without allocating.
+    learner_acceptors: Vec<NodeId>,
+    /// Scratch space for every process' version, ranked every tick for garbage collection.
+    gc_versions: Vec<Instance>,
     next_heartbeat_at: Tick,
     next_retry_scan_at: Tick,
     last_flow_notice_at: Option<Tick>,
@@ -181,6 +185,9 @@ impl RingNode {
             local: VecDeque::new(),
             out: Vec::new(),
             phase1_requests: Vec::new(),
+            // Sized once: the lists they hold never grow longer.
+            learner_acceptors: Vec::with_capacity(cfg.cluster.acceptors.len()),
+            gc_versions: Vec::with_capacity(usize::from(cfg.cluster.nodes)),
             next_heartbeat_at: now,
             next_retry_scan_at: now,
             last_flow_notice_at: None,
@@ -877,9 +884,15 @@ impl RingNode {
     /// 3.3.7: trim below the version f+1 processes have reached, minus a retention margin.
     fn garbage_collect(&mut self) {
         let Some(a) = self.acceptor.as_mut() else { return };
-        let mut versions: Vec<Instance> = self.fd.applied_versions().map(|(_, v)| v).collect();
-        versions.sort_unstable_by(|x, y| y.cmp(x));
-        let Some(&reached_by_quorum) = versions.get(self.cfg.cluster.f) else { return };
+        let versions = &mut self.gc_versions;
+        versions.clear();
+        versions.extend(self.fd.applied_versions().map(|(_, v)| v));
+        // The (f+1)-th highest version, ranked in place.
+        let f = self.cfg.cluster.f;
+        if f >= versions.len() {
+            return;
+        }
+        let (_, &mut reached_by_quorum, _) = versions.select_nth_unstable_by(f, |x, y| y.cmp(x));
         let below = reached_by_quorum.saturating_sub(self.cfg.gc_retain_instances);
         a.trim(below);
     }
@@ -964,13 +977,15 @@ impl RingNode {
         // Ask acceptors that are alive and serving (an acceptor that restarted without its state
         // answers nobody); if none seems to be, ask them all in turn.
         let (now, me) = (self.now, self.cfg.id);
+        // The scratch list is taken out of `self` for the tick (so sending can borrow `self`) and put
+        // back at the end: neither step allocates.
+        let mut acceptors = std::mem::take(&mut self.learner_acceptors);
+        acceptors.clear();
         let others = self.cfg.cluster.acceptors.iter().copied().filter(|&a| a != me);
-        let mut acceptors: Vec<NodeId> = others
-            .clone()
-            .filter(|&a| self.fd.alive(a, now) && self.fd.acceptor_ready(a))
-            .collect();
+        acceptors
+            .extend(others.clone().filter(|&a| self.fd.alive(a, now) && self.fd.acceptor_ready(a)));
         if acceptors.is_empty() {
-            acceptors = others.collect();
+            acceptors.extend(others);
         }
         let request = self.learner.on_tick(
             self.now,
@@ -1000,6 +1015,7 @@ impl RingNode {
             let backlog_instances = u32::try_from(backlog).unwrap_or(u32::MAX);
             self.send(target, Msg::FlowNotice { learner: self.cfg.id, backlog_instances });
         }
+        self.learner_acceptors = acceptors;
     }
 
     fn send_heartbeats(&mut self) {
