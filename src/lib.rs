@@ -1,8 +1,11 @@
 //! ringsmr: high-performance state-machine replication on Ring Paxos.
 //!
 //! Layers (see the project's design notes): [`proto`] holds the sans-IO protocol cores, [`wire`] their
-//! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network.
+//! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network, [`io`] the
+//! reactors and [`node`] the process that drives the cores with them; [`chunks`] is the one small
+//! type `proto` and `io` share (the buffers packets live in).
 
+pub mod chunks;
 pub mod io;
 pub mod node;
 pub mod proto;

@@ -18,10 +18,12 @@
 //! calls when no receive is in flight; `OutBuf` is double-buffered: frames go into `filling` while
 //! `sending` is owned by the send in flight.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Chunks an [`InBuf`] keeps for reuse before it would rather let one go.
-const RETIRED_CHUNKS_MAX: usize = 256;
+use super::reactor::Limits;
+use crate::chunks::ChunkPool;
 
 /// Datagrams of the largest size a chunk of a datagram buffer holds.
 const DATAGRAMS_PER_CHUNK: usize = 16;
@@ -31,33 +33,54 @@ const DATAGRAMS_PER_CHUNK: usize = 16;
 #[derive(Debug)]
 pub struct InBuf {
     chunk: BytesMut,
-    /// Earlier chunks, emptied, some of whose frames may still be held elsewhere.
-    retired: Vec<BytesMut>,
-    chunk_bytes: usize,
-    chunks_allocated: u64,
+    /// Earlier chunks, some of whose frames may still be held elsewhere.
+    pool: ChunkPool,
 }
 
 impl InBuf {
     /// A buffer whose chunks hold `chunk_bytes` each (which bounds the largest frame).
     pub fn with_capacity(chunk_bytes: usize) -> InBuf {
-        InBuf {
-            chunk: zeroed_chunk(chunk_bytes),
-            retired: Vec::with_capacity(RETIRED_CHUNKS_MAX),
-            chunk_bytes,
-            chunks_allocated: 1,
-        }
+        let mut pool = ChunkPool::new(chunk_bytes);
+        InBuf { chunk: pool.take_free(chunk_bytes), pool }
     }
 
-    /// A buffer for datagrams of up to `datagram_bytes_max` (see [`InBuf::datagram_room`]).
-    pub fn for_datagrams(datagram_bytes_max: usize) -> InBuf {
+    /// The receive buffer of a connection: accepted connections (the ones peers send frames on)
+    /// get the reserve of `limits` (see [`InBuf::reserve`]); our own outgoing ones receive nothing.
+    pub fn for_stream(limits: &Limits, accepted: bool) -> InBuf {
+        let mut b = InBuf::with_capacity(limits.inbox_bytes);
+        if accepted {
+            b.reserve(limits.inbox_reserve_bytes);
+        }
+        b
+    }
+
+    /// One of the `buffers` receive buffers of a UDP socket, for datagrams of up to
+    /// `limits.datagram_bytes_max` (see [`InBuf::datagram_room`]), with its share of the reserve.
+    pub fn for_datagrams(limits: &Limits, buffers: usize) -> InBuf {
         // `spare_mut` renews a chunk once less than a quarter is left, so a quarter must hold a
         // whole datagram.
-        InBuf::with_capacity(DATAGRAMS_PER_CHUNK * datagram_bytes_max)
+        let mut b = InBuf::with_capacity(DATAGRAMS_PER_CHUNK * limits.datagram_bytes_max);
+        b.reserve(limits.inbox_reserve_bytes.div_ceil(buffers.max(1)));
+        b
+    }
+
+    /// Allocates chunks for `bytes` of frames up front (thesis 3.5.2 preallocates its buffers):
+    /// frames the driver holds pin the chunks they arrived in, so with chunks for as much as it may
+    /// hold the buffer does not grow once running. A chunk is renewed with up to a quarter of it
+    /// unused, and the frames in flight come on top, hence the margin. (Only touched memory costs:
+    /// the kernel maps a chunk's pages when they are first written.)
+    pub fn reserve(&mut self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let chunk_bytes = self.pool.chunk_bytes();
+        let usable_bytes = (chunk_bytes - chunk_bytes / 4).max(1);
+        self.pool.reserve(bytes.div_ceil(usable_bytes) + 2);
     }
 
     /// Room for one whole datagram of up to `datagram_bytes_max` bytes (a receive of a buffer made
     /// by [`InBuf::for_datagrams`]; every datagram is taken out whole before the next receive).
-    pub fn datagram_room(&mut self, datagram_bytes_max: usize) -> &mut [u8] {
+    pub fn datagram_room(&mut self, datagram_bytes_max: usize) -> &mut [MaybeUninit<u8>] {
         let spare = self.spare_mut();
         assert!(spare.len() >= datagram_bytes_max, "InBuf: not made for datagrams this large");
         &mut spare[..datagram_bytes_max]
@@ -72,48 +95,38 @@ impl InBuf {
     /// move to the front of a chunk that nothing holds any more (this one, a retired one, or — only
     /// when every chunk is still held — a new one), so the room is as large as it can be and a frame
     /// never wraps. Empty only when the bytes not taken yet fill a whole chunk.
-    pub fn spare_mut(&mut self) -> &mut [u8] {
+    /// The room is not initialized: chunks are allocated, not zeroed, so that reserving them costs
+    /// no memory until the kernel writes into them.
+    pub fn spare_mut(&mut self) -> &mut [MaybeUninit<u8>] {
+        let chunk_bytes = self.pool.chunk_bytes();
         let spare_bytes = self.chunk.capacity() - self.chunk.len();
-        let at_front = self.chunk.capacity() == self.chunk_bytes;
-        if spare_bytes < self.chunk_bytes / 4 && !at_front {
+        let at_front = self.chunk.capacity() == chunk_bytes;
+        if spare_bytes < chunk_bytes / 4 && !at_front {
             self.renew();
         }
-        let spare = self.chunk.spare_capacity_mut();
-        // SAFETY: every chunk is zeroed when it is allocated (`zeroed_chunk`) and only ever written
-        // with bytes since; reusing a chunk (`try_reclaim`) keeps its allocation. So the spare
-        // capacity is initialized memory, and `MaybeUninit<u8>` has the layout of `u8`.
-        unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) }
+        self.chunk.spare_capacity_mut()
     }
 
     /// Moves the bytes not taken yet to the front of a chunk nothing else holds.
     fn renew(&mut self) {
-        let want = self.chunk_bytes - self.chunk.len();
+        let chunk_bytes = self.pool.chunk_bytes();
         // Every frame taken from this chunk is gone: reuse it in place.
-        if self.chunk.try_reclaim(want) {
+        if self.chunk.try_reclaim(chunk_bytes - self.chunk.len()) {
             return;
         }
-        let reusable = self.retired.iter_mut().position(|c| c.try_reclaim(self.chunk_bytes));
-        let mut next = match reusable {
-            Some(i) => self.retired.swap_remove(i),
-            None => {
-                self.chunks_allocated += 1;
-                zeroed_chunk(self.chunk_bytes)
-            }
-        };
+        let mut next = self.pool.take_free(chunk_bytes);
         next.extend_from_slice(&self.chunk);
-        let mut old = std::mem::replace(&mut self.chunk, next);
-        old.clear();
-        if self.retired.len() < RETIRED_CHUNKS_MAX {
-            self.retired.push(old);
-        }
+        let old = std::mem::replace(&mut self.chunk, next);
+        self.pool.retire(old);
     }
 
-    /// `n` bytes were written into the front of the last [`InBuf::spare_mut`].
+    /// `n` bytes were written into the front of the last [`InBuf::spare_mut`] (or
+    /// [`InBuf::datagram_room`]); they are part of what was received from then on.
     pub fn commit(&mut self, n: usize) {
         let len = self.chunk.len();
         assert!(len + n <= self.chunk.capacity(), "InBuf: committed more than the spare room");
-        // SAFETY: the bytes up to `len + n` lie within the capacity (checked above) and are
-        // initialized (see `spare_mut`).
+        // SAFETY: the bytes up to `len + n` lie within the capacity (checked above), and the
+        // caller says the receive wrote the `n` after `len`.
         unsafe { self.chunk.set_len(len + n) };
     }
 
@@ -130,7 +143,7 @@ impl InBuf {
     }
 
     pub fn is_full(&self) -> bool {
-        self.chunk.len() == self.chunk_bytes
+        self.chunk.len() == self.pool.chunk_bytes()
     }
 
     pub fn clear(&mut self) {
@@ -139,15 +152,8 @@ impl InBuf {
 
     /// Chunks allocated so far, the first included: more than a few means frames are held long.
     pub fn chunks_allocated(&self) -> u64 {
-        self.chunks_allocated
+        self.pool.allocated()
     }
-}
-
-/// An empty chunk of `bytes` capacity whose memory is initialized (see [`InBuf::spare_mut`]).
-fn zeroed_chunk(bytes: usize) -> BytesMut {
-    let mut chunk = BytesMut::zeroed(bytes);
-    chunk.clear();
-    chunk
 }
 
 /// The sending side, double-buffered: the node appends frames to `filling`; the reactor swaps it
@@ -234,7 +240,9 @@ mod tests {
     use super::*;
 
     fn receive(b: &mut InBuf, bytes: &[u8]) {
-        b.spare_mut()[..bytes.len()].copy_from_slice(bytes);
+        for (room, &byte) in b.spare_mut().iter_mut().zip(bytes) {
+            room.write(byte);
+        }
         b.commit(bytes.len());
     }
 

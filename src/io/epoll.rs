@@ -4,13 +4,14 @@
 //! Edge-triggered: on readiness we read (or write) until the kernel says `WouldBlock`, so no edge is
 //! lost. Every socket is registered for both directions once; nothing is re-registered per operation.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream, UdpSocket as MioUdp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use socket2::SockRef;
 
 use super::buffer::{InBuf, OutBuf};
 use super::reactor::{ConnId, Handler, IoError, Limits, ListenerId, Received, UdpId};
@@ -73,7 +74,7 @@ impl EpollDriver {
             udp_std: Slots::with_capacity(8),
             waker,
             limits,
-            datagrams: InBuf::for_datagrams(limits.datagram_bytes_max),
+            datagrams: InBuf::for_datagrams(&limits, 1),
             dirty: Vec::with_capacity(limits.conns_max),
             failed: Vec::with_capacity(limits.conns_max),
         })
@@ -128,7 +129,7 @@ impl EpollDriver {
             .map_err(|e| IoError::os("registering a connection", e))?;
         let conn = Conn {
             stream,
-            inbox: InBuf::with_capacity(self.limits.inbox_bytes),
+            inbox: InBuf::for_stream(&self.limits, !connecting),
             outbox: OutBuf::with_capacity(self.limits.outbox_bytes),
             connecting,
             dirty: false,
@@ -258,7 +259,7 @@ impl EpollDriver {
                 self.fail(id, io::Error::other("a frame larger than the receive buffer"), h);
                 return;
             }
-            match c.stream.read(spare) {
+            match SockRef::from(&c.stream).recv(spare) {
                 Ok(0) => {
                     self.fail(id, io::ErrorKind::UnexpectedEof.into(), h);
                     return;
@@ -313,7 +314,8 @@ impl EpollDriver {
     fn receive_datagrams(&mut self, id: UdpId, h: &mut impl Handler) {
         let Some(socket) = self.udps.get(id) else { return };
         loop {
-            match socket.recv(self.datagrams.datagram_room(self.limits.datagram_bytes_max)) {
+            let room = self.datagrams.datagram_room(self.limits.datagram_bytes_max);
+            match SockRef::from(socket).recv(room) {
                 Ok(n) => {
                     self.datagrams.commit(n);
                     h.datagram(id, self.datagrams.take(n));

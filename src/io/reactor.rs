@@ -67,8 +67,12 @@ pub trait Handler {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub conns_max: usize,
-    /// Receive buffer of a connection; must hold the largest frame.
+    /// Receive buffer chunk of a connection; must hold the largest frame.
     pub inbox_bytes: usize,
+    /// Bytes of received frames the driver may hold at once (they stay in the chunks they arrived
+    /// in): a connection's receive buffer allocates chunks for as much up front, and so does each
+    /// UDP socket's.
+    pub inbox_reserve_bytes: usize,
     /// Send buffer of a connection (each of its two halves).
     pub outbox_bytes: usize,
     /// Largest datagram.
@@ -81,6 +85,7 @@ impl Default for Limits {
         Limits {
             conns_max: 64,
             inbox_bytes: 8 * 1024 * 1024,
+            inbox_reserve_bytes: 0,
             outbox_bytes: 8 * 1024 * 1024,
             datagram_bytes_max: 64 * 1024,
             socket: SocketOptions::default(),

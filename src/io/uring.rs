@@ -227,7 +227,7 @@ impl UringDriver {
     fn new_conn(&self, socket: Socket, state: State) -> Conn {
         Conn {
             socket,
-            inbox: InBuf::with_capacity(self.limits.inbox_bytes),
+            inbox: InBuf::for_stream(&self.limits, state == State::Open),
             outbox: OutBuf::with_capacity(self.limits.outbox_bytes),
             state,
             recv_inflight: false,
@@ -303,7 +303,7 @@ impl UringDriver {
         let udp = Udp {
             socket,
             inboxes: (0..UDP_RECVS_PER_SOCKET)
-                .map(|_| InBuf::for_datagrams(self.limits.datagram_bytes_max))
+                .map(|_| InBuf::for_datagrams(&self.limits, UDP_RECVS_PER_SOCKET))
                 .collect(),
         };
         let id = self.udps.insert(udp).map_err(|_| {
@@ -319,9 +319,10 @@ impl UringDriver {
         let size = self.limits.datagram_bytes_max;
         let Some(u) = self.udps.get_mut(id) else { return };
         let buf = u.inboxes[slot].datagram_room(size);
-        let entry = opcode::Recv::new(Fd(u.socket.as_raw_fd()), buf.as_mut_ptr(), size as u32)
-            .build()
-            .user_data(user_data(OP_UDP_RECV, id, slot));
+        let entry =
+            opcode::Recv::new(Fd(u.socket.as_raw_fd()), buf.as_mut_ptr().cast(), size as u32)
+                .build()
+                .user_data(user_data(OP_UDP_RECV, id, slot));
         self.push(entry);
     }
 
@@ -338,10 +339,13 @@ impl UringDriver {
         if spare.is_empty() {
             return Err(io::Error::other("a frame larger than the receive buffer"));
         }
-        let entry =
-            opcode::Recv::new(Fd(c.socket.as_raw_fd()), spare.as_mut_ptr(), spare.len() as u32)
-                .build()
-                .user_data(user_data(OP_RECV, id, 0));
+        let entry = opcode::Recv::new(
+            Fd(c.socket.as_raw_fd()),
+            spare.as_mut_ptr().cast(),
+            spare.len() as u32,
+        )
+        .build()
+        .user_data(user_data(OP_RECV, id, 0));
         c.recv_inflight = true;
         self.push(entry);
         Ok(())

@@ -168,6 +168,16 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeEntry>,
 }
 
+/// Bytes of decided batches an acceptor keeps below its garbage-collection point (3.3.7), so learners
+/// that lag a little catch up from it. Received batches stay in the buffers they arrived in, so the
+/// receive buffers are sized for this much too (see `io::buffer`).
+pub const RETAINED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Bytes of batches a process's receive buffers and batch arenas allocate up front: twice what its
+/// acceptor keeps, for the batches in flight and for chunks that a few late batches still pin.
+/// Reserved memory costs nothing until it is written.
+pub const BUFFER_RESERVE_BYTES: usize = 2 * RETAINED_BYTES;
+
 fn default_batch_bytes() -> usize {
     32 * 1024
 }
@@ -386,8 +396,10 @@ impl ClusterFile {
         c.window_instances = self.window_instances;
         c.window_instances_min = c.window_instances_min.min(self.window_instances);
         c.window_bytes = self.window_bytes;
-        // Keep about 256 MiB of decided batches for lagging learners (3.3.7), whatever the batch.
-        c.gc_retain_instances = (256 * 1024 * 1024 / self.batch_bytes.max(1)) as u64;
+        // Keep about RETAINED_BYTES of decided batches for lagging learners (3.3.7), whatever the
+        // batch; the arenas this process writes batches in are sized for them from the start.
+        c.gc_retain_instances = (RETAINED_BYTES / self.batch_bytes.max(1)) as u64;
+        c.arena_reserve_bytes = BUFFER_RESERVE_BYTES;
         let t = &self.timeouts;
         let set = |slot: &mut u64, v: Option<u64>| {
             if let Some(v) = v {

@@ -159,6 +159,7 @@ impl Node {
         let entry = &cluster.nodes[usize::from(id)];
         let limits = Limits {
             conns_max: 2 * cluster.nodes.len() + 8,
+            inbox_reserve_bytes: super::config::BUFFER_RESERVE_BYTES,
             socket: crate::io::socket::SocketOptions { buffer_bytes: cluster.socket_buffer_bytes },
             ..Limits::default()
         };

@@ -172,7 +172,8 @@ impl Runtime {
         let nodes = self.core.config().cluster.nodes;
         let hello = Hello { cluster_id: self.cluster_id, from: me }.encode();
         let mut counters = RuntimeCounters::default();
-        let mut actions: Vec<Action> = Vec::with_capacity(4096);
+        let mut actions: Vec<Action> =
+            Vec::with_capacity(crate::proto::ring_node::ACTIONS_CAPACITY);
         let mut datagram: Vec<u8> = Vec::with_capacity(wire::FRAME_BODY_BYTES_MAX);
         let mut timer_at: Tick = 0;
         let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());

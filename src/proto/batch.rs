@@ -111,29 +111,6 @@ impl Batch {
         self.ids().next()
     }
 
-    /// Joins batches into one, in order (one copy of each region; `batches[0]` is shared as it is
-    /// when it is the only one).
-    pub fn concat(batches: &[Batch]) -> Batch {
-        if let [only] = batches {
-            return only.clone();
-        }
-        let mut b = BatchBuilder::with_capacity(batches.iter().map(Batch::bytes).sum());
-        let mut next: Option<ValueId> = None;
-        for batch in batches.iter().filter(|batch| !batch.is_empty()) {
-            let start = batch.run_start();
-            let continues = match (b.len, start, next) {
-                (0, Some(_), _) => true,
-                (_, Some(start), Some(next)) => start == next,
-                _ => false,
-            };
-            b.run &= continues;
-            next = start.map(|s| ValueId { seq: s.seq.wrapping_add(u64::from(batch.len)), ..s });
-            b.region.put_slice(&batch.region);
-            b.len += batch.len;
-        }
-        b.finish()
-    }
-
     /// Splits off the longest front that stays within `bytes_max` (at least one value, so a value
     /// larger than the limit still goes alone); both parts are slices of this region.
     pub fn split_to_fit(&self, bytes_max: usize) -> (Batch, Option<Batch>) {
@@ -211,10 +188,19 @@ pub(crate) struct RunCheck {
 
 impl RunCheck {
     pub(crate) fn push(&mut self, id: ValueId) {
-        if self.next.is_some_and(|next| next != id) {
-            self.broken = true;
+        self.push_run(Some(id), 1);
+    }
+
+    /// `count` values starting at `first` when they are a run, `None` when they are not (or not
+    /// known to be).
+    pub(crate) fn push_run(&mut self, first: Option<ValueId>, count: u32) {
+        match first {
+            Some(first) if self.next.is_none_or(|next| next == first) => {
+                self.next =
+                    Some(ValueId { seq: first.seq.wrapping_add(u64::from(count)), ..first });
+            }
+            _ => self.broken = true,
         }
-        self.next = Some(ValueId { seq: id.seq.wrapping_add(1), ..id });
     }
 
     pub(crate) fn is_run(&self) -> bool {
@@ -227,19 +213,12 @@ impl RunCheck {
 pub struct BatchBuilder {
     region: BytesMut,
     len: u32,
-    /// Cleared by [`Batch::concat`] when its parts do not continue each other.
-    run: bool,
     check: RunCheck,
 }
 
 impl BatchBuilder {
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
-        BatchBuilder {
-            region: BytesMut::with_capacity(bytes),
-            len: 0,
-            run: true,
-            check: RunCheck::default(),
-        }
+        BatchBuilder { region: BytesMut::with_capacity(bytes), len: 0, check: RunCheck::default() }
     }
 
     /// Appends one value. Payloads longer than `u32::MAX` bytes cannot be framed and are refused by
@@ -260,9 +239,7 @@ impl BatchBuilder {
     }
 
     pub fn finish(self) -> Batch {
-        // Values pushed one by one are checked; regions appended whole by `concat` are not.
-        let run = self.run && (self.check.is_run() || (self.check.next.is_none() && self.len > 0));
-        Batch { region: self.region.freeze(), len: self.len, run }
+        Batch { region: self.region.freeze(), len: self.len, run: self.check.is_run() }
     }
 }
 
@@ -404,8 +381,6 @@ mod tests {
         assert_eq!(head.run_start(), start);
         let tail = tail.unwrap();
         assert_eq!(tail.run_start(), tail.ids().next());
-        assert_eq!(Batch::concat(&[head.clone(), tail.clone()]).run_start(), start);
-        assert_eq!(Batch::concat(&[tail.clone(), head]).run_start(), None, "out of order");
 
         let gap = Batch::new(vec![value(4, b"a"), value(6, b"c")]);
         assert_eq!(gap.run_start(), None);
@@ -454,16 +429,5 @@ mod tests {
         let rest = it.rest();
         assert_eq!(rest.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(rest.bytes(), b.bytes() - VALUE_OVERHEAD_BYTES - 1);
-    }
-
-    #[test]
-    fn concat_joins_in_order_and_shares_a_lone_batch() {
-        let a = Batch::new(vec![value(1, b"a")]);
-        let b = Batch::new(vec![value(2, b"bb"), value(3, b"ccc")]);
-        let joined = Batch::concat(&[a.clone(), b.clone()]);
-        assert_eq!(joined.len(), 3);
-        assert_eq!(joined.values().map(|v| v.id.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        let alone = Batch::concat(std::slice::from_ref(&b));
-        assert_eq!(alone.region().as_ptr(), b.region().as_ptr());
     }
 }

@@ -8,13 +8,11 @@
 //! new one, so in steady state proposing allocates nothing. (A fresh allocation per batch was the
 //! proposer's share of the allocator calls per delivered batch.)
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 use super::batch::{Batch, RunCheck, put_value};
 use super::types::ValueId;
-
-/// Chunks the arena keeps for reuse before it would rather let one go.
-const RETIRED_CHUNKS_MAX: usize = 256;
+use crate::chunks::ChunkPool;
 
 /// Builds one batch at a time in reused chunks.
 #[derive(Debug)]
@@ -22,11 +20,9 @@ pub struct BatchArena {
     /// `chunk[..]` is the batch being built; the chunk's spare capacity is room for more.
     chunk: BytesMut,
     /// Earlier chunks, some of whose batches may still be held elsewhere.
-    retired: Vec<BytesMut>,
-    chunk_bytes: usize,
+    pool: ChunkPool,
     len: u32,
     check: RunCheck,
-    chunks_allocated: u64,
 }
 
 impl BatchArena {
@@ -34,12 +30,22 @@ impl BatchArena {
     pub fn new(chunk_bytes: usize) -> BatchArena {
         BatchArena {
             chunk: BytesMut::new(),
-            retired: Vec::with_capacity(RETIRED_CHUNKS_MAX),
-            chunk_bytes,
+            pool: ChunkPool::new(chunk_bytes),
             len: 0,
             check: RunCheck::default(),
-            chunks_allocated: 0,
         }
+    }
+
+    /// Allocates chunks for `bytes` of batches up front (thesis 3.5.2 preallocates its buffers): the
+    /// batches a process keeps until garbage collection pin the chunks they were written in, so
+    /// chunks for what it keeps mean the arena never has to grow once running. (Only touched
+    /// memory costs: the kernel maps a chunk's pages when they are first written.)
+    pub fn reserve(&mut self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        // The batches being built and sent come on top of those held.
+        self.pool.reserve(bytes.div_ceil(self.pool.chunk_bytes().max(1)) + 2);
     }
 
     /// Starts a batch of up to `bytes_max` bytes, so it fits without moving: in the current chunk if
@@ -50,22 +56,13 @@ impl BatchArena {
         if self.chunk.capacity() >= bytes_max {
             return;
         }
-        let chunk_bytes = self.chunk_bytes.max(bytes_max);
+        let chunk_bytes = self.pool.chunk_bytes().max(bytes_max);
         if self.chunk.try_reclaim(chunk_bytes) {
             return;
         }
-        let reusable = self.retired.iter_mut().position(|c| c.try_reclaim(chunk_bytes));
-        let next = match reusable {
-            Some(i) => self.retired.swap_remove(i),
-            None => {
-                self.chunks_allocated += 1;
-                BytesMut::with_capacity(chunk_bytes)
-            }
-        };
+        let next = self.pool.take_free(chunk_bytes);
         let old = std::mem::replace(&mut self.chunk, next);
-        if old.capacity() > 0 && self.retired.len() < RETIRED_CHUNKS_MAX {
-            self.retired.push(old);
-        }
+        self.pool.retire(old);
     }
 
     /// Appends one value to the batch being built.
@@ -73,6 +70,30 @@ impl BatchArena {
         put_value(&mut self.chunk, id, payload);
         self.len += 1;
         self.check.push(id);
+    }
+
+    /// Appends the values of `batch` whole (one copy of its region).
+    pub fn append(&mut self, batch: &Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.chunk.put_slice(batch.region());
+        let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        self.len += count;
+        self.check.push_run(batch.run_start(), count);
+    }
+
+    /// The batches joined into one, in order: a lone batch is shared as it is, several are copied
+    /// into the arena one after the other.
+    pub fn concat(&mut self, batches: &[Batch]) -> Batch {
+        if let [only] = batches {
+            return only.clone();
+        }
+        self.start(batches.iter().map(Batch::bytes).sum());
+        for batch in batches {
+            self.append(batch);
+        }
+        self.seal()
     }
 
     /// Encoded bytes of the batch being built.
@@ -95,7 +116,7 @@ impl BatchArena {
 
     /// Chunks allocated so far: more than a few means batches are held long.
     pub fn chunks_allocated(&self) -> u64 {
-        self.chunks_allocated
+        self.pool.allocated()
     }
 }
 
@@ -123,6 +144,42 @@ mod tests {
         assert_eq!(second.run_start(), Some(id(2)));
         assert_eq!(second.region().as_ptr(), first.region()[first.bytes()..].as_ptr(), "one chunk");
         assert_eq!(a.chunks_allocated(), 1);
+    }
+
+    #[test]
+    fn concat_joins_in_order_keeps_runs_known_and_shares_a_lone_batch() {
+        let mut a = BatchArena::new(1 << 12);
+        let batch = |a: &mut BatchArena, seqs: &[u64]| {
+            a.start(1 << 10);
+            seqs.iter().for_each(|&s| a.push(id(s), b"v"));
+            a.seal()
+        };
+        let (head, tail) = (batch(&mut a, &[3, 4]), batch(&mut a, &[5]));
+        let joined = a.concat(&[head.clone(), Batch::empty(), tail.clone()]);
+        assert_eq!(joined.ids().map(|i| i.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(joined.run_start(), Some(id(3)));
+        assert_eq!(a.concat(&[tail.clone(), head.clone()]).run_start(), None, "out of order");
+        let other = Batch::new(vec![crate::proto::types::Value {
+            id: ValueId { proposer: 9, ..id(5) },
+            payload: bytes::Bytes::from_static(b"w"),
+        }]);
+        assert_eq!(a.concat(&[head.clone(), other]).run_start(), None, "two proposers");
+        assert_eq!(a.concat(std::slice::from_ref(&head)).region().as_ptr(), head.region().as_ptr());
+    }
+
+    #[test]
+    fn a_reserve_is_used_before_anything_is_allocated_again() {
+        let mut a = BatchArena::new(64);
+        a.reserve(64);
+        assert_eq!(a.chunks_allocated(), 3, "one chunk held, and two for the batches in flight");
+        let held: Vec<Batch> = (0..3)
+            .map(|s| {
+                a.start(64);
+                a.push(id(s), &[0; 40]);
+                a.seal()
+            })
+            .collect();
+        assert_eq!((held.len(), a.chunks_allocated()), (3, 3), "each batch took a reserved chunk");
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub struct NodeConfig {
     /// Acceptors keep this many decided instances below the garbage-collection point, so learners that
     /// lag a little can still catch up from them (3.3.7).
     pub gc_retain_instances: u64,
+    /// Bytes of batches written by this process (its proposer's, its coordinator's) that its own
+    /// acceptor and learner may hold at once, chiefly the decided ones kept for garbage collection;
+    /// the arenas those batches are written in allocate this much up front so they need not grow
+    /// while running (thesis 3.5.2). 0 allocates as needed.
+    pub arena_reserve_bytes: usize,
     /// At most this many instances in one retransmission request or answer.
     pub retransmit_instances_max: u64,
     /// Bytes of votes' values one Phase 1B carries; a larger log is reported in pieces (a message
@@ -146,6 +151,7 @@ impl NodeConfig {
             coordinator_queue_bytes_max: 8 * 1024 * 1024,
             flow_backlog_instances_max: 1024,
             gc_retain_instances: 100_000,
+            arena_reserve_bytes: 0,
             retransmit_instances_max: 64,
             phase1b_bytes_max: 1024 * 1024,
             tick_interval_us: 1_000,

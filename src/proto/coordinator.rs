@@ -15,6 +15,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use super::batch_arena::BatchArena;
 use super::config::{ClusterConfig, ValueChoice};
 use super::flow_control::FlowWindow;
 use super::instance_map::InstanceMap;
@@ -79,6 +80,8 @@ pub struct Coordinator {
     /// proposal sends it around the ring again: the copy is kept once by every process, so it is
     /// queued once too (the instance that names it takes it from the acceptors' stores).
     queued_named: HashSet<ProposalId>,
+    /// Proposals the queue holds at most (and has room for from the start).
+    queue_entries_max: usize,
     /// The batches one instance takes, reused.
     scratch: Vec<Batch>,
     pub window: FlowWindow,
@@ -107,9 +110,18 @@ impl Coordinator {
             queue: VecDeque::new(),
             queue_bytes: 0,
             queued_named: HashSet::new(),
+            queue_entries_max: usize::MAX,
             scratch: Vec::new(),
             window,
         }
+    }
+
+    /// Bounds the queue to `entries_max` proposals and allocates room for them now, so queueing
+    /// never allocates while running; a proposal beyond is refused like one beyond the byte bound.
+    pub fn bound_queue(&mut self, entries_max: usize) {
+        self.queue_entries_max = entries_max;
+        self.queue.reserve(entries_max.saturating_sub(self.queue.len()));
+        self.queued_named.reserve(entries_max.saturating_sub(self.queued_named.len()));
     }
 
     /// Takes over the values a previous round of this coordinator had queued and opened, so a ring
@@ -188,7 +200,9 @@ impl Coordinator {
         name_until: Option<Tick>,
         queue_bytes_max: usize,
     ) -> usize {
-        if self.queue_bytes + values.bytes() > queue_bytes_max {
+        if self.queue_bytes + values.bytes() > queue_bytes_max
+            || self.queue.len() >= self.queue_entries_max
+        {
             return values.len();
         }
         if values.is_empty() {
@@ -212,6 +226,7 @@ impl Coordinator {
         now: Tick,
         batch_bytes_max: usize,
         window_bytes: usize,
+        arena: &mut BatchArena,
     ) -> Option<Proposal2A> {
         if self.open.len() >= self.window.instances() as usize || self.open_bytes >= window_bytes {
             return None;
@@ -265,7 +280,7 @@ impl Coordinator {
             self.queue_bytes -= next.batch.bytes();
             self.scratch.extend(self.queue.pop_front().map(|q| q.batch));
         }
-        let val = Batch::concat(&self.scratch);
+        let val = arena.concat(&self.scratch);
         self.scratch.clear();
         Some(self.open_instance(instance, None, val, None, now))
     }
@@ -332,7 +347,8 @@ mod tests {
     }
 
     fn open_all(c: &mut Coordinator) -> Vec<Proposal2A> {
-        std::iter::from_fn(|| c.next_proposal(0, 1 << 15, 1 << 20)).collect()
+        std::iter::from_fn(|| c.next_proposal(0, 1 << 15, 1 << 20, &mut BatchArena::new(1 << 16)))
+            .collect()
     }
 
     #[test]
@@ -342,16 +358,25 @@ mod tests {
             assert_eq!(c.enqueue(Batch::new(vec![value(s, 100)]), None, 1 << 20), 0);
         }
         assert!(c.on_phase1b(0, 0, 0, ALL, vec![]));
-        assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "one promise is no m-quorum");
+        assert!(
+            c.next_proposal(0, 3 * 118, 1 << 20, &mut BatchArena::new(1 << 16)).is_none(),
+            "one promise is no m-quorum"
+        );
         assert!(c.on_phase1b(1, 0, 0, ALL, vec![]));
-        let a = c.next_proposal(0, 3 * 118, 1 << 20).unwrap();
+        let a = c.next_proposal(0, 3 * 118, 1 << 20, &mut BatchArena::new(1 << 16)).unwrap();
         assert_eq!((a.instance, a.c_val.len()), (0, 3));
         assert!(!c.in_phase1());
-        let b = c.next_proposal(0, 3 * 118, 1 << 20).unwrap();
+        let b = c.next_proposal(0, 3 * 118, 1 << 20, &mut BatchArena::new(1 << 16)).unwrap();
         assert_eq!(b.instance, 1);
-        assert!(c.next_proposal(0, 3 * 118, 1 << 20).is_none(), "window of 2 is full");
+        assert!(
+            c.next_proposal(0, 3 * 118, 1 << 20, &mut BatchArena::new(1 << 16)).is_none(),
+            "window of 2 is full"
+        );
         c.on_decided(0);
-        assert_eq!(c.next_proposal(0, 3 * 118, 1 << 20).unwrap().instance, 2);
+        assert_eq!(
+            c.next_proposal(0, 3 * 118, 1 << 20, &mut BatchArena::new(1 << 16)).unwrap().instance,
+            2
+        );
     }
 
     #[test]
@@ -365,9 +390,11 @@ mod tests {
             1,
             "the queue is full"
         );
-        let sizes: Vec<usize> = std::iter::from_fn(|| c.next_proposal(0, 2 * 118, 1 << 20))
-            .map(|p| p.c_val.len())
-            .collect();
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            c.next_proposal(0, 2 * 118, 1 << 20, &mut BatchArena::new(1 << 16))
+        })
+        .map(|p| p.c_val.len())
+        .collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert_eq!(c.queued_values(), 0);
     }
@@ -385,7 +412,10 @@ mod tests {
         assert!(out[0].c_val.is_empty() && out[1].c_val.is_empty());
         assert_eq!((out[2].instance, out[2].c_vid), (2, vid));
         c.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
-        assert_eq!(c.next_proposal(0, 1 << 15, 1 << 20).unwrap().instance, 3);
+        assert_eq!(
+            c.next_proposal(0, 1 << 15, 1 << 20, &mut BatchArena::new(1 << 16)).unwrap().instance,
+            3
+        );
     }
 
     #[test]
@@ -436,7 +466,7 @@ mod tests {
         c.on_phase1b(0, 0, 0, ALL, vec![]);
         c.on_phase1b(1, 0, 0, ALL, vec![]);
         c.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
-        c.next_proposal(0, 1 << 15, 1 << 20).unwrap();
+        c.next_proposal(0, 1 << 15, 1 << 20, &mut BatchArena::new(1 << 16)).unwrap();
         let mut out = Vec::new();
         assert_eq!(c.overdue(10, 50, &mut out), 0);
         assert!(out.is_empty());

@@ -7,7 +7,8 @@
 //! in the raw TCP ring it is measured against, instead of travelling the ring to the coordinator and
 //! then again with Phase 2A and the decision.
 //!
-//! The store is bounded in bytes, and a proposal nobody named within `expire_after_us` is forgotten:
+//! The store is bounded in bytes and in proposals (its table is allocated for that many at the start,
+//! so it never grows while running), and a proposal nobody named within `expire_after_us` is forgotten:
 //! its proposer resends it by then (`proposal_retry_us`). Forgetting one is always safe: an acceptor
 //! that cannot find a proposal does not vote, the coordinator resends Phase 2A with the value, and a
 //! learner that cannot find it treats the instance as a gap (3.3.4).
@@ -27,11 +28,18 @@ pub struct ProposalStore {
     entries: HashMap<ProposalId, Stored>,
     bytes: usize,
     bytes_max: usize,
+    entries_max: usize,
 }
 
 impl ProposalStore {
-    pub fn new(bytes_max: usize) -> ProposalStore {
-        ProposalStore { entries: HashMap::new(), bytes: 0, bytes_max }
+    /// A store for `bytes_max` bytes in up to `entries_max` proposals.
+    pub fn new(bytes_max: usize, entries_max: usize) -> ProposalStore {
+        ProposalStore {
+            entries: HashMap::with_capacity(entries_max),
+            bytes: 0,
+            bytes_max,
+            entries_max,
+        }
     }
 
     /// Keeps `batch` under its proposal id; false (and nothing kept) when it is empty or the store is
@@ -42,7 +50,7 @@ impl ProposalStore {
             s.stored_at = now;
             return true;
         }
-        if self.bytes + batch.bytes() > self.bytes_max {
+        if self.bytes + batch.bytes() > self.bytes_max || self.entries.len() >= self.entries_max {
             return false;
         }
         self.bytes += batch.bytes();
@@ -103,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_proposal_is_found_by_its_id_once() {
-        let mut s = ProposalStore::new(1 << 20);
+        let mut s = ProposalStore::new(1 << 20, 16);
         let b = batch(2, 10, 3);
         assert!(s.insert(&b, 0));
         assert!(s.insert(&b, 5), "a resent proposal is kept once");
@@ -116,7 +124,7 @@ mod tests {
 
     #[test]
     fn batches_that_differ_in_length_or_proposer_are_different_proposals() {
-        let mut s = ProposalStore::new(1 << 20);
+        let mut s = ProposalStore::new(1 << 20, 16);
         let (a, b, c) = (batch(1, 0, 2), batch(1, 0, 3), batch(2, 0, 2));
         for x in [&a, &b, &c] {
             assert!(s.insert(x, 0));
@@ -128,7 +136,7 @@ mod tests {
     #[test]
     fn the_store_is_bounded_and_forgets_what_nobody_named() {
         let one = batch(1, 0, 1).bytes();
-        let mut s = ProposalStore::new(2 * one);
+        let mut s = ProposalStore::new(2 * one, 16);
         assert!(s.insert(&batch(1, 0, 1), 0));
         assert!(s.insert(&batch(1, 1, 1), 10));
         assert!(!s.insert(&batch(1, 2, 1), 10), "full");
@@ -136,5 +144,8 @@ mod tests {
         assert_eq!(s.expire(100, 95), 1, "only the one stored at 0 is older than 95 us");
         assert_eq!((s.len(), s.bytes()), (1, one));
         assert!(s.insert(&batch(1, 2, 1), 100));
+        let mut few = ProposalStore::new(1 << 20, 2);
+        assert!(few.insert(&batch(1, 0, 1), 0) && few.insert(&batch(1, 1, 1), 0));
+        assert!(!few.insert(&batch(1, 2, 1), 0), "bounded in proposals too");
     }
 }

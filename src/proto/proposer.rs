@@ -75,7 +75,9 @@ impl Proposer {
             next_seq: 0,
             filling: BatchArena::new(ARENA_CHUNK_BYTES),
             filling_first_seq: 0,
-            pending: VecDeque::new(),
+            // As many batches as values at most (one value each): the queue never grows while
+            // running. (Untouched capacity costs no memory.)
+            pending: VecDeque::with_capacity(pending_values_max),
             unsent: 0,
             pending_values: 0,
             pending_bytes: 0,
@@ -83,6 +85,11 @@ impl Proposer {
             pending_values_max,
             pending_bytes_max,
         }
+    }
+
+    /// Allocates the arena's chunks for `bytes` of batches up front ([`BatchArena::reserve`]).
+    pub fn reserve_arena(&mut self, bytes: usize) {
+        self.filling.reserve(bytes);
     }
 
     pub fn propose(&mut self, payload: &[u8]) -> Result<ValueId, Backpressure> {

@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 
 use super::acceptor::{AcceptorState, Verdict};
 use super::action::Action;
+use super::batch_arena::BatchArena;
 use super::config::{ConfigError, NodeConfig, Protocol};
 use super::coordinator::{Coordinator, Proposal2A};
 use super::failure_detector::FailureDetector;
@@ -103,6 +104,12 @@ const PROPOSAL_TTL_HOPS: u8 = 2 * RING_MEMBERS_MAX as u8;
 /// coordinator names it in Phase 2A only within the first of them.
 const PROPOSAL_KEPT_RETRIES: u64 = 2;
 
+/// Actions (and messages to itself) the core buffers between two drains without growing.
+pub const ACTIONS_CAPACITY: usize = 16 * 1024;
+
+/// Bytes of a chunk of the coordinator's arena (see [`BatchArena`]).
+const COORDINATOR_ARENA_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
 /// One process of a Ring Paxos cluster, as a pure state machine.
 ///
 /// # Driving contract
@@ -144,6 +151,8 @@ pub struct RingNode {
     next_heartbeat_at: Tick,
     next_retry_scan_at: Tick,
     last_flow_notice_at: Option<Tick>,
+    /// Where the coordinator joins queued proposals into one instance's value; it outlives rounds.
+    coordinator_arena: BatchArena,
     /// Instances the application can take now (see [`RingNode::set_delivery_room`]).
     delivery_room: u64,
     counters: Counters,
@@ -159,14 +168,23 @@ impl RingNode {
             _ => None,
         };
         let proposer = cfg.proposer.then(|| {
-            Proposer::new(
+            let mut p = Proposer::new(
                 cfg.id,
                 cfg.incarnation,
                 cfg.batch_bytes_max,
                 cfg.proposer_pending_values_max,
                 cfg.proposer_pending_bytes_max,
-            )
+            );
+            p.reserve_arena(cfg.arena_reserve_bytes);
+            p
         });
+        // At most one proposal per pending value of each proposer (a proposal holds at least one).
+        let proposals_max =
+            usize::from(cfg.cluster.nodes).saturating_mul(cfg.proposer_pending_values_max);
+        let mut coordinator_arena = BatchArena::new(COORDINATOR_ARENA_CHUNK_BYTES);
+        if is_acceptor {
+            coordinator_arena.reserve(cfg.arena_reserve_bytes);
+        }
         let mut fd = FailureDetector::new(&cfg.cluster, cfg.suspect_timeout_us, now);
         fd.set_own(cfg.id, now, acceptor.is_some(), 0, 0);
         let max_rnd_seen = acceptor.as_ref().map_or(Round::ZERO, |a| a.rnd);
@@ -180,10 +198,11 @@ impl RingNode {
             // Every proposer may have its whole pending allowance on the ring at once.
             proposals: ProposalStore::new(
                 usize::from(cfg.cluster.nodes).saturating_mul(cfg.proposer_pending_bytes_max),
+                if cfg.protocol == Protocol::URing { proposals_max } else { 0 },
             ),
             max_rnd_seen,
-            local: VecDeque::new(),
-            out: Vec::new(),
+            local: VecDeque::with_capacity(ACTIONS_CAPACITY),
+            out: Vec::with_capacity(ACTIONS_CAPACITY),
             phase1_requests: Vec::new(),
             // Sized once: the lists they hold never grow longer.
             learner_acceptors: Vec::with_capacity(cfg.cluster.acceptors.len()),
@@ -191,6 +210,7 @@ impl RingNode {
             next_heartbeat_at: now,
             next_retry_scan_at: now,
             last_flow_notice_at: None,
+            coordinator_arena,
             delivery_room: u64::MAX,
             counters: Counters::default(),
             now,
@@ -674,6 +694,9 @@ impl RingNode {
         );
         let phase1 = (&self.cfg.cluster, self.cfg.value_choice);
         let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
+        let proposals_max = usize::from(self.cfg.cluster.nodes)
+            .saturating_mul(self.cfg.proposer_pending_values_max);
+        c.bound_queue(proposals_max);
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
         }
@@ -706,7 +729,10 @@ impl RingNode {
         loop {
             let (batch_bytes_max, window_bytes) = (self.cfg.batch_bytes_max, self.cfg.window_bytes);
             let Some(c) = self.coordinator.as_mut() else { return };
-            let Some(p) = c.next_proposal(self.now, batch_bytes_max, window_bytes) else { return };
+            let arena = &mut self.coordinator_arena;
+            let Some(p) = c.next_proposal(self.now, batch_bytes_max, window_bytes, arena) else {
+                return;
+            };
             self.send_phase2a(p);
             self.pump();
         }

@@ -193,6 +193,9 @@ impl Simulation {
         c.window_instances_min = 1;
         c.window_bytes = c.window_bytes.max(c.batch_bytes_max);
         c.proposer_pending_bytes_max = c.proposer_pending_bytes_max.max(c.batch_bytes_max);
+        // Room for every value of the run, so a proposer never pushes back; the tables bounded by it
+        // (allocated up front, see `RingNode::new`) stay as small as the run.
+        c.proposer_pending_values_max = (self.cfg.values_per_proposer as usize).max(1);
         c.gc_retain_instances = self.cfg.gc_retain_instances;
         c.phase1b_bytes_max = self.cfg.phase1b_bytes_max;
         c.value_choice = self.cfg.value_choice;
