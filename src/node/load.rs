@@ -23,9 +23,10 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::ChunkPool;
 use crate::io::BackendChoice;
 use crate::io::pin::allowed_cores;
 use crate::proto::types::{NodeId, VALUE_OVERHEAD_BYTES, ValueId};
@@ -308,7 +309,13 @@ pub struct NodeLoad<'a> {
     cpu_at_start: Option<Duration>,
     cpu_share: Option<f64>,
     secs: f64,
+    /// Where payloads are written before they are proposed.
+    payloads: BytesMut,
+    payload_pool: ChunkPool,
 }
+
+/// Bytes of a chunk payloads are carved out of.
+const PAYLOAD_CHUNK_BYTES: usize = 1 << 20;
 
 impl<'a> NodeLoad<'a> {
     /// `trace` is the node's stream since it started: it goes on across runs.
@@ -335,6 +342,8 @@ impl<'a> NodeLoad<'a> {
             cpu_at_start: None,
             cpu_share: None,
             secs: 0.0,
+            payloads: BytesMut::new(),
+            payload_pool: ChunkPool::new(PAYLOAD_CHUNK_BYTES),
         })
     }
 
@@ -355,14 +364,20 @@ impl<'a> NodeLoad<'a> {
         if !self.proposer {
             return;
         }
+        let payload_bytes = STAMP_BYTES + filler.len();
         while self.outstanding < w.outstanding_per_proposer {
-            // One allocation of the payload's own size: the allocator hands the same few blocks
-            // round as values are delivered and dropped, where carving values out of large shared
-            // buffers kept fresh pages (and their zeroing) coming.
-            let mut payload = Vec::with_capacity(STAMP_BYTES + filler.len());
-            payload.extend_from_slice(&(clock.elapsed().as_nanos() as u64).to_le_bytes());
-            payload.extend_from_slice(filler);
-            if self.node.propose(Bytes::from(payload)).is_err() {
+            // Payloads are carved out of reused chunks (the node copies each into its batch and
+            // drops it at once, so a chunk comes back soon): an allocation and a free per value
+            // were the load thread's largest cost after the payload bytes themselves.
+            if self.payloads.capacity() - self.payloads.len() < payload_bytes {
+                let next = self.payload_pool.take_free(payload_bytes);
+                self.payload_pool.retire(std::mem::replace(&mut self.payloads, next));
+            }
+            self.payloads.put_slice(&(clock.elapsed().as_nanos() as u64).to_le_bytes());
+            self.payloads.put_slice(filler);
+            if let Err(back) = self.node.propose(self.payloads.split().freeze()) {
+                // Written again next time (with a fresh stamp).
+                drop(back);
                 break;
             }
             self.outstanding += 1;
