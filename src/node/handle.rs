@@ -113,6 +113,11 @@ pub struct NodeReport {
 pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub delivered_values: AtomicU64,
+    /// The node used up the delivery queue's room and may hold decided instances back until the
+    /// application takes some (`RingNode::set_delivery_room`): the next take wakes it.
+    pub deliveries_held: AtomicBool,
+    /// Rounds the node started as coordinator so far (`Counters::rounds_started`).
+    pub rounds_started: AtomicU64,
     consumer: OnceLock<Thread>,
     /// The kernel's id of the node thread, so other threads can read its CPU time.
     node_tid: OnceLock<i32>,
@@ -276,12 +281,11 @@ impl Node {
         }
     }
 
-    /// The next batch of the delivery queue. Taking one from a full queue wakes the node: it holds
-    /// back decided instances while the queue has no room (`RingNode::set_delivery_room`).
+    /// The next batch of the delivery queue. Taking one while the node holds decided instances
+    /// back for want of room wakes it, so it delivers them without waiting for other input.
     fn pop_delivery(&mut self) -> Option<DeliveredBatch> {
-        let was_full = self.deliveries.slots() == self.deliveries.buffer().capacity();
         let b = self.deliveries.pop().ok()?;
-        if was_full {
+        if self.shared.deliveries_held.swap(false, Ordering::AcqRel) {
             self.waker.wake();
         }
         Some(b)
@@ -310,6 +314,12 @@ impl Node {
     /// [`Node::recv_timeout`]) stays the one woken.
     pub fn wake_on_delivery(&self, thread: Thread) {
         let _ = self.shared.consumer.set(thread);
+    }
+
+    /// Rounds this node started as coordinator so far: each is a coordinator change or a new ring
+    /// (thesis 3.3.5), so a rise while every process is up means one was suspected wrongly.
+    pub fn rounds_started(&self) -> u64 {
+        self.shared.rounds_started.load(Ordering::Acquire)
     }
 
     /// Values delivered by the node so far (some may still wait in the delivery queue).

@@ -178,13 +178,14 @@ impl Runtime {
         let mut timer_at: Tick = 0;
         let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());
         let mut delivered_values: u64 = 0;
+        let mut room_freed = false;
 
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = self.now();
             // Every delivery of this iteration fits: the application only frees slots meanwhile.
             self.core.set_delivery_room(now, self.deliveries.slots());
             self.links.connect_due(now, &mut self.reactor);
-            let timeout = if !self.proposals.is_empty() {
+            let timeout = if !self.proposals.is_empty() || room_freed {
                 Duration::ZERO
             } else {
                 Duration::from_micros(timer_at.saturating_sub(now)).min(IDLE_WAIT_MAX)
@@ -270,6 +271,15 @@ impl Runtime {
                 }
             }
             self.reactor.flush();
+            // Out of room, decided instances may wait: the application's next take wakes us. One
+            // it made since we last looked would not, so then look again without sleeping.
+            let rounds_started = self.core.counters().rounds_started;
+            self.shared.rounds_started.store(rounds_started, Ordering::Release);
+            room_freed = false;
+            if self.core.delivery_room() == 0 {
+                self.shared.deliveries_held.store(true, Ordering::Release);
+                room_freed = self.deliveries.slots() > 0;
+            }
             if delivered_now {
                 self.shared.delivered_values.store(delivered_values, Ordering::Release);
                 self.shared.unpark_consumer();

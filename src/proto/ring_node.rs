@@ -334,6 +334,12 @@ impl RingNode {
         self.deliver_ready();
     }
 
+    /// How many more instances the application can take before the next
+    /// [`RingNode::set_delivery_room`]; 0 means decided instances may be waiting for room.
+    pub fn delivery_room(&self) -> u64 {
+        self.delivery_room
+    }
+
     pub fn drain_actions(&mut self, out: &mut Vec<Action>) {
         self.flush();
         out.append(&mut self.out);
