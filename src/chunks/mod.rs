@@ -12,8 +12,10 @@
 
 use bytes::BytesMut;
 
-/// Chunks a pool keeps for reuse before it would rather let one go.
-const RETIRED_CHUNKS_MAX: usize = 256;
+/// Chunks a pool keeps for reuse before it would rather let one go: enough for a node's whole
+/// reserve in the smallest chunks (512 MiB of 1 MiB datagram chunks, see `io::buffer`). Looking for
+/// a free one scans them, once per chunk filled.
+const RETIRED_CHUNKS_MAX: usize = 1024;
 
 /// Chunks of `chunk_bytes`, held elsewhere or free, kept for reuse.
 #[derive(Debug)]

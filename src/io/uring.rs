@@ -3,9 +3,9 @@
 //! `io_uring_enter` (thesis 3.5.9: CPU is the bottleneck at wire speed, so syscalls per packet matter).
 //!
 //! Buffers stay put while the kernel uses them: a connection's receive (and each UDP receive slot's)
-//! goes into the spare tail of its [`InBuf`], its send reads the `sending` half of its [`OutBuf`], and neither is touched until the
-//! completion arrives. A connection that closes with operations in flight cancels them and keeps its
-//! slot (and so its buffers) until the last one completed.
+//! goes into the spare tail of its [`InBuf`], its send reads the `sending` half of its [`OutBuf`],
+//! and neither is touched until the completion arrives. A connection that closes with operations in
+//! flight cancels them and keeps its slot (and so its buffers) until the last one completed.
 //!
 //! Bounds: at most three operations per connection are in flight (connect, receive, send), plus one
 //! accept per listener, `UDP_RECVS_PER_SOCKET` receives per UDP socket and the waker's poll. The rings
