@@ -167,6 +167,13 @@ impl NodeConfig {
     }
 
     /// Checks every bound; the error names the offending field.
+    /// Proposals that can be in flight at once, cluster-wide: at most one per pending value of each
+    /// proposer (a proposal holds at least one). Bounds the proposal store and the coordinator's
+    /// queue, which are allocated for that many up front.
+    pub fn proposals_in_flight_max(&self) -> usize {
+        usize::from(self.cluster.nodes).saturating_mul(self.proposer_pending_values_max)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
         if c.nodes == 0 {

@@ -178,9 +178,7 @@ impl RingNode {
             p.reserve_arena(cfg.arena_reserve_bytes);
             p
         });
-        // At most one proposal per pending value of each proposer (a proposal holds at least one).
-        let proposals_max =
-            usize::from(cfg.cluster.nodes).saturating_mul(cfg.proposer_pending_values_max);
+        let proposals_max = cfg.proposals_in_flight_max();
         let mut coordinator_arena = BatchArena::new(COORDINATOR_ARENA_CHUNK_BYTES);
         if is_acceptor {
             coordinator_arena.reserve(cfg.arena_reserve_bytes);
@@ -700,9 +698,7 @@ impl RingNode {
         );
         let phase1 = (&self.cfg.cluster, self.cfg.value_choice);
         let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
-        let proposals_max = usize::from(self.cfg.cluster.nodes)
-            .saturating_mul(self.cfg.proposer_pending_values_max);
-        c.bound_queue(proposals_max);
+        c.bound_queue(self.cfg.proposals_in_flight_max());
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
         }
