@@ -31,7 +31,7 @@ use super::types::Instance;
 /// the top of the set lives in the overflow and allocates per batch again. The widest is an
 /// acceptor's: it keeps [`gc_retain_instances`](super::config::NodeConfig::gc_retain_instances)
 /// decided instances below its garbage-collection point (100,000 by default; the node's rule of
-/// 256 MiB of batches gives fewer for batches of 4 KiB and more) plus the pipeline above it. The
+/// 64 MiB of batches gives fewer for batches of 1 KiB and more) plus the pipeline above it. The
 /// bound also caps what one far-off instance number can cost: this many slots, about 15 MiB for an
 /// acceptor's slots of 120 bytes.
 pub const WINDOW_SPAN_MAX: u64 = 1 << 17;
