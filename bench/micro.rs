@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use ringsmr::proto::decided_ids::DecidedIds;
 use ringsmr::proto::{
     Action, Batch, Boot, Carried, ClusterConfig, Instance, Msg, NodeConfig, NodeId, Protocol, Ring,
     RingNode, Round, Tick, VALUE_OVERHEAD_BYTES, Value, ValueId, Vid,
@@ -99,7 +100,8 @@ fn payload_buffer() -> Bytes {
 fn phase2a(instance: Instance, c_val: Batch) -> Msg {
     let c_rnd = round();
     let c_vid = Vid { rnd: c_rnd, seq: instance };
-    Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Value(c_val), ring: ring() }
+    let (c_val, ring, decided) = (Carried::Value(c_val), ring(), DecidedIds::NONE);
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided }
 }
 
 // -------------------------------------------------------------------------------------------------

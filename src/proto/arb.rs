@@ -10,6 +10,7 @@ use bytes::Bytes;
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 
+use super::decided_ids::{DECIDED_IDS_PER_PACKET_MAX, DecidedIds};
 use super::msg::{Carried, Msg};
 use super::types::{
     Batch, Instance, NodeId, ProposalId, RING_MEMBERS_MAX, Ring, Round, Value, ValueId, Vid, Vote,
@@ -118,15 +119,21 @@ pub fn arb_msg(b: Bounds) -> impl Strategy<Value = Msg> {
                 votes
             }),
         arb_round(b).prop_map(|rnd| Msg::Nack { rnd }),
-        (arb_round(b), b.instance(), arb_vid(b), arb_carried(b), arb_ring(b)).prop_map(
-            |(c_rnd, instance, c_vid, c_val, ring)| Msg::Phase2A {
-                c_rnd,
-                instance,
-                c_vid,
-                c_val,
-                ring
-            }
-        ),
+        (
+            arb_round(b),
+            b.instance(),
+            arb_vid(b),
+            arb_carried(b),
+            arb_ring(b),
+            vec((b.instance(), arb_vid(b)), 0..=DECIDED_IDS_PER_PACKET_MAX)
+        )
+            .prop_map(|(c_rnd, instance, c_vid, c_val, ring, decisions)| {
+                let mut decided = DecidedIds::NONE;
+                for (i, vid) in decisions {
+                    decided.push(i, vid);
+                }
+                Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided }
+            }),
         (arb_round(b), b.instance(), arb_vid(b), arb_ring(b)).prop_map(
             |(c_rnd, instance, c_vid, ring)| Msg::Phase2B { c_rnd, instance, c_vid, ring }
         ),

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::proto::decided_ids::DecidedIds;
 
 fn cluster(f: usize, nodes: u16) -> ClusterConfig {
     ClusterConfig { nodes, acceptors: (0..(2 * f as NodeId + 1)).collect(), f }
@@ -50,18 +51,24 @@ fn value(proposer: NodeId, seq: u64) -> Value {
     }
 }
 
+fn value_with(proposer: NodeId, seq: u64, payload: &'static [u8]) -> Value {
+    Value { id: ValueId { proposer, incarnation: 0, seq }, payload: Bytes::from_static(payload) }
+}
+
 fn batch(values: &[Value]) -> Batch {
     Batch::new(values.to_vec())
 }
 
 fn phase2a(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ring) -> Msg {
-    Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone().into(), ring }
+    let decided = DecidedIds::NONE;
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: c_val.clone().into(), ring, decided }
 }
 
 /// A U-Ring Phase 2A that names the proposal `c_val` instead of carrying it.
 fn phase2a_named(c_rnd: Round, instance: Instance, c_vid: Vid, c_val: &Batch, ring: Ring) -> Msg {
     let id = c_val.proposal_id().unwrap();
-    Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Proposal(id), ring }
+    let decided = DecidedIds::NONE;
+    Msg::Phase2A { c_rnd, instance, c_vid, c_val: Carried::Proposal(id), ring, decided }
 }
 
 /// An acceptor's Phase 1B for `rnd`: its promise, and no vote anywhere in its log.
@@ -206,6 +213,63 @@ fn m_ring_coordinator_decides_on_the_last_phase2b_and_multicasts_the_id_only() {
     expected.extend(deliveries(0, &hello));
     assert_eq!(drain(&mut c), expected);
     assert_eq!(c.pending_values(), 0, "the proposer saw its value delivered");
+}
+
+#[test]
+fn m_ring_decisions_ride_on_the_phase2a_of_the_same_step_and_learners_take_them_from_it() {
+    let mut c = node(0, Protocol::MRing, 1, 3);
+    let mut learner = node(2, Protocol::MRing, 1, 3);
+    c.on_tick(0);
+    drain(&mut c);
+    let m_ring = ring(&[1, 0]);
+    let c_rnd = r(1, 0);
+    c.on_message(1, 1, promise_without_votes(c_rnd));
+    c.propose(2, b"hello").unwrap();
+    let sent = drain(&mut c);
+    let [Action::Multicast { msg: first }] = &sent[..] else { panic!("one Phase 2A: {sent:?}") };
+    let hello = batch(&[value_with(0, 0, b"hello")]);
+    let x = vid(c_rnd, 1);
+    assert_eq!(*first, phase2a(c_rnd, 0, x, &hello, m_ring));
+
+    // The vote completing instance 0 and a new value arrive in one step: one datagram carries both.
+    c.on_message(3, 1, Msg::Phase2B { c_rnd, instance: 0, c_vid: x, ring: m_ring });
+    c.propose(3, b"world").unwrap();
+    let world = batch(&[value_with(0, 1, b"world")]);
+    let y = vid(c_rnd, 2);
+    let mut decided = DecidedIds::NONE;
+    decided.push(0, x);
+    let second =
+        Msg::Phase2A { c_rnd, instance: 1, c_vid: y, c_val: world.into(), ring: m_ring, decided };
+    let mut expected = vec![Action::Multicast { msg: second.clone() }];
+    expected.extend(deliveries(0, &hello));
+    assert_eq!(drain(&mut c), expected, "no decision multicast on its own");
+
+    // A learner that got both datagrams delivers instance 0 without a decision message of its own.
+    learner.on_message(4, 0, first.clone());
+    assert_eq!(drain(&mut learner), vec![]);
+    learner.on_message(5, 0, second);
+    assert_eq!(drain(&mut learner), deliveries(0, &hello));
+}
+
+#[test]
+fn decisions_inside_a_u_ring_phase2a_are_malformed() {
+    let mut a = node(1, Protocol::URing, 1, 3);
+    let c_rnd = r(1, 0);
+    let phase2a_deciding = |decided: &[(Instance, Vid)]| {
+        let mut ids = DecidedIds::NONE;
+        for &(i, v) in decided {
+            ids.push(i, v);
+        }
+        let c_val = Batch::empty().into();
+        let ring = ring(&[0, 1]);
+        Msg::Phase2A { c_rnd, instance: 1, c_vid: vid(c_rnd, 2), c_val, ring, decided: ids }
+    };
+    a.on_message(1, 0, phase2a_deciding(&[(0, vid(c_rnd, 1))]));
+    assert_eq!(drain(&mut a), vec![]);
+    assert_eq!(a.counters().malformed_dropped, 1);
+    a.on_message(2, 0, phase2a_deciding(&[]));
+    assert!(!drain(&mut a).is_empty(), "without decisions the same Phase 2A is voted on");
+    assert_eq!(a.counters().malformed_dropped, 1);
 }
 
 // ------------------------------------------------------------------------------------------------

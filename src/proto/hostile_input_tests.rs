@@ -44,8 +44,9 @@ fn with_laid_out_ring(
         Msg::Phase1A { c_rnd, from, ring } => {
             Msg::Phase1A { c_rnd, from, ring: laid_out(c_rnd).unwrap_or(ring) }
         }
-        Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring } => {
-            Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring: laid_out(c_rnd).unwrap_or(ring) }
+        Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided } => {
+            let ring = laid_out(c_rnd).unwrap_or(ring);
+            Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided }
         }
         Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
             Msg::Phase2B { c_rnd, instance, c_vid, ring: laid_out(c_rnd).unwrap_or(ring) }

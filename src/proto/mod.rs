@@ -18,6 +18,7 @@ pub mod batch;
 pub mod batch_arena;
 pub mod config;
 pub mod coordinator;
+pub mod decided_ids;
 pub mod dedup;
 pub mod failure_detector;
 pub mod flow_control;

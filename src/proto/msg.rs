@@ -3,6 +3,7 @@
 //! The same set serves both variants; where a message means something different in U-Ring and M-Ring
 //! Paxos the variant's doc says so. `wire` encodes these; `proto` never sees bytes.
 
+use super::decided_ids::DecidedIds;
 use super::types::{Batch, Instance, NodeId, ProposalId, Ring, Round, Vid, Vote};
 
 /// What a Phase 2A or a decision carries of the value it is about.
@@ -63,13 +64,23 @@ pub enum Msg {
     Nack { rnd: Round },
 
     /// M-Ring Paxos: the coordinator ip-multicasts (PHASE 2A, c-rnd, c-val, c-vid) to the acceptors and
-    /// the learners (Alg. 2 Task 3).
+    /// the learners (Alg. 2 Task 3), with the ids of values it decided since its last packet in
+    /// `decided` (thesis 3.5.2; see [`DecidedIds`]): each means what a [`Msg::Decision`] without a value
+    /// would.
     ///
     /// U-Ring Paxos: the combined "PHASE 2A/2B" of Alg. 3: sent by the coordinator to its successor and
     /// forwarded by each acceptor that voted, so receiving it means every acceptor before the receiver
     /// on `ring` voted for `c_vid` in `c_rnd`. It names the value by its proposal id when the proposal
-    /// travelled the ring ahead of it (see [`Carried`]), and carries it when it is resent.
-    Phase2A { c_rnd: Round, instance: Instance, c_vid: Vid, c_val: Carried, ring: Ring },
+    /// travelled the ring ahead of it (see [`Carried`]), and carries it when it is resent. `decided`
+    /// is empty (decisions travel the ring on their own).
+    Phase2A {
+        c_rnd: Round,
+        instance: Instance,
+        c_vid: Vid,
+        c_val: Carried,
+        ring: Ring,
+        decided: DecidedIds,
+    },
 
     /// M-Ring Paxos: the Phase 2B vote passed along the ring of acceptors to the coordinator (Alg. 2
     /// Task 5); receiving it means every acceptor before the receiver on `ring` voted.
@@ -77,7 +88,8 @@ pub enum Msg {
 
     /// The decision of `instance`: value id `c_vid` was chosen.
     ///
-    /// - M-Ring Paxos: ip-multicast by the coordinator with `c_val = None` (Alg. 2 Task 5).
+    /// - M-Ring Paxos: ip-multicast by the coordinator with `c_val = None` (Alg. 2 Task 5), when no
+    ///   Phase 2A leaves in the same step to carry it (see [`DecidedIds`]).
     /// - U-Ring Paxos: forwarded along the ring of round `ring.0` (Alg. 3 Task 5): with the value (or
     ///   the id of the proposal that is the value, see [`Carried`]) until the predecessor of the
     ///   coordinator, with the value id only after that. The round lets every process

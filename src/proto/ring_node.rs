@@ -9,7 +9,8 @@
 //!   proposer --Proposal--> c
 //!   c ==Phase2A(c_rnd, i, c_vid, c_val)==> multicast to a1 a2 c L..   (c votes on its own copy)
 //!   a1 --Phase2B--> a2 --Phase2B--> c          (each passes it on only if it voted for c_vid)
-//!   c ==Decision(i, c_vid)==> multicast        (learners match c_vid with the Phase 2A value)
+//!   c ==Phase2A(.., decided: [(i, c_vid)])==>  (the decision rides on the next Phase 2A, else goes
+//!   c ==Decision(i, c_vid)==> multicast          alone; learners match c_vid with the 2A value)
 //!
 //! U-Ring Paxos (f = 2; ring c a1 a2 p q):
 //!   p --Proposal--> q --> c --> a1 --> a2      (once around the ring, ending before p; all keep it)
@@ -34,6 +35,7 @@ use super::action::Action;
 use super::batch_arena::BatchArena;
 use super::config::{ConfigError, NodeConfig, Protocol};
 use super::coordinator::{Coordinator, Proposal2A};
+use super::decided_ids::DecidedIds;
 use super::failure_detector::FailureDetector;
 use super::flow_control::FlowWindow;
 use super::learner::{Learner, LearnerRequest};
@@ -153,6 +155,8 @@ pub struct RingNode {
     last_flow_notice_at: Option<Tick>,
     /// Where the coordinator joins queued proposals into one instance's value; it outlives rounds.
     coordinator_arena: BatchArena,
+    /// M-Ring: decisions of this step, waiting to ride on its next Phase 2A (see [`DecidedIds`]).
+    decided_pending: DecidedIds,
     /// Instances the application can take now (see [`RingNode::set_delivery_room`]).
     delivery_room: u64,
     counters: Counters,
@@ -209,6 +213,7 @@ impl RingNode {
             next_retry_scan_at: now,
             last_flow_notice_at: None,
             coordinator_arena,
+            decided_pending: DecidedIds::NONE,
             delivery_room: u64::MAX,
             counters: Counters::default(),
             now,
@@ -322,7 +327,7 @@ impl RingNode {
     /// Moves every pending action into `out`, after sending what was proposed since the last drain and
     /// opening every instance the window allows.
     /// How many more [`Action::Deliver`]s the application can take (the free slots of its delivery
-    /// queue); unlimited until first called. Decided instances beyond the room wait in the learner,
+    /// queue); unlimited until first called. DecidedIds instances beyond the room wait in the learner,
     /// where they count as backlog for flow control (3.3.6), so an application that falls behind
     /// slows the coordinator down instead of stopping its own process, which must go on voting,
     /// forwarding and sending heartbeats. A larger room delivers what was waiting.
@@ -372,7 +377,11 @@ impl RingNode {
                     self.start_round();
                 }
             }
-            Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring } => {
+            Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided } => {
+                // Decisions of earlier instances first, as if their own messages had come before.
+                for (instance, c_vid) in decided.iter() {
+                    self.learn_decision(instance, c_vid, None);
+                }
                 self.on_phase2a(c_rnd, instance, c_vid, c_val, ring)
             }
             Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
@@ -424,8 +433,14 @@ impl RingNode {
         let real = |instance: &Instance| *instance < Instance::MAX;
         match msg {
             Msg::Phase1A { c_rnd, ring, .. } => fits(c_rnd, ring),
-            Msg::Phase2A { c_rnd, ring, instance, .. }
-            | Msg::Phase2B { c_rnd, ring, instance, .. } => fits(c_rnd, ring) && real(instance),
+            // Only an M-Ring coordinator puts decisions in its Phase 2A.
+            Msg::Phase2A { c_rnd, ring, instance, decided, .. } => {
+                fits(c_rnd, ring)
+                    && real(instance)
+                    && decided.iter().all(|(i, _)| real(&i))
+                    && (self.cfg.protocol == Protocol::MRing || decided.is_empty())
+            }
+            Msg::Phase2B { c_rnd, ring, instance, .. } => fits(c_rnd, ring) && real(instance),
             Msg::Decision { instance, ring, .. } => {
                 real(instance) && ring.as_ref().is_none_or(|(rnd, ring)| fits(rnd, ring))
             }
@@ -475,6 +490,19 @@ impl RingNode {
         self.pump();
         self.open_instances();
         self.pump();
+        // Decisions no Phase 2A of this step carried go out alone, now: none waits for a later one.
+        while !self.decided_pending.is_empty() {
+            self.multicast_pending_decisions();
+            self.pump();
+        }
+    }
+
+    /// M-Ring: multicasts each decision waiting in `decided_pending` on its own.
+    fn multicast_pending_decisions(&mut self) {
+        let pending = std::mem::take(&mut self.decided_pending);
+        for (instance, c_vid) in pending.iter() {
+            self.multicast(Msg::Decision { instance, c_vid, c_val: None, ring: None });
+        }
     }
 
     fn resend_overdue_proposals(&mut self) {
@@ -744,12 +772,17 @@ impl RingNode {
     /// first and passes it on.
     fn send_phase2a(&mut self, p: Proposal2A) {
         let Some(c) = self.coordinator.as_ref() else { return };
+        let decided = match self.cfg.protocol {
+            Protocol::MRing => std::mem::take(&mut self.decided_pending),
+            Protocol::URing => DecidedIds::NONE,
+        };
         let msg = Msg::Phase2A {
             c_rnd: c.c_rnd,
             instance: p.instance,
             c_vid: p.c_vid,
             c_val: p.carried(),
             ring: c.ring,
+            decided,
         };
         match self.cfg.protocol {
             Protocol::MRing => self.multicast(msg),
@@ -856,7 +889,8 @@ impl RingNode {
             // ... the others pass Phase 2A/2B on.
             (Protocol::URing, _) => {
                 if let Some(next) = ring.successor(me) {
-                    self.send(next, Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring });
+                    let decided = DecidedIds::NONE;
+                    self.send(next, Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided });
                 }
             }
         }
@@ -877,7 +911,11 @@ impl RingNode {
             return;
         }
         if ring.last() == me {
-            self.multicast(Msg::Decision { instance, c_vid, c_val: None, ring: None });
+            // DecidedIds: the decision leaves with this step's next Phase 2A, or alone at its end.
+            if self.decided_pending.is_full() {
+                self.multicast_pending_decisions();
+            }
+            self.decided_pending.push(instance, c_vid);
         } else if let Some(next) = ring.successor(me) {
             self.send(next, Msg::Phase2B { c_rnd, instance, c_vid, ring });
         }

@@ -12,6 +12,7 @@
 use bytes::Bytes;
 
 use crate::proto::batch::RunCheck;
+use crate::proto::decided_ids::{DECIDED_IDS_PER_PACKET_MAX, DecidedIds};
 use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{
     Batch, ProposalId, RING_MEMBERS_MAX, Ring, Round, VALUE_OVERHEAD_BYTES, ValueId, Vid, Vote,
@@ -94,6 +95,7 @@ fn read_msg<P: PayloadSource>(r: &mut Reader<'_, P>, kind: Kind) -> Result<Msg, 
             c_vid: read_vid(r, "Phase2A.c_vid")?,
             c_val: read_carried(r, "Phase2A.c_val")?,
             ring: read_ring(r, "Phase2A.ring")?,
+            decided: read_decided(r, "Phase2A.decided")?,
         },
         Kind::Phase2B => Msg::Phase2B {
             c_rnd: read_round(r, "Phase2B.c_rnd")?,
@@ -253,6 +255,23 @@ fn read_bool<P: PayloadSource>(
         1 => Ok(true),
         found => Err(WireError::BadBool { field, found }),
     }
+}
+
+fn read_decided<P: PayloadSource>(
+    r: &mut Reader<'_, P>,
+    field: &'static str,
+) -> Result<DecidedIds, WireError> {
+    let count = r.u8(field)?;
+    if usize::from(count) > DECIDED_IDS_PER_PACKET_MAX {
+        return Err(WireError::TooManyEntries { field, count, max: DECIDED_IDS_PER_PACKET_MAX });
+    }
+    let mut decided = DecidedIds::NONE;
+    for _ in 0..count {
+        let instance = r.u64(field)?;
+        // Cannot fail: the count was checked against the bound above.
+        decided.push(instance, read_vid(r, field)?);
+    }
+    Ok(decided)
 }
 
 fn read_option<'a, P: PayloadSource, T>(

@@ -1,6 +1,7 @@
 //! Message → frame. The body is written once, generically over a [`Sink`], so the byte writer and
 //! the length computation ([`encoded_len`]) cannot disagree.
 
+use crate::proto::decided_ids::DecidedIds;
 use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{Batch, Ring, Round, ValueId, Vid, Vote};
 
@@ -125,12 +126,13 @@ fn put_msg(s: &mut impl Sink, msg: &Msg) {
             }
         }
         Msg::Nack { rnd } => put_round(s, *rnd),
-        Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring } => {
+        Msg::Phase2A { c_rnd, instance, c_vid, c_val, ring, decided } => {
             put_round(s, *c_rnd);
             s.put_u64(*instance);
             put_vid(s, *c_vid);
             put_carried(s, c_val);
             put_ring(s, ring);
+            put_decided(s, decided);
         }
         Msg::Phase2B { c_rnd, instance, c_vid, ring } => {
             put_round(s, *c_rnd);
@@ -201,6 +203,15 @@ fn put_ring(s: &mut impl Sink, ring: &Ring) {
     s.put_u8(u8::try_from(ring.len()).unwrap_or(u8::MAX));
     for &member in ring.members() {
         s.put_u16(member);
+    }
+}
+
+fn put_decided(s: &mut impl Sink, decided: &DecidedIds) {
+    // DecidedIds holds at most DECIDED_IDS_PER_PACKET_MAX (8) entries, so the count always fits the u8.
+    s.put_u8(u8::try_from(decided.len()).unwrap_or(u8::MAX));
+    for (instance, vid) in decided.iter() {
+        s.put_u64(instance);
+        put_vid(s, vid);
     }
 }
 

@@ -52,6 +52,10 @@ pub enum WireError {
     )]
     CountTooLarge { field: &'static str, count: u32, needed_bytes: u64, remaining_bytes: usize },
 
+    /// A bounded list announces more entries than any sender may put in it.
+    #[error("{field}: {count} entries, at most {max} allowed")]
+    TooManyEntries { field: &'static str, count: u8, max: usize },
+
     #[error("{field}: bool byte {found} is neither 0 nor 1")]
     BadBool { field: &'static str, found: u8 },
 

@@ -16,7 +16,7 @@ use super::kind::Kind;
 pub const FRAME_MAGIC: u16 = 0x5252;
 
 /// The format version this build writes and the only one it reads.
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 
 /// magic (2) + version (1) + kind (1) + body_len (4) + crc32 (4).
 pub const FRAME_HEADER_BYTES: usize = 12;

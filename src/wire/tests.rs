@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::proto::decided_ids::{DECIDED_IDS_PER_PACKET_MAX, DecidedIds};
 use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{Batch, ProposalId, Ring, Round, Value, ValueId, Vid, Vote};
 
@@ -71,6 +72,7 @@ fn samples() -> Vec<(u8, Msg)> {
                 c_vid: vid,
                 c_val: batch.clone().into(),
                 ring: ring(&[9, 5, 2]),
+                decided: DecidedIds::NONE,
             },
         ),
         (
@@ -84,6 +86,12 @@ fn samples() -> Vec<(u8, Msg)> {
                     count: 4,
                 }),
                 ring: ring(&[9, 5, 2]),
+                decided: {
+                    let mut d = DecidedIds::NONE;
+                    d.push(40, vid);
+                    d.push(41, Vid { rnd: Round(0x1_0001), seq: 7 });
+                    d
+                },
             },
         ),
         (6, Msg::Phase2B { c_rnd: Round(0x3_0002), instance: 42, c_vid: vid, ring: ring(&[7]) }),
@@ -114,7 +122,7 @@ fn heartbeat_frame_has_exact_bytes() {
     #[rustfmt::skip]
     let expected: &[u8] = &[
         0x52, 0x52,             // magic
-        2,                      // version
+        3,                      // version
         10,                     // kind: Heartbeat
         17, 0, 0, 0,            // body_len
         0x90, 0xb5, 0x6a, 0xa2, // crc32 of the body (IEEE, as zlib computes it)
@@ -132,7 +140,7 @@ fn flow_notice_frame_has_exact_bytes() {
     let msg = Msg::FlowNotice { learner: 0x0203, backlog_instances: 0x0a0b_0c0d };
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x52, 0x52, 2, 11, 6, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5,
+        0x52, 0x52, 3, 11, 6, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5,
         0x03, 0x02,             // learner
         0x0d, 0x0c, 0x0b, 0x0a, // backlog_instances
     ];
@@ -351,6 +359,7 @@ fn a_phase2a_names_a_proposal_by_first_value_id_and_count() {
         c_vid: Vid { rnd: Round(2), seq: 3 },
         c_val: Carried::Proposal(ProposalId { first, count: 4 }),
         ring: ring(&[1]),
+        decided: DecidedIds::NONE,
     };
     #[rustfmt::skip]
     let expected_body: &[u8] = &[
@@ -364,6 +373,7 @@ fn a_phase2a_names_a_proposal_by_first_value_id_and_count() {
         9, 0, 0, 0, 0, 0, 0, 0, // seq
         4, 0, 0, 0,             // count
         1, 1, 0,                // ring
+        0,                      // decided: none
     ];
     let frame = frame_of(&msg);
     assert_eq!(body_of(&frame), expected_body);
@@ -379,6 +389,44 @@ fn a_phase2a_names_a_proposal_by_first_value_id_and_count() {
     assert_eq!(
         decode(&frame_with_body(5, &empty)),
         Err(WireError::EmptyProposal { field: "Phase2A.c_val" })
+    );
+}
+
+#[test]
+fn a_phase2a_carries_the_decisions_of_its_step_and_no_more_than_its_bound() {
+    let mut decided = DecidedIds::NONE;
+    decided.push(5, Vid { rnd: Round(2), seq: 1 });
+    let msg = Msg::Phase2A {
+        c_rnd: Round(2),
+        instance: 7,
+        c_vid: Vid { rnd: Round(2), seq: 3 },
+        c_val: Batch::empty().into(),
+        ring: ring(&[1]),
+        decided,
+    };
+    let frame = frame_of(&msg);
+    #[rustfmt::skip]
+    let decided_bytes: &[u8] = &[
+        1,                      // one decision
+        5, 0, 0, 0, 0, 0, 0, 0, // instance
+        2, 0, 0, 0, 0, 0, 0, 0, // vid.rnd
+        1, 0, 0, 0, 0, 0, 0, 0, // vid.seq
+    ];
+    let body = body_of(&frame);
+    assert_eq!(&body[body.len() - decided_bytes.len()..], decided_bytes);
+    assert_eq!(decode(&frame), Ok((msg, frame.len())));
+
+    // A count over the bound is refused before any entry is read.
+    let mut too_many = body[..body.len() - decided_bytes.len()].to_vec();
+    too_many.push(DECIDED_IDS_PER_PACKET_MAX as u8 + 1);
+    too_many.extend(std::iter::repeat_n(0, 24 * (DECIDED_IDS_PER_PACKET_MAX + 1)));
+    assert_eq!(
+        decode(&frame_with_body(5, &too_many)),
+        Err(WireError::TooManyEntries {
+            field: "Phase2A.decided",
+            count: DECIDED_IDS_PER_PACKET_MAX as u8 + 1,
+            max: DECIDED_IDS_PER_PACKET_MAX
+        })
     );
 }
 
