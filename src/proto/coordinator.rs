@@ -13,7 +13,10 @@
 //! (straight from a proposer whose view of the ring differs, or queued under an earlier round) are
 //! batched together and carried, as in M-Ring Paxos.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// Seeded per process, and far cheaper than SipHash per proposal (see `proposal_store`).
+use foldhash::{HashSet, HashSetExt};
 
 use super::batch_arena::BatchArena;
 use super::config::{ClusterConfig, ValueChoice};

@@ -6,7 +6,10 @@
 //! seqs above it. Proposers number values densely and values are mostly decided in order, so the set
 //! above the watermark stays small.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+// Seeded per process, and far cheaper than SipHash per delivered run (see `proposal_store`).
+use foldhash::HashMap;
 
 use super::types::{NodeId, ValueId};
 

@@ -13,7 +13,9 @@
 //! that cannot find a proposal does not vote, the coordinator resends Phase 2A with the value, and a
 //! learner that cannot find it treats the instance as a gap (3.3.4).
 
-use std::collections::HashMap;
+// Keyed by ids a peer chose: foldhash is seeded per process (so crafted ids cannot aim at one
+// bucket) and, unlike SipHash, cheap enough for one lookup per proposal on every process.
+use foldhash::{HashMap, HashMapExt};
 
 use super::types::{Batch, ProposalId, Tick};
 
