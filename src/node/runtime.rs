@@ -179,13 +179,17 @@ impl Runtime {
         let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());
         let mut delivered_values: u64 = 0;
         let mut room_freed = false;
+        // The core's pending values when it last refused a proposal: until some of them are
+        // delivered it has no room, so the queued proposals give no reason to poll without waiting.
+        let mut refused_at_pending: Option<usize> = None;
 
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = self.now();
             // Every delivery of this iteration fits: the application only frees slots meanwhile.
             self.core.set_delivery_room(now, self.deliveries.slots());
             self.links.connect_due(now, &mut self.reactor);
-            let timeout = if !self.proposals.is_empty() || room_freed {
+            let core_may_take = refused_at_pending.is_none_or(|p| self.core.pending_values() < p);
+            let timeout = if (!self.proposals.is_empty() && core_may_take) || room_freed {
                 Duration::ZERO
             } else {
                 Duration::from_micros(timer_at.saturating_sub(now)).min(IDLE_WAIT_MAX)
@@ -217,10 +221,13 @@ impl Runtime {
                 timer_at = now + self.core.config().tick_interval_us;
                 self.core.on_tick(now);
             }
+            refused_at_pending = None;
             for _ in 0..PROPOSALS_PER_ITERATION_MAX {
                 let Ok(payload) = self.proposals.peek() else { break };
                 if self.core.propose(now, payload).is_err() {
-                    break; // back-pressure: the value stays queued until the core has room
+                    // Back-pressure: the value stays queued until the core has room.
+                    refused_at_pending = Some(self.core.pending_values());
+                    break;
                 }
                 let _ = self.proposals.pop();
             }
