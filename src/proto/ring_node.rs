@@ -327,7 +327,7 @@ impl RingNode {
     /// Moves every pending action into `out`, after sending what was proposed since the last drain and
     /// opening every instance the window allows.
     /// How many more [`Action::Deliver`]s the application can take (the free slots of its delivery
-    /// queue); unlimited until first called. DecidedIds instances beyond the room wait in the learner,
+    /// queue); unlimited until first called. Decided instances beyond the room wait in the learner,
     /// where they count as backlog for flow control (3.3.6), so an application that falls behind
     /// slows the coordinator down instead of stopping its own process, which must go on voting,
     /// forwarding and sending heartbeats. A larger room delivers what was waiting.
@@ -911,7 +911,7 @@ impl RingNode {
             return;
         }
         if ring.last() == me {
-            // DecidedIds: the decision leaves with this step's next Phase 2A, or alone at its end.
+            // Decided: the decision leaves with this step's next Phase 2A, or alone at its end.
             if self.decided_pending.is_full() {
                 self.multicast_pending_decisions();
             }

@@ -207,7 +207,7 @@ fn put_ring(s: &mut impl Sink, ring: &Ring) {
 }
 
 fn put_decided(s: &mut impl Sink, decided: &DecidedIds) {
-    // DecidedIds holds at most DECIDED_IDS_PER_PACKET_MAX (8) entries, so the count always fits the u8.
+    // A DecidedIds holds at most DECIDED_IDS_PER_PACKET_MAX (8) entries: the count fits the u8.
     s.put_u8(u8::try_from(decided.len()).unwrap_or(u8::MAX));
     for (instance, vid) in decided.iter() {
         s.put_u64(instance);
