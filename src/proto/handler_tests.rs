@@ -16,7 +16,12 @@ fn config(id: NodeId, protocol: Protocol, f: usize, nodes: u16) -> NodeConfig {
 }
 
 fn node(id: NodeId, protocol: Protocol, f: usize, nodes: u16) -> RingNode {
-    let mut n = RingNode::new(config(id, protocol, f, nodes), 0, Boot::Fresh).unwrap();
+    node_with(config(id, protocol, f, nodes))
+}
+
+/// A freshly started node of configuration `cfg`, its start-up actions drained.
+fn node_with(cfg: NodeConfig) -> RingNode {
+    let mut n = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
     drain(&mut n);
     n
 }
@@ -337,8 +342,7 @@ fn a_new_coordinator_reproposes_the_value_of_the_highest_v_rnd_and_fills_holes()
 fn an_acceptor_reports_a_large_log_in_pieces_of_bounded_bytes() {
     let mut cfg = config(1, Protocol::MRing, 1, 4);
     cfg.phase1b_bytes_max = 50; // two 22-byte batches fit, three do not
-    let mut a = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
-    drain(&mut a);
+    let mut a = node_with(cfg);
     let (old, m_ring) = (r(1, 0), ring(&[1, 0]));
     let vals: Vec<Batch> = (0..3).map(|i| batch(&[value(3, i)])).collect();
     for (i, val) in vals.iter().enumerate() {
@@ -527,8 +531,7 @@ fn a_value_decided_twice_in_two_instances_is_delivered_once() {
 fn decisions_beyond_the_applications_room_wait_count_as_backlog_and_flow_once_there_is_room() {
     let mut cfg = config(3, Protocol::MRing, 1, 4);
     cfg.flow_backlog_instances_max = 1;
-    let mut l = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
-    drain(&mut l);
+    let mut l = node_with(cfg);
     l.set_delivery_room(0, 1);
     let c_rnd = r(1, 0);
     let vals: Vec<Batch> = (0..3).map(|s| batch(&[value(1, s)])).collect();
@@ -816,8 +819,7 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
 fn a_trimmed_instance_is_neither_voted_nor_retransmitted_and_phase1b_says_where_the_log_starts() {
     let mut cfg = config(1, Protocol::URing, 1, 3);
     cfg.gc_retain_instances = 5;
-    let mut a = RingNode::new(cfg, 0, Boot::Fresh).unwrap();
-    drain(&mut a);
+    let mut a = node_with(cfg);
     let u_ring = ring(&[0, 1, 2]);
     let c_rnd = r(1, 0);
     for i in 0..20 {
