@@ -44,10 +44,17 @@ pub fn three_node_cluster_toml(
     s
 }
 
-/// The processes a test started; each is killed (by its pid, `Child::kill`) and reaped on drop,
-/// so a failing test leaves none running. A slot is `None` once the test took the child itself.
+/// The processes a test started; each is stopped (by its pid) and reaped on drop, so a failing
+/// test leaves none running. A slot is `None` once the test took the child itself.
+///
+/// While the test thread is panicking the nodes first get SIGTERM and a moment to print their
+/// counters on the way out (`ringsmr node` does on SIGTERM), which is what tells a stalled run from
+/// a slow one; after that, or at once when the test passed, SIGKILL.
 #[derive(Default)]
 pub struct Children(pub Vec<Option<Child>>);
+
+/// How long a failed test's nodes get to print their counters.
+const LAST_WORDS: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Children {
     pub fn push(&mut self, child: Child) {
@@ -57,6 +64,22 @@ impl Children {
 
 impl Drop for Children {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for c in self.0.iter_mut().flatten() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let deadline = std::time::Instant::now() + LAST_WORDS;
+            for c in self.0.iter_mut().flatten() {
+                while std::time::Instant::now() < deadline
+                    && c.try_wait().is_ok_and(|s| s.is_none())
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
         for c in self.0.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
@@ -68,9 +91,12 @@ impl Drop for Children {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    /// A fresh directory named after this test process and `tag`.
+    /// A fresh directory named after this test process, `tag` and a count, so tests that run at
+    /// the same time with the same tag (two clusters of one protocol and backend) never share one.
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ringsmr-{tag}-{}", std::process::id()));
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ringsmr-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
