@@ -220,6 +220,23 @@ impl Reactor {
         dispatch!(self, d => d.add_udp(socket))
     }
 
+    /// Joins (`true`) or leaves (`false`) the multicast group of a socket added by
+    /// [`Reactor::add_multicast`]; the socket keeps its port and stays registered either way.
+    pub fn set_multicast_membership(
+        &mut self,
+        udp: UdpId,
+        opts: &MulticastOptions,
+        joined: bool,
+    ) -> io::Result<()> {
+        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        if joined {
+            socket.join_multicast_v4(opts.group.ip(), &opts.interface)
+        } else {
+            socket.leave_multicast_v4(opts.group.ip(), &opts.interface)
+        }
+    }
+
     /// Sends one datagram now. UDP sends on a non-blocking socket complete at once (the kernel copies
     /// the datagram or drops it), so both backends issue them directly rather than holding a buffer per
     /// datagram in flight. A full socket buffer drops the datagram, which loss recovery (3.3.4) repairs.

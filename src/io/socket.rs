@@ -113,6 +113,10 @@ pub fn multicast_socket(opts: MulticastOptions, sock: SocketOptions) -> io::Resu
     socket.set_multicast_if_v4(&opts.interface)?;
     socket.set_multicast_ttl_v4(opts.ttl)?;
     socket.set_multicast_loop_v4(opts.loopback)?;
+    // Linux's default (IP_MULTICAST_ALL) hands a socket bound to the group's address the group's
+    // datagrams whenever any socket on the host has joined it, so leaving the group would change
+    // nothing. Off, a socket receives exactly the groups it is in (see `node::multicast_link`).
+    socket.set_multicast_all_v4(false)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

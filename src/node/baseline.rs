@@ -352,6 +352,11 @@ impl MulticastStage {
         let started = Instant::now();
         let give_up_at = give_up_at(started, duration);
         let mut window = (role == MulticastRole::Receiver).then(|| Window::new(duration));
+        if role == MulticastRole::Sender {
+            // The sender does not receive its own datagrams, as M-Ring's coordinator does not
+            // (`node::multicast_link`): the kernel's looped-back copy would only cost it time.
+            self.reactor.set_multicast_membership(self.udp, &self.group, false)?;
+        }
         loop {
             match turn(&mut window, &inputs, stop, give_up_at) {
                 Turn::Done(report) => return report,

@@ -32,6 +32,7 @@ use crate::proto::{Boot, Counters, RingNode};
 
 use super::config::{ClusterFile, ClusterFileError};
 use super::links::Links;
+use super::multicast_link::MulticastLink;
 use super::runtime::{Runtime, RuntimeCounters};
 
 /// One delivered value: the instance that decided it, its identity and its payload.
@@ -173,7 +174,7 @@ impl Node {
         let multicast = match cluster.multicast_options() {
             Some(m) if cluster.protocol == super::config::ProtocolName::Mring => {
                 let udp = reactor.add_multicast(m, limits.socket)?;
-                Some((udp, std::net::SocketAddr::V4(m.group)))
+                Some(MulticastLink::joined(udp, m))
             }
             _ => None,
         };

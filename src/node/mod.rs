@@ -14,6 +14,7 @@ mod handle;
 pub mod histogram;
 mod links;
 pub mod load;
+mod multicast_link;
 mod runtime;
 
 pub use bench::{BenchError, BenchSpec, run_bench};

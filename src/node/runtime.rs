@@ -28,6 +28,7 @@ use crate::wire::{self, HELLO_BYTES, Hello};
 
 use super::handle::{DeliveredBatch, NodeReport, Shared};
 use super::links::{LinkRole, Links};
+use super::multicast_link::MulticastLink;
 
 /// Proposals taken from the application per loop iteration, so a flood of them cannot starve the
 /// network.
@@ -48,6 +49,11 @@ pub struct RuntimeCounters {
     pub sends_overflowed: u64,
     /// Multicasts the kernel did not take.
     pub multicasts_failed: u64,
+    /// Our own multicasts the kernel looped back to us (the coordinator leaves the group so that it
+    /// gets none; see `node::multicast_link`).
+    pub own_datagrams: u64,
+    /// Joins and leaves of the multicast group the kernel refused.
+    pub membership_failures: u64,
 }
 
 pub(crate) struct Runtime {
@@ -56,7 +62,7 @@ pub(crate) struct Runtime {
     pub links: Links,
     pub cluster_id: u32,
     pub started: Instant,
-    pub multicast: Option<(UdpId, SocketAddr)>,
+    pub multicast: Option<MulticastLink>,
     pub proposals: rtrb::Consumer<Bytes>,
     pub deliveries: rtrb::Producer<DeliveredBatch>,
     pub shared: Arc<Shared>,
@@ -146,7 +152,10 @@ impl Handler for Inputs<'_> {
             }
         };
         if hello.from == self.me {
-            return; // our own multicast, looped back: the core already handled its copy
+            // Our own multicast, looped back: the core already handled its copy. Only a node that
+            // has stopped coordinating (and joined the group again) sees these.
+            self.counters.own_datagrams += 1;
+            return;
         }
         // Decoded in place: the batch a Phase 2A carries is a slice of the receive buffer.
         match wire::decode_bytes(&datagram.slice(HELLO_BYTES..)) {
@@ -232,6 +241,16 @@ impl Runtime {
                 let _ = self.proposals.pop();
             }
 
+            // Before this step's multicasts go out: a node that has just become coordinator
+            // leaves the group before its first Phase 2A could come back to it.
+            if let Some(link) = self.multicast.as_mut()
+                && let Err(e) = link.follow_role(&mut self.reactor, self.core.has_coordinator())
+            {
+                counters.membership_failures += 1;
+                if counters.membership_failures == 1 {
+                    eprintln!("ringsmr: node {me}: {e}");
+                }
+            }
             self.core.drain_actions(&mut actions);
             let mut delivered_now = false;
             for action in actions.drain(..) {
@@ -251,10 +270,11 @@ impl Runtime {
                         }
                     }
                     Action::Multicast { msg } => {
-                        let Some((udp, group)) = self.multicast else {
+                        let Some(link) = self.multicast.as_ref() else {
                             counters.multicasts_failed += 1;
                             continue;
                         };
+                        let (udp, group) = (link.udp, link.group());
                         datagram.clear();
                         datagram.extend_from_slice(&hello);
                         wire::encode(&msg, &mut datagram);

@@ -245,6 +245,12 @@ impl RingNode {
         self.coordinator.as_ref().filter(|c| !c.in_phase1()).map(|c| c.c_rnd)
     }
 
+    /// Whether this process runs a coordinator, in Phase 1 or after it: only then does it send Phase
+    /// 2A (Phase 1 may already re-propose what it found) and, in M-Ring Paxos, multicast.
+    pub fn has_coordinator(&self) -> bool {
+        self.coordinator.is_some()
+    }
+
     /// Instances open at this process' coordinator and values queued there (0, 0 when not coordinating).
     pub fn coordinator_load(&self) -> (usize, usize) {
         self.coordinator.as_ref().map_or((0, 0), |c| (c.open_instances(), c.queued_values()))
