@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ringsmr::io::BackendChoice;
+use ringsmr::io::scheduling::Scheduling;
 use ringsmr::node::{
     BenchSpec, ClusterFile, ControlServer, LoadSpec, Node, NodeOptions, ProtocolName, Role,
     StreamChecksum, StreamTrace, Workload, run_bench, run_local as run_load,
@@ -193,6 +194,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if !matches!(cli.command, Command::Sim { .. }) {
+        // Before any thread starts, so nodes, the load generator and the baseline all inherit it.
+        let scheduling = Scheduling::from_env()?;
+        if let Err(e) = scheduling.apply_to_current_thread() {
+            eprintln!(
+                "ringsmr: warning: scheduling policy {} refused ({e}); running under the default",
+                scheduling.name()
+            );
+        }
+    }
     match cli.command {
         Command::Sim { protocol, seeds, first_seed, seed, f, verbose } => {
             run_sim(protocol, seeds, first_seed, seed, f, verbose)

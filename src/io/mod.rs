@@ -18,6 +18,7 @@ pub mod buffer;
 mod epoll;
 pub mod pin;
 mod reactor;
+pub mod scheduling;
 mod slots;
 pub mod socket;
 mod uring;

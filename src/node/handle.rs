@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::io::scheduling::Scheduling;
 use crate::io::{BackendChoice, IoError, Limits, Reactor, Waker};
 use crate::proto::types::{Batch, Instance, IntoValues, NodeId, ValueId};
 use crate::proto::{Boot, Counters, RingNode};
@@ -57,6 +58,9 @@ pub struct NodeOptions {
     pub backend: BackendChoice,
     /// Pin the node's thread to this core.
     pub core: Option<usize>,
+    /// The kernel's scheduling policy for the node's thread (`io::scheduling`); `None` keeps the
+    /// policy of the thread that starts the node.
+    pub scheduling: Option<Scheduling>,
     /// Values the application may queue before `propose` pushes back.
     pub proposals_capacity: usize,
     /// Delivered batches (one per instance, up to `batch_bytes` each) the node may queue before it
@@ -69,6 +73,7 @@ impl Default for NodeOptions {
         NodeOptions {
             backend: BackendChoice::Auto,
             core: None,
+            scheduling: None,
             proposals_capacity: 65_536,
             deliveries_capacity: 16_384,
         }
@@ -144,6 +149,7 @@ pub struct Node {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<NodeReport>>,
     backend: &'static str,
+    scheduling: Option<Scheduling>,
 }
 
 /// Each start of a process is a new incarnation of its proposer (`ValueId::incarnation`). A restarted
@@ -202,6 +208,9 @@ impl Node {
             shared: Arc::clone(&shared),
         };
         let core_to_pin = opts.core;
+        let scheduling = opts.scheduling;
+        // A new thread inherits the policy of the thread that creates it.
+        let node_scheduling = scheduling.or_else(Scheduling::of_current_thread);
         let shared_by_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("ringsmr-node-{id}"))
@@ -212,6 +221,11 @@ impl Node {
                     && let Err(e) = crate::io::pin::pin_current_thread(c)
                 {
                     eprintln!("ringsmr: node {id}: not pinned to core {c}: {e}");
+                }
+                if let Some(s) = scheduling
+                    && let Err(e) = s.apply_to_current_thread()
+                {
+                    eprintln!("ringsmr: node {id}: scheduling policy {} refused: {e}", s.name());
                 }
                 runtime.run()
             })
@@ -225,6 +239,7 @@ impl Node {
             shared,
             thread: Some(thread),
             backend,
+            scheduling: node_scheduling,
         })
     }
 
@@ -235,6 +250,11 @@ impl Node {
     /// `"io_uring"` or `"epoll"`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The scheduling policy of the node's thread (`None`: one other than `batch` and `normal`).
+    pub fn scheduling(&self) -> Option<Scheduling> {
+        self.scheduling
     }
 
     /// Queues a value for ordering. Refuses (handing the value back) when the queue is full.

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunks::ChunkPool;
 use crate::io::BackendChoice;
 use crate::io::pin::allowed_cores;
+use crate::io::scheduling::Scheduling;
 use crate::proto::types::{NodeId, VALUE_OVERHEAD_BYTES, ValueId};
 
 use super::baseline;
@@ -121,6 +122,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct NodeLoadReport {
     pub node: NodeId,
     pub backend: String,
+    /// The scheduling policy of the node's thread (`io::scheduling`: `batch`, `normal`, or `other`).
+    #[serde(default)]
+    pub scheduling: String,
     pub proposer: bool,
     pub learner: bool,
     /// Values (of every proposer) delivered during the run's duration.
@@ -148,6 +152,8 @@ pub struct LoadReport {
     pub secs: f64,
     /// The nodes' I/O backend; several, comma-separated, when the nodes differ.
     pub io_backend: String,
+    /// The nodes' scheduling policy; several, comma-separated, when the nodes differ.
+    pub scheduling: String,
     pub delivered_msgs: u64,
     pub delivered_bytes: u64,
     pub latency_us: Histogram,
@@ -182,6 +188,7 @@ impl LoadReport {
             "batch_bytes": self.batch_bytes,
             "secs": self.secs,
             "io_backend": self.io_backend,
+            "scheduling": self.scheduling,
             "delivered_msgs": self.delivered_msgs,
             "delivered_bytes": self.delivered_bytes,
             "msgs_per_s": self.msgs_per_s(),
@@ -206,7 +213,7 @@ impl LoadReport {
     pub fn table(&self) -> String {
         let l = &self.latency_us;
         let mut s = format!(
-            "protocol      {} ({} nodes, one ring, {} cores, backend {})\n\
+            "protocol      {} ({} nodes, one ring, {} cores, backend {}, scheduling {})\n\
              workload      {} B payloads, batches up to {} B, {:.1} s\n\
              throughput    {:.1} Mbit/s   {:.0} msgs/s   ({} values delivered)\n\
              latency       p50 {} us   p99 {} us   p999 {} us   max {} us\n",
@@ -214,6 +221,7 @@ impl LoadReport {
             self.nodes,
             allowed_cores().len(),
             self.io_backend,
+            self.scheduling,
             self.payload_bytes,
             self.batch_bytes,
             self.secs,
@@ -265,12 +273,15 @@ pub fn merge(
         latency_us.merge(&r.latency_us);
     }
     let counted = nodes.iter().find(|r| r.learner);
-    let mut backends: Vec<&str> = Vec::new();
-    for r in nodes {
-        if !backends.contains(&r.backend.as_str()) {
-            backends.push(&r.backend);
+    let distinct = |field: fn(&NodeLoadReport) -> &str| {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in nodes {
+            if !seen.contains(&field(r)) {
+                seen.push(field(r));
+            }
         }
-    }
+        seen.join(",")
+    };
     let learners: Vec<&[Checkpoint]> =
         nodes.iter().filter(|r| r.learner).map(|r| r.checkpoints.as_slice()).collect();
     LoadReport {
@@ -282,7 +293,8 @@ pub fn merge(
         payload_bytes,
         batch_bytes: cluster.batch_bytes,
         secs: counted.map_or(0.0, |r| r.secs),
-        io_backend: backends.join(","),
+        io_backend: distinct(|r| &r.backend),
+        scheduling: distinct(|r| &r.scheduling),
         delivered_msgs: counted.map_or(0, |r| r.delivered_msgs),
         delivered_bytes: counted.map_or(0, |r| r.delivered_bytes),
         latency_us,
@@ -467,6 +479,7 @@ impl<'a> NodeLoad<'a> {
         NodeLoadReport {
             node: self.node.id(),
             backend: self.node.backend().to_string(),
+            scheduling: self.node.scheduling().map_or("other", Scheduling::name).to_string(),
             proposer: self.proposer,
             learner: self.learner,
             delivered_msgs: self.delivered_msgs,
@@ -667,6 +680,7 @@ mod tests {
         NodeLoadReport {
             node,
             backend: if node == 2 { "io_uring" } else { "epoll" }.into(),
+            scheduling: "batch".into(),
             proposer: true,
             learner,
             delivered_msgs: msgs,
@@ -686,6 +700,7 @@ mod tests {
         assert_eq!((r.delivered_msgs, r.delivered_bytes, r.secs), (500, 500_000, 2.0));
         assert_eq!((r.latency_us.count(), r.latency_us.max()), (3, 300));
         assert_eq!(r.io_backend, "epoll,io_uring");
+        assert_eq!(r.scheduling, "batch");
         assert_eq!(r.orders, PrefixComparison { compared_values: 1024, agree: Some(true) });
         assert_eq!(r.efficiency(), Some(2.0 / 8.0));
         let json = r.to_json();
