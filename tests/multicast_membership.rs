@@ -12,7 +12,7 @@
 //! Both need multicast on a loopback: each moves its own thread (and the threads it starts) into a
 //! network namespace it creates, and skips where it may not.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +20,8 @@ use ringsmr::io::buffer::InBuf;
 use ringsmr::io::socket::{MulticastOptions, SocketOptions};
 use ringsmr::io::{BackendChoice, ConnId, Handler, Limits, Reactor, Received, UdpId};
 use ringsmr::node::{ClusterFile, Node, NodeOptions, ProtocolName};
+use ringsmr::proto::Msg;
+use ringsmr::wire::{self, Hello};
 
 mod common;
 
@@ -162,4 +164,55 @@ fn the_coordinator_of_an_m_ring_cluster_receives_none_of_its_own_multicasts() {
         assert_eq!(r.runtime.own_datagrams, 0, "node {i} received its own multicasts");
         assert_eq!(r.runtime.membership_failures, 0, "node {i}");
     }
+}
+
+/// One datagram carries the sender's hello and then any number of whole frames (the runtime packs a
+/// step's small multicasts together): a receiver takes every frame, and a frame that does not
+/// decode ends the datagram and is counted, the frames before it standing.
+#[test]
+fn a_datagram_of_several_frames_is_taken_whole_and_a_bad_tail_is_counted() {
+    let Some(_ns) = enter_namespace("mcast-frames") else { return };
+    let cluster = ClusterFile::local_on_free_ports(ProtocolName::Mring, 3, 1).unwrap();
+    let group = cluster.multicast_options().unwrap();
+    let mut nodes: Vec<Node> =
+        (0..3).map(|id| Node::start(&cluster, id, NodeOptions::default()).unwrap()).collect();
+    // Wait until the cluster orders values, so every node's socket is up and in the group.
+    let deadline = Instant::now() + TIMEOUT;
+    nodes[0].propose(Bytes::from_static(b"warm-up value")).unwrap();
+    while (0..3).any(|i| nodes[i].delivered_values() == 0) {
+        assert!(Instant::now() < deadline, "the cluster did not deliver its first value");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for node in nodes.iter_mut() {
+        while node.try_recv().is_some() {}
+    }
+
+    // As node 1 would send them: two heartbeats in one datagram, then one followed by garbage.
+    let heartbeat = Msg::Heartbeat { acceptor_ready: true, decided_below: 0, applied_below: 0 };
+    let hello = Hello { cluster_id: cluster.cluster_id, from: 1 }.encode();
+    let mut two_frames = hello.to_vec();
+    wire::encode(&heartbeat, &mut two_frames);
+    wire::encode(&heartbeat, &mut two_frames);
+    let mut bad_tail = hello.to_vec();
+    wire::encode(&heartbeat, &mut bad_tail);
+    bad_tail.extend_from_slice(b"not a frame");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_multicast_loop_v4(true).unwrap();
+    socket.send_to(&two_frames, group.group).unwrap();
+    socket.send_to(&bad_tail, group.group).unwrap();
+    // A value ordered after both datagrams were sent shows that node 2 has handled them: on
+    // loopback a multicast is queued at every member within the sender's `sendto`, so they are
+    // ahead of the coordinator's Phase 2A for it in node 2's socket.
+    nodes[1].propose(Bytes::from_static(b"after the datagrams")).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while (0..3).any(|i| nodes[i].delivered_values() < 2) {
+        assert!(Instant::now() < deadline, "the cluster stopped delivering");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reports: Vec<_> = nodes.into_iter().map(Node::stop).collect();
+    // Node 2 took both (node 1 takes them for its own, and the coordinator is not in the group).
+    let r = &reports[2];
+    assert_eq!(r.core.rounds_started, 0, "node 2 coordinated: the test cannot tell");
+    assert_eq!(r.runtime.malformed_datagrams, 1, "only the bad tail is malformed");
+    assert_eq!(r.core.malformed_dropped, 0);
 }

@@ -6,12 +6,20 @@
 //!   poll the reactor ──> frames decoded ──> RingNode::on_message
 //!   timer due        ──> RingNode::on_tick
 //!   proposals ring   ──> RingNode::propose        (until the core pushes back)
-//!   drain actions: Send -> outbox of the link to `to`;  Multicast -> one datagram;
+//!   drain actions: Send -> outbox of the link to `to`;  Multicast -> into the datagram being
+//!                  filled (a new one when the next frame would overflow it, see below);
 //!                  Deliver -> deliveries ring (a batch per instance);     SetTimer -> next wake-up
 //!   (the core delivers no more batches than the deliveries ring has room for: a slow application
 //!    slows the coordinator through flow control, never this loop)
-//!   flush: every send of this iteration in one submission
+//!   flush: every send of this iteration in one submission (and the last datagram)
 //! ```
+//!
+//! A datagram carries the sender's hello and then one or more frames. The frames of one step's
+//! multicasts share datagrams up to the configured batch bytes (thesis 3.5.2: M-Ring's packet is the
+//! batch, 8 KB): a Phase 2A whose batch fills a datagram goes alone, but the decisions left over at
+//! the end of a step, 50 bytes each, used to go out as a datagram apiece, and every datagram costs
+//! the sender a socket buffer and each receiver a wake-up whatever its size. Receivers decode frames
+//! until the datagram ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +55,7 @@ pub struct RuntimeCounters {
     pub sends_unconnected: u64,
     /// Messages not sent because the link's send buffer was full.
     pub sends_overflowed: u64,
-    /// Multicasts the kernel did not take.
+    /// Multicast datagrams the kernel did not take.
     pub multicasts_failed: u64,
     /// Our own multicasts the kernel looped back to us (the coordinator leaves the group so that it
     /// gets none; see `node::multicast_link`).
@@ -157,12 +165,24 @@ impl Handler for Inputs<'_> {
             self.counters.own_datagrams += 1;
             return;
         }
-        // Decoded in place: the batch a Phase 2A carries is a slice of the receive buffer.
-        match wire::decode_bytes(&datagram.slice(HELLO_BYTES..)) {
-            Ok((msg, n)) if n == datagram.len() - HELLO_BYTES => {
-                self.core.on_message(self.now, hello.from, msg)
+        // Decoded in place: the batch a Phase 2A carries is a slice of the receive buffer. A frame
+        // that does not decode ends the datagram (its length cannot be trusted); the frames before
+        // it were whole and stand.
+        let mut rest = datagram.slice(HELLO_BYTES..);
+        if rest.is_empty() {
+            self.counters.malformed_datagrams += 1;
+        }
+        while !rest.is_empty() {
+            match wire::decode_bytes(&rest) {
+                Ok((msg, n)) => {
+                    self.core.on_message(self.now, hello.from, msg);
+                    rest = rest.slice(n..);
+                }
+                Err(_) => {
+                    self.counters.malformed_datagrams += 1;
+                    break;
+                }
             }
-            _ => self.counters.malformed_datagrams += 1,
         }
     }
 
@@ -183,7 +203,9 @@ impl Runtime {
         let mut counters = RuntimeCounters::default();
         let mut actions: Vec<Action> =
             Vec::with_capacity(crate::proto::ring_node::ACTIONS_CAPACITY);
+        // The multicast datagram being filled: our hello, then whole frames.
         let mut datagram: Vec<u8> = Vec::with_capacity(wire::FRAME_BODY_BYTES_MAX);
+        let datagram_bytes_max = self.core.config().batch_bytes_max;
         let mut timer_at: Tick = 0;
         let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());
         let mut delivered_values: u64 = 0;
@@ -274,13 +296,16 @@ impl Runtime {
                             counters.multicasts_failed += 1;
                             continue;
                         };
-                        let (udp, group) = (link.udp, link.group());
-                        datagram.clear();
-                        datagram.extend_from_slice(&hello);
-                        wire::encode(&msg, &mut datagram);
-                        if self.reactor.send_datagram(udp, &datagram, group).is_err() {
-                            counters.multicasts_failed += 1;
+                        let frame_bytes = wire::encoded_len(&msg);
+                        if datagram.len() > HELLO_BYTES
+                            && datagram.len() + frame_bytes > datagram_bytes_max
+                        {
+                            send_datagram(&mut self.reactor, link, &mut datagram, &mut counters);
                         }
+                        if datagram.is_empty() {
+                            datagram.extend_from_slice(&hello);
+                        }
+                        wire::encode(&msg, &mut datagram);
                     }
                     Action::Deliver { instance, values } => {
                         delivered_values += values.len() as u64;
@@ -296,6 +321,11 @@ impl Runtime {
                         );
                     }
                 }
+            }
+            if let Some(link) = self.multicast.as_ref()
+                && !datagram.is_empty()
+            {
+                send_datagram(&mut self.reactor, link, &mut datagram, &mut counters);
             }
             self.reactor.flush();
             // Out of room, decided instances may wait: the application's next take wakes us. One
@@ -322,4 +352,17 @@ impl Runtime {
             links_lost: self.links.links_lost,
         }
     }
+}
+
+/// Multicasts the datagram filled so far and empties it.
+fn send_datagram(
+    reactor: &mut Reactor,
+    link: &MulticastLink,
+    datagram: &mut Vec<u8>,
+    counters: &mut RuntimeCounters,
+) {
+    if reactor.send_datagram(link.udp, datagram, link.group()).is_err() {
+        counters.multicasts_failed += 1;
+    }
+    datagram.clear();
 }

@@ -6,8 +6,8 @@
 //! decision multicast on its own costs every receiver a datagram and a wake-up for a few dozen
 //! bytes; under load the coordinator multicasts a Phase 2A at about the rate it decides, so the
 //! decisions of one step ride on the Phase 2A that step sends, and only those no Phase 2A was there
-//! for go out alone (see `RingNode::flush`). Decisions wait for nothing: they leave in the same step
-//! either way.
+//! for go out alone (see `RingNode::flush`; the node runtime then packs those into as few datagrams
+//! as it can). Decisions wait for nothing: they leave in the same step either way.
 //!
 //! The list is inline and bounded ([`DECIDED_IDS_PER_PACKET_MAX`]) so that a message holding it stays a
 //! plain value: building, copying and decoding one allocates nothing.

@@ -1,6 +1,7 @@
 //! The first bytes on every TCP link and the prefix of every multicast datagram: who is speaking, in
 //! which cluster. A frame does not name its sender (on a ring link the connection does), so a link
-//! opens with a `Hello` and each datagram carries one.
+//! opens with a `Hello` and each datagram carries one, followed by one or more whole frames (see
+//! `node::runtime`: a step's small multicasts share a datagram).
 //!
 //! ```text
 //! magic u16 = 0x4852 ("RH") | version u8 = 1 | reserved u8 = 0 | cluster_id u32 | from u16 | reserved u16 = 0
