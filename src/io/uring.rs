@@ -7,6 +7,17 @@
 //! and neither is touched until the completion arrives. A connection that closes with operations in
 //! flight cancels them and keeps its slot (and so its buffers) until the last one completed.
 //!
+//! Why lent buffers, not provided buffers with multishot receive. A provided-buffer ring hands the
+//! kernel fixed-size buffers to fill in the order it likes. On a TCP link a frame then straddles two
+//! buffers and has to be copied to become one batch, and a buffer cannot go back to the ring while a
+//! batch decoded from it is still held (acceptors keep decided batches until garbage collection,
+//! 3.3.7), so the ring would have to be refilled with fresh chunks anyway: what lending the spare
+//! tail of a chunked [`InBuf`] does, without the copies. For multicast datagrams, where multishot
+//! would save a submission per datagram, taking every queued datagram after each completion (what
+//! it would give) did not move M-Ring throughput (2,189 Mbit/s with it, 2,148 without;
+//! `bench/RESULTS.md`, sixth session): a datagram's cost is in the kernel's sending and delivering
+//! it.
+//!
 //! Bounds: at most three operations per connection are in flight (connect, receive, send), plus one
 //! accept per listener, `UDP_RECVS_PER_SOCKET` receives per UDP socket and the waker's poll. The rings
 //! are sized above that sum, so the submission queue is never full and the completion queue never
