@@ -15,11 +15,11 @@
 //! ```
 //!
 //! A datagram carries the sender's hello and then one or more frames. The frames of one step's
-//! multicasts share datagrams up to the configured batch bytes (thesis 3.5.2: M-Ring's packet is the
-//! batch, 8 KB): a Phase 2A whose batch fills a datagram goes alone, but the decisions left over at
-//! the end of a step, 50 bytes each, used to go out as a datagram apiece, and every datagram costs
-//! the sender a socket buffer and each receiver a wake-up whatever its size. Receivers decode frames
-//! until the datagram ends.
+//! multicasts share datagrams up to the configured batch bytes (thesis 3.5.2: M-Ring's packet is
+//! the batch, 8 KB): a Phase 2A whose batch fills a datagram goes alone, but the decisions left
+//! over at the end of a step, 50 bytes each, used to go out as a datagram apiece, and every
+//! datagram costs the sender a socket buffer and each receiver a wake-up whatever its size.
+//! Receivers decode frames until the datagram ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,8 +160,9 @@ impl Handler for Inputs<'_> {
             }
         };
         if hello.from == self.me {
-            // Our own multicast, looped back: the core already handled its copy. Only a node that
-            // has stopped coordinating (and joined the group again) sees these.
+            // Our own multicast, looped back: the core already handled its copy. A node leaves the
+            // group before it multicasts (`node::multicast_link`), so none should come; the count
+            // would show it if they did.
             self.counters.own_datagrams += 1;
             return;
         }
