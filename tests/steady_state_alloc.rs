@@ -165,22 +165,26 @@ fn zero_allocations_per_delivered_batch(protocol: ProtocolName, backend: Backend
 
     TRACING.store(std::env::var_os("RINGSMR_ALLOC_TRACE").is_some(), Ordering::Relaxed);
     let from = load.batches;
+    let rounds = |load: &Load| load.nodes.iter().map(Node::rounds_started).sum::<u64>();
+    let rounds_before = rounds(&load);
     COUNTING.store(true, Ordering::SeqCst);
     load.run_until(from + COUNTED_BATCHES);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
     let batches = load.batches - from;
+    // A new round or a lost link while counting is not steady state; it is said beside the count so
+    // that a failure tells which it was.
+    let rounds_while_counting = rounds(&load) - rounds_before;
     for (n, (thread, trace)) in TRACES.lock().unwrap().drain(..).enumerate() {
         eprintln!("allocation {n} on {thread:?}:\n{trace}");
     }
-    for node in load.nodes {
-        node.stop();
-    }
+    let links_lost: u64 = load.nodes.into_iter().map(|node| node.stop().links_lost).sum();
     assert_eq!(
         allocations,
         0,
-        "{allocations} heap allocations while {batches} batches were delivered ({:.3} per batch); \
-         RINGSMR_ALLOC_TRACE=1 shows where",
+        "{allocations} heap allocations while {batches} batches were delivered ({:.3} per batch; \
+         {rounds_while_counting} rounds started meanwhile, {links_lost} links lost over the whole \
+         run); RINGSMR_ALLOC_TRACE=1 shows where",
         allocations as f64 / batches as f64
     );
 }
