@@ -230,11 +230,7 @@ impl Reactor {
     ) -> io::Result<()> {
         let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
-        if joined {
-            socket.join_multicast_v4(opts.group.ip(), &opts.interface)
-        } else {
-            socket.leave_multicast_v4(opts.group.ip(), &opts.interface)
-        }
+        super::socket::set_membership(socket2::SockRef::from(socket), opts, joined)
     }
 
     /// Sends one datagram now. UDP sends on a non-blocking socket complete at once (the kernel copies

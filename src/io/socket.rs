@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 /// Socket options every link uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,31 @@ pub struct MulticastOptions {
     pub loopback: bool,
 }
 
+/// Joins (`true`) or leaves (`false`) `opts.group` on `opts.interface`; an error names the group,
+/// the interface and what to check.
+pub fn set_membership(
+    socket: SockRef<'_>,
+    opts: &MulticastOptions,
+    joined: bool,
+) -> io::Result<()> {
+    let (verb, done) = if joined {
+        ("joining", socket.join_multicast_v4(opts.group.ip(), &opts.interface))
+    } else {
+        ("leaving", socket.leave_multicast_v4(opts.group.ip(), &opts.interface))
+    };
+    done.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{verb} multicast group {} on interface {}: {e} (on loopback: \
+                 `ip link set lo multicast on`)",
+                opts.group.ip(),
+                opts.interface
+            ),
+        )
+    })
+}
+
 /// A non-blocking UDP socket that has joined `opts.group` and sends to it.
 pub fn multicast_socket(opts: MulticastOptions, sock: SocketOptions) -> io::Result<UdpSocket> {
     if !opts.group.ip().is_multicast() {
@@ -99,17 +124,7 @@ pub fn multicast_socket(opts: MulticastOptions, sock: SocketOptions) -> io::Resu
     socket.set_reuse_address(true)?;
     set_buffers(&socket, sock)?;
     socket.bind(&SockAddr::from(SocketAddrV4::new(*opts.group.ip(), opts.group.port())))?;
-    socket.join_multicast_v4(opts.group.ip(), &opts.interface).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "joining multicast group {} on interface {}: {e} (on loopback: \
-                 `ip link set lo multicast on`)",
-                opts.group.ip(),
-                opts.interface
-            ),
-        )
-    })?;
+    set_membership(SockRef::from(&socket), &opts, true)?;
     socket.set_multicast_if_v4(&opts.interface)?;
     socket.set_multicast_ttl_v4(opts.ttl)?;
     socket.set_multicast_loop_v4(opts.loopback)?;

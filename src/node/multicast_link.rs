@@ -48,15 +48,7 @@ impl MulticastLink {
     pub fn follow_role(&mut self, reactor: &mut Reactor, coordinating: bool) -> io::Result<()> {
         let want_joined = !coordinating;
         if want_joined != self.joined {
-            reactor.set_multicast_membership(self.udp, &self.options, want_joined).map_err(
-                |e| {
-                    let verb = if want_joined { "joining" } else { "leaving" };
-                    io::Error::new(
-                        e.kind(),
-                        format!("{verb} multicast group {}: {e}", self.options.group),
-                    )
-                },
-            )?;
+            reactor.set_multicast_membership(self.udp, &self.options, want_joined)?;
             self.joined = want_joined;
         }
         Ok(())
