@@ -27,14 +27,6 @@ mod common;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Moves this test's thread into a new namespace with multicast on its loopback.
-fn enter_namespace(tag: &str) -> Option<common::Netns> {
-    let ns = common::Netns::create(tag)?;
-    let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name)).unwrap();
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    Some(ns)
-}
-
 /// Collects the datagrams a reactor receives.
 #[derive(Default)]
 struct Datagrams(Vec<Bytes>);
@@ -86,7 +78,7 @@ impl Member {
 }
 
 fn a_sender_that_left_the_group_gets_no_copy(backend: BackendChoice, tag: &str) {
-    let Some(_ns) = enter_namespace(tag) else { return };
+    let Some(_ns) = common::Netns::create_and_enter(tag) else { return };
     let group = MulticastOptions {
         group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 82, 9), 47_001),
         interface: Ipv4Addr::LOCALHOST,
@@ -134,7 +126,7 @@ const VALUES_PER_NODE: usize = 3_000;
 
 #[test]
 fn the_coordinator_of_an_m_ring_cluster_receives_none_of_its_own_multicasts() {
-    let Some(_ns) = enter_namespace("mcast-cluster") else { return };
+    let Some(_ns) = common::Netns::create_and_enter("mcast-cluster") else { return };
     let cluster = ClusterFile::local_on_free_ports(ProtocolName::Mring, 3, 1).unwrap();
     let mut nodes: Vec<Node> =
         (0..3).map(|id| Node::start(&cluster, id, NodeOptions::default()).unwrap()).collect();
@@ -171,7 +163,7 @@ fn the_coordinator_of_an_m_ring_cluster_receives_none_of_its_own_multicasts() {
 /// decode ends the datagram and is counted, the frames before it standing.
 #[test]
 fn a_datagram_of_several_frames_is_taken_whole_and_a_bad_tail_is_counted() {
-    let Some(_ns) = enter_namespace("mcast-frames") else { return };
+    let Some(_ns) = common::Netns::create_and_enter("mcast-frames") else { return };
     let cluster = ClusterFile::local_on_free_ports(ProtocolName::Mring, 3, 1).unwrap();
     let group = cluster.multicast_options().unwrap();
     let mut nodes: Vec<Node> =

@@ -202,10 +202,7 @@ fn u_ring_delivers_without_allocating_on_epoll() {
 /// M-Ring in a network namespace of its own (multicast on its loopback); skips without the
 /// privilege to create one.
 fn m_ring_in_a_namespace(tag: &str, backend: BackendChoice) {
-    let Some(ns) = common::Netns::create(tag) else { return };
-    let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name)).unwrap();
-    // Only this test's thread moves; the threads it spawns (the nodes) start inside too.
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let Some(_ns) = common::Netns::create_and_enter(tag) else { return };
     zero_allocations_per_delivered_batch(ProtocolName::Mring, backend);
 }
 

@@ -142,6 +142,15 @@ impl Netns {
         Some(ns)
     }
 
+    /// [`Netns::create`], then moves the calling thread into it: only that thread moves, and the
+    /// threads it spawns from then on (a test's nodes and their sockets) start inside too.
+    pub fn create_and_enter(tag: &str) -> Option<Netns> {
+        let ns = Netns::create(tag)?;
+        let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name)).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        Some(ns)
+    }
+
     /// `program`, run inside `netns` when there is one. (`ip netns exec` execs the program, so the
     /// child's pid is the program's own.)
     pub fn command(netns: Option<&Netns>, program: &str) -> Command {
