@@ -101,7 +101,7 @@ struct LocalArgs {
 /// The workload options `local` and `bench` share.
 #[derive(clap::Args)]
 struct WorkloadArgs {
-    /// Bytes of each proposed value (at least 8: it carries its proposal time).
+    /// Bytes of each proposed value.
     #[arg(long, default_value_t = 1024)]
     payload: usize,
     /// Seconds of load (and of the baseline).
@@ -121,16 +121,24 @@ struct WorkloadArgs {
 }
 
 impl WorkloadArgs {
-    /// The payload size, raised to hold the proposal time.
-    fn payload_bytes(&self) -> usize {
-        self.payload.max(8)
+    /// The workload these options ask for, refused with the option named when no run can use it.
+    fn workload(&self, window_bytes: usize, proposers: usize) -> Result<Workload> {
+        let outstanding = self.outstanding(window_bytes, proposers);
+        Workload::new(self.payload, self.duration, outstanding).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.replace("`payload_bytes`", "--payload")
+                    .replace("`duration_secs`", "--duration")
+                    .replace("`outstanding_per_proposer`", "--outstanding")
+            )
+        })
     }
 
     /// `--outstanding`, or each of `proposers` proposers' share of what `window_bytes` hold: with
     /// more in flight, values only queue at the coordinator and latency grows with no gain in
     /// throughput (a third of the latency and 10% more throughput on 3 nodes, 1 KB payloads).
     fn outstanding(&self, window_bytes: usize, proposers: usize) -> usize {
-        let per_value_bytes = self.payload_bytes() + VALUE_OVERHEAD_BYTES;
+        let per_value_bytes = self.payload + VALUE_OVERHEAD_BYTES;
         self.outstanding.unwrap_or((window_bytes / per_value_bytes / proposers.max(1)).max(256))
     }
 
@@ -230,17 +238,13 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
     cluster.window_instances = a.window;
     cluster.window_bytes = a.window_bytes;
     cluster.validate()?;
-    if !(a.w.duration > 0.0 && a.w.duration <= 3600.0) {
-        bail!("--duration must be within (0, 3600] seconds");
-    }
-    let payload = a.w.payload_bytes();
     let proposers = cluster.nodes.iter().filter(|n| n.roles.contains(&Role::Proposer)).count();
-    let outstanding = a.w.outstanding(a.window_bytes, proposers);
+    let workload = a.w.workload(a.window_bytes, proposers)?;
     let spec = LoadSpec {
         cluster,
-        payload_bytes: payload,
-        duration: Duration::from_secs_f64(a.w.duration),
-        outstanding_per_proposer: outstanding,
+        payload_bytes: workload.payload_bytes,
+        duration: workload.duration,
+        outstanding_per_proposer: workload.outstanding_per_proposer,
         backend: BackendChoice::from_env()?,
         baseline: a.w.baseline,
         progress: !a.w.json,
@@ -251,17 +255,8 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
 
 fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
     let cluster = ClusterFile::load(&a.config)?;
-    let payload = a.w.payload_bytes();
     let proposers = cluster.nodes.iter().filter(|n| n.roles.contains(&Role::Proposer)).count();
-    let outstanding = a.w.outstanding(cluster.window_bytes, proposers);
-    let workload = Workload::new(payload, a.w.duration, outstanding).map_err(|e| {
-        anyhow::anyhow!(
-            "{}",
-            e.replace("`payload_bytes`", "--payload")
-                .replace("`duration_secs`", "--duration")
-                .replace("`outstanding_per_proposer`", "--outstanding")
-        )
-    })?;
+    let workload = a.w.workload(cluster.window_bytes, proposers)?;
     let spec = BenchSpec {
         cluster,
         config_path: a.config.display().to_string(),

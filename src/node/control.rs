@@ -488,7 +488,7 @@ mod tests {
             (br#"{"cmd":"reboot"}"#, "unknown variant"),
             (br#"{"cmd":"info","x":1}"#, "unknown field"),
             (
-                br#"{"cmd":"load","payload_bytes":4,"duration_secs":2,"outstanding_per_proposer":1}"#,
+                br#"{"cmd":"load","payload_bytes":0,"duration_secs":2,"outstanding_per_proposer":1}"#,
                 "payload_bytes",
             ),
             (

@@ -10,9 +10,9 @@
 //! // (`ringsmr node --config FILE --id 1`, `--id 2`).
 //! let cluster = ClusterFile::local(ProtocolName::Uring, 3, 1, 7000);
 //! let mut node = Node::start(&cluster, 0, NodeOptions::default())?;
-//! node.propose(Bytes::from_static(b"hello"))?;
+//! let id = node.propose(Bytes::from_static(b"hello"))?;
 //! let d = node.recv_timeout(std::time::Duration::from_secs(5)).expect("delivered");
-//! assert_eq!(&d.payload[..], b"hello");
+//! assert_eq!((d.id, &d.payload[..]), (id, &b"hello"[..]));
 //! let report = node.stop();
 //! println!("{} values delivered on {}", report.delivered_values, report.backend);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -142,6 +142,9 @@ impl Shared {
 pub struct Node {
     id: NodeId,
     proposals: rtrb::Producer<Bytes>,
+    /// The id the next queued value gets: the node's proposer numbers values in the order of this
+    /// queue, one by one, from 0 (it takes each exactly once, retrying a refused one).
+    next_value_id: ValueId,
     deliveries: rtrb::Consumer<DeliveredBatch>,
     /// The batch `try_recv` is handing out value by value.
     current: Option<(Instance, IntoValues)>,
@@ -168,6 +171,7 @@ impl Node {
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
         let mut cfg = cluster.node_config(id)?;
         cfg.incarnation = incarnation_now();
+        let first_value_id = ValueId { proposer: id, incarnation: cfg.incarnation, seq: 0 };
         let entry = &cluster.nodes[usize::from(id)];
         let limits = Limits {
             conns_max: 2 * cluster.nodes.len() + 8,
@@ -233,6 +237,7 @@ impl Node {
         Ok(Node {
             id,
             proposals: proposals_tx,
+            next_value_id: first_value_id,
             deliveries: deliveries_rx,
             current: None,
             waker,
@@ -257,8 +262,10 @@ impl Node {
         self.scheduling
     }
 
-    /// Queues a value for ordering. Refuses (handing the value back) when the queue is full.
-    pub fn propose(&mut self, payload: Bytes) -> Result<(), ProposeBackpressure> {
+    /// Queues a value for ordering and returns the id it will be delivered under ([`Delivery::id`]),
+    /// so an application can tell its own values in the delivered stream. Refuses (handing the
+    /// value back) when the queue is full.
+    pub fn propose(&mut self, payload: Bytes) -> Result<ValueId, ProposeBackpressure> {
         let was_empty = self.proposals.slots() == self.proposals.buffer().capacity();
         match self.proposals.push(payload) {
             Ok(()) => {
@@ -266,7 +273,9 @@ impl Node {
                 if was_empty {
                     self.waker.wake();
                 }
-                Ok(())
+                let id = self.next_value_id;
+                self.next_value_id.seq += 1;
+                Ok(id)
             }
             Err(rtrb::PushError::Full(payload)) => Err(ProposeBackpressure { payload }),
         }

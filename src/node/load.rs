@@ -15,18 +15,18 @@
 //! proposers stop and wait (briefly) for their last values, whose latency still counts, so that no
 //! value of this run is left to be mistaken for one of the next.
 //!
-//! Each payload starts with the time it was proposed (nanoseconds since the run started), so latency
-//! needs no table of outstanding values. Every node also traces its delivered stream
+//! Each node keeps the proposal time of its values in flight by id (`proposal_stamps`), so payloads
+//! are static bytes and a delivered batch is timed without reading it. Every node also traces its
+//! delivered stream
 //! ([`StreamTrace`]) so that the learners' orders can be compared afterwards.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chunks::ChunkPool;
 use crate::io::BackendChoice;
 use crate::io::pin::allowed_cores;
 use crate::io::scheduling::Scheduling;
@@ -39,6 +39,7 @@ use super::checksum::{
 use super::config::{ClusterFile, ProtocolName};
 use super::handle::{Node, NodeError, NodeOptions, NodeReport};
 use super::histogram::Histogram;
+use super::proposal_stamps::ProposalStamps;
 
 /// What `ringsmr local` runs.
 #[derive(Clone, Debug)]
@@ -58,15 +59,17 @@ pub struct LoadSpec {
 /// What every proposer does during one run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Workload {
-    /// Bytes of each value (at least [`STAMP_BYTES`]: it carries its proposal time).
+    /// Bytes of each value.
     pub payload_bytes: usize,
     pub duration: Duration,
     /// Values a proposer may have proposed and not seen delivered.
     pub outstanding_per_proposer: usize,
 }
 
-/// Bytes of the timestamp each payload starts with.
-pub const STAMP_BYTES: usize = 8;
+/// What every proposed value holds (its first `payload_bytes`): static bytes, handed to the node
+/// without writing or counting anything per value (see `proposal_stamps`). Zeros, so they take no
+/// room in the executable.
+static PAYLOAD: [u8; PAYLOAD_BYTES_MAX] = [0; PAYLOAD_BYTES_MAX];
 /// Values proposed back to back that share one reading of the clock as their stamp. They leave
 /// within a few microseconds of each other, far below the latencies measured (hundreds of
 /// microseconds), while a reading per value took 1.5% of all CPU samples of a 1 KB U-Ring run.
@@ -95,10 +98,9 @@ impl Workload {
         duration_secs: f64,
         outstanding_per_proposer: usize,
     ) -> Result<Workload, String> {
-        if !(STAMP_BYTES..=PAYLOAD_BYTES_MAX).contains(&payload_bytes) {
+        if !(1..=PAYLOAD_BYTES_MAX).contains(&payload_bytes) {
             return Err(format!(
-                "`payload_bytes` must be within {STAMP_BYTES}..={PAYLOAD_BYTES_MAX} (a value \
-                 starts with its {STAMP_BYTES}-byte proposal time), got {payload_bytes}"
+                "`payload_bytes` must be within 1..={PAYLOAD_BYTES_MAX}, got {payload_bytes}"
             ));
         }
         if !(1..=OUTSTANDING_MAX).contains(&outstanding_per_proposer) {
@@ -325,13 +327,9 @@ pub struct NodeLoad<'a> {
     cpu_at_start: Option<Duration>,
     cpu_share: Option<f64>,
     secs: f64,
-    /// Where payloads are written before they are proposed.
-    payloads: BytesMut,
-    payload_pool: ChunkPool,
+    /// When each own value in flight was proposed (see `proposal_stamps`).
+    stamps: ProposalStamps,
 }
-
-/// Bytes of a chunk payloads are carved out of.
-const PAYLOAD_CHUNK_BYTES: usize = 1 << 20;
 
 impl<'a> NodeLoad<'a> {
     /// `trace` is the node's stream since it started: it goes on across runs.
@@ -358,8 +356,7 @@ impl<'a> NodeLoad<'a> {
             cpu_at_start: None,
             cpu_share: None,
             secs: 0.0,
-            payloads: BytesMut::new(),
-            payload_pool: ChunkPool::new(PAYLOAD_CHUNK_BYTES),
+            stamps: ProposalStamps::default(),
         })
     }
 
@@ -371,16 +368,16 @@ impl<'a> NodeLoad<'a> {
 
     fn propose_probe(&mut self) {
         if self.proposer {
-            // A stamp of 0; the probe's latency is never recorded (the run has not started).
-            let _ = self.node.propose(Bytes::from_static(&[0; STAMP_BYTES]));
+            // Its latency is never recorded: the run has not started.
+            let _ = self.node.propose(Bytes::from_static(b"probe"));
         }
     }
 
-    fn propose(&mut self, w: &Workload, clock: Instant, filler: &[u8]) {
+    fn propose(&mut self, w: &Workload, clock: Instant) {
         if !self.proposer {
             return;
         }
-        let payload_bytes = STAMP_BYTES + filler.len();
+        let payload = PAYLOAD.get(..w.payload_bytes).unwrap_or(&PAYLOAD);
         let (mut stamp_ns, mut proposed) = (0, 0);
         while self.outstanding < w.outstanding_per_proposer {
             // Values proposed back to back share a reading of the clock (see STAMP_SHARED_BY).
@@ -388,19 +385,10 @@ impl<'a> NodeLoad<'a> {
                 stamp_ns = clock.elapsed().as_nanos() as u64;
             }
             proposed += 1;
-            // Payloads are carved out of reused chunks (the node copies each into its batch and
-            // drops it at once, so a chunk comes back soon): an allocation and a free per value
-            // were the load thread's largest cost after the payload bytes themselves.
-            if self.payloads.capacity() - self.payloads.len() < payload_bytes {
-                let next = self.payload_pool.take_free(payload_bytes);
-                self.payload_pool.retire(std::mem::replace(&mut self.payloads, next));
-            }
-            self.payloads.put_slice(&stamp_ns.to_le_bytes());
-            self.payloads.put_slice(filler);
-            if let Err(back) = self.node.propose(self.payloads.split().freeze()) {
-                // Written again next time (with a fresh stamp).
-                drop(back);
-                break;
+            match self.node.propose(Bytes::from_static(payload)) {
+                Ok(id) => self.stamps.insert(id.seq, stamp_ns),
+                // The queue is full: proposed again next time, with a fresh stamp.
+                Err(_) => break,
             }
             self.outstanding += 1;
         }
@@ -420,16 +408,19 @@ impl<'a> NodeLoad<'a> {
             if counting {
                 self.delivered_msgs += b.values.len() as u64;
             }
-            // A batch as its proposer formed it: the ids follow from the first, so another
-            // proposer's batch is traced and counted without reading its values (which are cold in
-            // this thread's cache by now).
+            // A batch as its proposer formed it: the ids follow from the first, so it is traced,
+            // counted and timed without reading its values, which are cold in this thread's cache
+            // by now.
             if let Some(first) = b.values.run_start()
-                && first.proposer != me
                 && self.payload_checksum.is_none()
             {
                 let len = b.values.len() as u64;
                 for seq in first.seq..first.seq + len {
-                    self.trace.add(b.instance, ValueId { seq, ..first });
+                    let id = ValueId { seq, ..first };
+                    self.trace.add(b.instance, id);
+                    if id.proposer == me {
+                        self.own_delivered(id, now_ns);
+                    }
                 }
                 if counting {
                     let overhead_bytes = len * VALUE_OVERHEAD_BYTES as u64;
@@ -446,18 +437,19 @@ impl<'a> NodeLoad<'a> {
                     self.delivered_bytes += v.payload.len() as u64;
                 }
                 if v.id.proposer == me {
-                    self.own_delivered(&v.payload, now_ns);
+                    self.own_delivered(v.id, now_ns);
                 }
             }
         }
         any
     }
 
-    fn own_delivered(&mut self, payload: &[u8], now_ns: Option<u64>) {
+    /// This node's value `id` came back at `now_ns` on the run's clock (`None` before the run, when
+    /// latency is not recorded). A value proposed before the run has no stamp, so it is not timed.
+    fn own_delivered(&mut self, id: ValueId, now_ns: Option<u64>) {
         self.ready = true;
         self.outstanding = self.outstanding.saturating_sub(1);
-        if let (Some(now_ns), Some(stamp)) = (now_ns, payload.first_chunk::<STAMP_BYTES>()) {
-            let sent_ns = u64::from_le_bytes(*stamp);
+        if let (Some(now_ns), Some(sent_ns)) = (now_ns, self.stamps.take(id.seq)) {
             self.latency_us.record(now_ns.saturating_sub(sent_ns) / 1000);
         }
     }
@@ -534,16 +526,17 @@ pub fn drive(
         }
     }
 
-    let payload_bytes = w.payload_bytes.max(STAMP_BYTES);
-    let filler = vec![0xa5; payload_bytes - STAMP_BYTES];
     let progress = progress && std::io::stderr().is_terminal();
     let clock = Instant::now();
     let deadline = clock + w.duration;
-    loads.iter_mut().for_each(NodeLoad::start);
+    for l in loads.iter_mut() {
+        l.stamps.reset(w.outstanding_per_proposer);
+        l.start();
+    }
     let mut next_progress = clock;
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         for l in loads.iter_mut() {
-            l.propose(w, clock, &filler);
+            l.propose(w, clock);
         }
         let mut any = false;
         for l in loads.iter_mut() {
@@ -609,6 +602,12 @@ fn cpu_share(r: &NodeReport) -> f64 {
 /// Runs the workload on a cluster inside this process; the baseline (if asked) first, on the same
 /// backend and loopback.
 pub fn run_local(spec: &LoadSpec) -> Result<LoadReport, NodeError> {
+    let w = Workload::new(
+        spec.payload_bytes,
+        spec.duration.as_secs_f64(),
+        spec.outstanding_per_proposer,
+    )
+    .map_err(|what| NodeError::Start { id: 0, what })?;
     let n = spec.cluster.nodes.len();
     let baseline_mbit_per_s = if spec.baseline {
         let b = match spec.cluster.protocol {
@@ -633,11 +632,6 @@ pub fn run_local(spec: &LoadSpec) -> Result<LoadReport, NodeError> {
         };
         nodes.push(Node::start(&spec.cluster, id as u16, opts)?);
     }
-    let w = Workload {
-        payload_bytes: spec.payload_bytes.max(STAMP_BYTES),
-        duration: spec.duration,
-        outstanding_per_proposer: spec.outstanding_per_proposer,
-    };
     let mut traces = vec![StreamTrace::default(); n];
     let mut reports = {
         let mut loads = nodes

@@ -15,6 +15,7 @@ pub mod histogram;
 mod links;
 pub mod load;
 mod multicast_link;
+mod proposal_stamps;
 mod runtime;
 
 pub use bench::{BenchError, BenchSpec, run_bench};

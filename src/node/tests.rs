@@ -18,18 +18,23 @@ fn three_nodes_agree(backend: BackendChoice) {
     const VALUES: u64 = 20_000;
     let mut sums = vec![StreamChecksum::default(); 3];
     let mut proposed = 0u64;
+    // What `propose` said each value's id would be, by proposal order (which its payload holds).
+    let mut promised_ids = Vec::with_capacity(VALUES as usize);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sums.iter().any(|s| s.values < VALUES) {
         assert!(Instant::now() < deadline, "delivered {:?} of {VALUES}", sums.map_values());
         while proposed < VALUES {
             let payload = Bytes::from(proposed.to_le_bytes().repeat(8));
-            if nodes[0].propose(payload).is_err() {
-                break;
+            match nodes[0].propose(payload) {
+                Ok(id) => promised_ids.push(id),
+                Err(_) => break,
             }
             proposed += 1;
         }
         for (node, sum) in nodes.iter_mut().zip(sums.iter_mut()) {
             while let Some(d) = node.try_recv() {
+                let order = u64::from_le_bytes(d.payload[..8].try_into().unwrap());
+                assert_eq!(d.id, promised_ids[order as usize], "value {order} at {}", node.id());
                 sum.add(&d);
             }
         }
