@@ -11,7 +11,9 @@
 //!
 //! so forwarding a batch (Phase 2A along a U-Ring, a decision with its value, a retransmission) is one
 //! copy of the region into the outgoing buffer, and receiving one is one copy out of the stream (see
-//! `wire`, which frames the region with its value count). Values are read out of the region only when
+//! `wire`, which puts the value count among a frame's fields and the region among its regions). The
+//! region's CRC-32 is taken once, where the batch is formed or received, and goes with it, so no
+//! frame that forwards it passes over its bytes again. Values are read out of the region only when
 //! they are delivered; their payloads are slices of it, so delivering allocates nothing per value.
 //!
 //! Earlier the batch was an `Arc<[Value]>` with a separately allocated payload per value: that cost
@@ -38,9 +40,13 @@ pub struct Batch {
     /// then checks for repeats once per batch rather than reading every value's id (see
     /// [`Batch::run_start`]). False where that is not known; never true where it is not so.
     run: bool,
+    /// The CRC-32 of the region, taken once where the batch was formed or received, so that every
+    /// frame it is sent in reuses it (`wire`). `None` only for a batch that is not meant to travel
+    /// (what is left of a delivered one): [`Batch::crc32`] computes it then.
+    crc32: Option<u32>,
 }
 
-/// Two batches are equal when they hold the same values; `run` is only a hint about them.
+/// Two batches are equal when they hold the same values; `run` and `crc32` only describe them.
 impl PartialEq for Batch {
     fn eq(&self, other: &Batch) -> bool {
         self.len == other.len && self.region == other.region
@@ -88,18 +94,41 @@ impl Batch {
             at = next.1;
             len += 1;
         }
-        Ok(Batch { region, len, run: run.is_run() })
+        Ok(Batch::with_crc32(region, len, run.is_run()))
     }
 
     /// A region the caller has already walked value by value (the wire decoder, which reports a bad
     /// value by its field, and tells whether the values are a run with [`RunCheck`]): `len`
-    /// values, nothing else.
-    pub(crate) fn from_checked_region(region: Bytes, len: u32, run: bool) -> Batch {
+    /// values, nothing else. `crc32` is the region's checksum when the caller knows it (checked),
+    /// `None` to compute it.
+    pub(crate) fn from_checked_region(
+        region: Bytes,
+        len: u32,
+        run: bool,
+        crc32: Option<u32>,
+    ) -> Batch {
         debug_assert_eq!(
             Batch::from_region(region.clone()).map(|b| (b.len, b.run)),
             Ok((len, run))
         );
-        Batch { region, len, run }
+        match crc32 {
+            Some(crc32) => {
+                debug_assert_eq!(crc32, crc32fast::hash(&region));
+                Batch { region, len, run, crc32: Some(crc32) }
+            }
+            None => Batch::with_crc32(region, len, run),
+        }
+    }
+
+    /// A batch whose checksum is taken now (one pass over `region`).
+    fn with_crc32(region: Bytes, len: u32, run: bool) -> Batch {
+        let crc32 = Some(crc32fast::hash(&region));
+        Batch { region, len, run, crc32 }
+    }
+
+    /// The CRC-32 of [`Batch::region`]: what a frame carrying this batch alone puts in its header.
+    pub fn crc32(&self) -> u32 {
+        self.crc32.unwrap_or_else(|| crc32fast::hash(&self.region))
     }
 
     /// The id of the first value when the values are one proposer's, numbered consecutively from
@@ -125,8 +154,8 @@ impl Batch {
             at += extent;
             len += 1;
         }
-        let head = Batch { region: self.region.slice(..at), len, run: self.run };
-        let tail = Batch { region: self.region.slice(at..), len: self.len - len, run: self.run };
+        let head = Batch::with_crc32(self.region.slice(..at), len, self.run);
+        let tail = Batch::with_crc32(self.region.slice(at..), self.len - len, self.run);
         (head, (!tail.is_empty()).then_some(tail))
     }
 
@@ -239,7 +268,7 @@ impl BatchBuilder {
     }
 
     pub fn finish(self) -> Batch {
-        Batch { region: self.region.freeze(), len: self.len, run: self.check.is_run() }
+        Batch::with_crc32(self.region.freeze(), self.len, self.check.is_run())
     }
 }
 
@@ -304,9 +333,12 @@ pub struct IntoValues {
 }
 
 impl IntoValues {
-    /// The values not taken yet (a slice of the region, no copy).
+    /// The values not taken yet (a slice of the region, no copy; its checksum is taken only if it
+    /// is ever sent).
     pub fn rest(self) -> Batch {
-        Batch { region: self.batch.region.slice(self.at..), len: self.left, run: self.batch.run }
+        let crc32 = if self.at == 0 { self.batch.crc32 } else { None };
+        let region = self.batch.region.slice(self.at..);
+        Batch { region, len: self.left, run: self.batch.run, crc32 }
     }
 }
 

@@ -108,7 +108,7 @@ impl BatchArena {
     /// Seals the batch being built (sharing the chunk, no copy); the next one starts after it.
     pub fn seal(&mut self) -> Batch {
         let region = self.chunk.split().freeze();
-        let batch = Batch::from_checked_region(region, self.len, self.check.is_run());
+        let batch = Batch::from_checked_region(region, self.len, self.check.is_run(), None);
         self.len = 0;
         self.check = RunCheck::default();
         batch

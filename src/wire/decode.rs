@@ -53,14 +53,23 @@ fn decode_with<P: PayloadSource>(buf: &[u8], payloads: &P) -> Result<(Msg, usize
     let body = buf
         .get(FRAME_HEADER_BYTES..frame_len_bytes)
         .ok_or(WireError::Truncated { needed_bytes: frame_len_bytes })?;
-    let body_crc32 = crc32fast::hash(body);
-    if body_crc32 != header.body_crc32 {
-        return Err(WireError::ChecksumMismatch { header_crc32: header.body_crc32, body_crc32 });
+    // The body is exactly fields + regions long, so this split cannot fail.
+    let (fields, regions) = body
+        .split_at_checked(header.fields_len_bytes)
+        .ok_or(WireError::Truncated { needed_bytes: frame_len_bytes })?;
+    // Every byte is checked before any field is believed.
+    for (part, bytes, header_crc32) in
+        [("fields", fields, header.fields_crc32), ("regions", regions, header.regions_crc32)]
+    {
+        let body_crc32 = crc32fast::hash(bytes);
+        if body_crc32 != header_crc32 {
+            return Err(WireError::ChecksumMismatch { part, header_crc32, body_crc32 });
+        }
     }
-    let mut reader = Reader::new(body, payloads);
+    let mut reader = Reader::new(fields, regions, header.regions_crc32, payloads);
     let msg = read_msg(&mut reader, header.kind)?;
     // Trailing bytes would mean sender and receiver disagree on the layout: refuse rather than guess.
-    let trailing_bytes = reader.remaining_bytes();
+    let trailing_bytes = reader.remaining_bytes().saturating_add(reader.other_remaining_bytes());
     if trailing_bytes != 0 {
         return Err(WireError::TrailingBytes { kind: msg.kind(), trailing_bytes });
     }
@@ -157,13 +166,16 @@ fn skip_value<P: PayloadSource>(
     Ok(id)
 }
 
-/// A count, then that many values back to back: the region is taken whole (one copy, or a shared
-/// slice with [`decode_bytes`]) once every value in it has been checked.
+/// A count among the fields; that many values back to back are the next bytes of the regions. The
+/// region is taken whole (one copy, or a shared slice with [`decode_bytes`]) once every value in
+/// it has been checked.
 fn read_batch<'a, P: PayloadSource>(
     r: &mut Reader<'a, P>,
     field: &'static str,
 ) -> Result<Batch, WireError> {
-    let count = r.count(field, VALUE_BYTES_MIN)?;
+    let count = r.u32(field)?;
+    r.switch_parts();
+    let count = r.check_count(count, field, VALUE_BYTES_MIN)?;
     let start = r.rest();
     let mut run = RunCheck::default();
     for _ in 0..count {
@@ -171,9 +183,11 @@ fn read_batch<'a, P: PayloadSource>(
     }
     let region_bytes = start.len().saturating_sub(r.remaining_bytes());
     let region = start.get(..region_bytes).unwrap_or_default();
+    r.switch_parts();
     // `count` came from a u32 and every one of them was read.
     let len = u32::try_from(count).unwrap_or(u32::MAX);
-    Ok(Batch::from_checked_region(r.payload_of(region), len, run.is_run()))
+    let crc32 = r.region_crc32(region);
+    Ok(Batch::from_checked_region(r.payload_of(region), len, run.is_run(), crc32))
 }
 
 fn read_carried<P: PayloadSource>(

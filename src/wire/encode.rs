@@ -1,5 +1,5 @@
-//! Message → frame. The body is written once, generically over a [`Sink`], so the byte writer and
-//! the length computation ([`encoded_len`]) cannot disagree.
+//! Message → frame. The body is described once, generically over a [`Sink`], so the two writers (the
+//! fields, then the batch regions) and the length computation ([`encoded_len`]) cannot disagree.
 
 use crate::proto::decided_ids::DecidedIds;
 use crate::proto::msg::{Carried, Msg};
@@ -18,11 +18,15 @@ use super::kind::Kind;
 /// is left as it was before the call. Use [`try_encode`] to get an error instead.
 pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
     let frame_start = out.len();
-    // The header needs the body's length and checksum: reserve it, write the body, then patch it.
+    // The header needs the parts' lengths and checksums: reserve it, write the body, then patch it.
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
-    put_msg(out, msg);
-    let body_start = frame_start + FRAME_HEADER_BYTES;
-    let body_len_bytes = out.len() - body_start;
+    let fields_start = out.len();
+    let mut fields = FieldWriter { out, regions: Regions::None };
+    put_msg(&mut fields, msg);
+    let regions = fields.regions;
+    let regions_start = out.len();
+    put_msg(&mut RegionWriter(out), msg);
+    let body_len_bytes = out.len() - fields_start;
     if body_len_bytes > FRAME_BODY_BYTES_MAX {
         out.truncate(frame_start);
         panic!(
@@ -30,12 +34,21 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             msg.kind()
         );
     }
+    let regions_crc32 = match regions {
+        // The CRC-32 of no bytes.
+        Regions::None => 0,
+        // The whole regions part is this one batch: its own checksum, without a pass over it.
+        Regions::One { crc32 } => crc32,
+        Regions::Many => crc32fast::hash(&out[regions_start..]),
+    };
     let header = FrameHeader {
         kind: Kind::of(msg),
-        body_len_bytes,
-        body_crc32: crc32fast::hash(&out[body_start..]),
+        fields_len_bytes: regions_start - fields_start,
+        regions_len_bytes: out.len() - regions_start,
+        fields_crc32: crc32fast::hash(&out[fields_start..regions_start]),
+        regions_crc32,
     };
-    out[frame_start..body_start].copy_from_slice(&header.to_bytes());
+    out[frame_start..fields_start].copy_from_slice(&header.to_bytes());
 }
 
 /// Like [`encode`], but a body over [`FRAME_BODY_BYTES_MAX`] is reported as
@@ -61,9 +74,14 @@ fn body_len_bytes(msg: &Msg) -> usize {
     counter.0
 }
 
-/// Where an encoded body goes: the output buffer, or a counter that only measures it.
+/// Where an encoded body goes: the fields to the output buffer, then the regions to it, or both to a
+/// counter that only measures them.
 trait Sink {
+    /// Bytes of the fields part.
     fn put(&mut self, bytes: &[u8]);
+
+    /// The values of a batch, which go to the regions part.
+    fn put_region(&mut self, batch: &Batch);
 
     fn put_u8(&mut self, value: u8) {
         self.put(&[value]);
@@ -88,9 +106,44 @@ trait Sink {
     }
 }
 
-impl Sink for Vec<u8> {
+/// The non-empty batch regions of a message, as far as the regions' checksum is concerned.
+#[derive(Clone, Copy)]
+enum Regions {
+    None,
+    One { crc32: u32 },
+    Many,
+}
+
+/// Writes the fields and notes the regions.
+struct FieldWriter<'a> {
+    out: &'a mut Vec<u8>,
+    regions: Regions,
+}
+
+impl Sink for FieldWriter<'_> {
     fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn put_region(&mut self, batch: &Batch) {
+        if batch.bytes() > 0 {
+            self.regions = match self.regions {
+                Regions::None => Regions::One { crc32: batch.crc32() },
+                Regions::One { .. } | Regions::Many => Regions::Many,
+            };
+        }
+    }
+}
+
+/// Writes the regions, in the order the fields name them.
+struct RegionWriter<'a>(&'a mut Vec<u8>);
+
+impl Sink for RegionWriter<'_> {
+    fn put(&mut self, _: &[u8]) {}
+
+    fn put_region(&mut self, batch: &Batch) {
+        // The region is the values already encoded back to back (proto::batch): one copy.
+        self.0.extend_from_slice(batch.region());
     }
 }
 
@@ -99,6 +152,10 @@ struct ByteCounter(usize);
 impl Sink for ByteCounter {
     fn put(&mut self, bytes: &[u8]) {
         self.0 = self.0.saturating_add(bytes.len());
+    }
+
+    fn put_region(&mut self, batch: &Batch) {
+        self.0 = self.0.saturating_add(batch.bytes());
     }
 }
 
@@ -174,8 +231,7 @@ fn put_vid(s: &mut impl Sink, vid: Vid) {
 
 fn put_batch(s: &mut impl Sink, batch: &Batch) {
     s.put_len(batch.len());
-    // The region is the values already encoded back to back (proto::batch): one copy.
-    s.put(batch.region());
+    s.put_region(batch);
 }
 
 fn put_carried(s: &mut impl Sink, carried: &Carried) {

@@ -36,10 +36,11 @@ pub enum WireError {
     #[error("frame body of {body_len_bytes} bytes exceeds the maximum of {max} bytes", max = FRAME_BODY_BYTES_MAX)]
     BodyTooLong { body_len_bytes: usize },
 
+    /// `part` is `"fields"` or `"regions"` (see the `wire` module docs).
     #[error(
-        "checksum mismatch: header says {header_crc32:#010x}, body hashes to {body_crc32:#010x}"
+        "checksum mismatch in the {part}: header says {header_crc32:#010x}, they hash to {body_crc32:#010x}"
     )]
-    ChecksumMismatch { header_crc32: u32, body_crc32: u32 },
+    ChecksumMismatch { part: &'static str, header_crc32: u32, body_crc32: u32 },
 
     /// The body ends in the middle of a field: the sender wrote fewer bytes than its own fields announce.
     #[error("{field}: body ends early, {needed_bytes} bytes needed but {remaining_bytes} remain")]

@@ -1,4 +1,5 @@
-//! A bounds-checked cursor over one frame body, and the two ways a payload can be taken out of it.
+//! A bounds-checked cursor over one frame body (its fields, and its batch regions, which a reader of
+//! a batch switches to), and the two ways a payload can be taken out of it.
 //!
 //! Every read either returns the bytes it asked for or a [`WireError`]; nothing here can index out
 //! of bounds or overflow, whatever the body holds.
@@ -44,17 +45,48 @@ impl PayloadSource for SharedPayloads<'_> {
 
 /// What is left of one frame body.
 pub(crate) struct Reader<'a, P> {
+    /// Where reads go: the fields, or the regions while a batch is read (see [`Reader::switch_parts`]).
     rest: &'a [u8],
+    /// The other part.
+    other: &'a [u8],
+    /// The whole regions part's length and (checked) checksum.
+    regions_len_bytes: usize,
+    regions_crc32: u32,
     payloads: &'a P,
 }
 
 impl<'a, P: PayloadSource> Reader<'a, P> {
-    pub(crate) fn new(body: &'a [u8], payloads: &'a P) -> Self {
-        Reader { rest: body, payloads }
+    /// Reads `fields`; [`Reader::switch_parts`] turns to `regions` (whose checksum, checked, is
+    /// `regions_crc32`) and back.
+    pub(crate) fn new(
+        fields: &'a [u8],
+        regions: &'a [u8],
+        regions_crc32: u32,
+        payloads: &'a P,
+    ) -> Self {
+        let regions_len_bytes = regions.len();
+        Reader { rest: fields, other: regions, regions_len_bytes, regions_crc32, payloads }
     }
 
+    /// The checksum of `region` (a batch's values, read out of the regions part) when the header
+    /// holds it: when the batch is the frame's only one, its region is the whole part.
+    pub(crate) fn region_crc32(&self, region: &[u8]) -> Option<u32> {
+        (region.len() == self.regions_len_bytes && !region.is_empty()).then_some(self.regions_crc32)
+    }
+
+    /// Bytes left in the part being read.
     pub(crate) fn remaining_bytes(&self) -> usize {
         self.rest.len()
+    }
+
+    /// Bytes left in the other part.
+    pub(crate) fn other_remaining_bytes(&self) -> usize {
+        self.other.len()
+    }
+
+    /// Reads from the other part from now on, where it was left.
+    pub(crate) fn switch_parts(&mut self) {
+        std::mem::swap(&mut self.rest, &mut self.other);
     }
 
     /// The next `len_bytes` bytes.
@@ -105,6 +137,16 @@ impl<'a, P: PayloadSource> Reader<'a, P> {
         element_bytes_min: usize,
     ) -> Result<usize, WireError> {
         let count = self.u32(field)?;
+        self.check_count(count, field, element_bytes_min)
+    }
+
+    /// [`Reader::count`] for a count already read (from the other part).
+    pub(crate) fn check_count(
+        &self,
+        count: u32,
+        field: &'static str,
+        element_bytes_min: usize,
+    ) -> Result<usize, WireError> {
         let remaining_bytes = self.rest.len();
         // usize → u64 is lossless on every target Rust supports; the product cannot overflow
         // (u32 × small constant) but saturates to stay total.

@@ -14,20 +14,31 @@ fn frame_of(msg: &Msg) -> Vec<u8> {
     out
 }
 
-/// A frame with a correct header (length and checksum) around an arbitrary, possibly hostile, body.
-fn frame_with_body(kind: u8, body: &[u8]) -> Vec<u8> {
+/// A frame with a correct header (lengths and checksums) around arbitrary, possibly hostile,
+/// fields and regions.
+fn frame_with_parts(kind: u8, fields: &[u8], regions: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.push(FRAME_VERSION);
-    out.push(kind);
-    out.extend_from_slice(&u32::try_from(body.len()).unwrap().to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    out.extend_from_slice(body);
+    seal_frame(kind, fields, regions, &mut out);
     out
 }
 
+/// [`frame_with_parts`] with no regions: a body that names no batch values.
+fn frame_with_body(kind: u8, body: &[u8]) -> Vec<u8> {
+    frame_with_parts(kind, body, &[])
+}
+
+/// The whole body: the fields, then the regions.
 fn body_of(frame: &[u8]) -> &[u8] {
     &frame[FRAME_HEADER_BYTES..]
+}
+
+/// The fields and the regions of a frame, as its header delimits them.
+fn parts_of(frame: &[u8]) -> (&[u8], &[u8]) {
+    let len_at = |at: usize| u32::from_le_bytes(frame[at..at + 4].try_into().unwrap()) as usize;
+    let (fields_len, regions_len) = (len_at(4), len_at(8));
+    let body = &frame[FRAME_HEADER_BYTES..];
+    assert_eq!(body.len(), fields_len + regions_len);
+    body.split_at(fields_len)
 }
 
 fn value(proposer: u16, seq: u64, payload: &'static [u8]) -> Value {
@@ -122,10 +133,12 @@ fn heartbeat_frame_has_exact_bytes() {
     #[rustfmt::skip]
     let expected: &[u8] = &[
         0x52, 0x52,             // magic
-        3,                      // version
+        4,                      // version
         10,                     // kind: Heartbeat
-        17, 0, 0, 0,            // body_len
-        0x90, 0xb5, 0x6a, 0xa2, // crc32 of the body (IEEE, as zlib computes it)
+        17, 0, 0, 0,            // fields_len
+        0, 0, 0, 0,             // regions_len
+        0x90, 0xb5, 0x6a, 0xa2, // crc32 of the fields (IEEE, as zlib computes it)
+        0, 0, 0, 0,             // crc32 of no regions
         1,                      // acceptor_ready
         8, 7, 6, 5, 4, 3, 2, 1, // decided_below
         42, 0, 0, 0, 0, 0, 0, 0, // applied_below
@@ -140,7 +153,7 @@ fn flow_notice_frame_has_exact_bytes() {
     let msg = Msg::FlowNotice { learner: 0x0203, backlog_instances: 0x0a0b_0c0d };
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x52, 0x52, 3, 11, 6, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5,
+        0x52, 0x52, 4, 11, 6, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x91, 0xc7, 0xb5, 0, 0, 0, 0,
         0x03, 0x02,             // learner
         0x0d, 0x0c, 0x0b, 0x0a, // backlog_instances
     ];
@@ -162,26 +175,29 @@ fn decision_body_has_exact_layout() {
         ring: Some((Round(0x4_0003), ring(&[1, 2]))),
     };
     #[rustfmt::skip]
-    let expected_body: &[u8] = &[
+    let expected_fields: &[u8] = &[
         7, 0, 0, 0, 0, 0, 0, 0, // instance
         1, 0, 1, 0, 0, 0, 0, 0, // c_vid.rnd
         3, 0, 0, 0, 0, 0, 0, 0, // c_vid.seq
         1,                      // c_val: some
         0,                      // carried: the value
         1, 0, 0, 0,             // batch count
-        5, 0,                   // proposer
-        6, 0, 0, 0,             // incarnation
-        9, 0, 0, 0, 0, 0, 0, 0, // seq
-        2, 0, 0, 0,             // payload_len
-        b'h', b'i',             // payload
         1,                      // ring: some
         3, 0, 4, 0, 0, 0, 0, 0, // ring.0: the round
         2,                      // ring len
         1, 0, 2, 0,             // members
     ];
+    #[rustfmt::skip]
+    let expected_regions: &[u8] = &[
+        5, 0,                   // proposer
+        6, 0, 0, 0,             // incarnation
+        9, 0, 0, 0, 0, 0, 0, 0, // seq
+        2, 0, 0, 0,             // payload_len
+        b'h', b'i',             // payload
+    ];
     let frame = frame_of(&msg);
-    assert_eq!(body_of(&frame), expected_body);
-    assert_eq!(frame, frame_with_body(7, expected_body));
+    assert_eq!(parts_of(&frame), (expected_fields, expected_regions));
+    assert_eq!(frame, frame_with_parts(7, expected_fields, expected_regions));
 }
 
 #[test]
@@ -231,17 +247,24 @@ fn proposal_body_has_exact_layout_and_value_overhead_matches_types() {
     }]);
     let msg = Msg::Proposal { values: values.clone(), via_rnd: Round(0x0a0b), ttl: 9 };
     #[rustfmt::skip]
-    let expected_body: &[u8] = &[
+    let expected_fields: &[u8] = &[
         1, 0, 0, 0,             // batch count
+        0x0b, 0x0a, 0, 0, 0, 0, 0, 0, // via_rnd
+        9,                      // ttl
+    ];
+    #[rustfmt::skip]
+    let expected_regions: &[u8] = &[
         0x02, 0x01,             // proposer
         0x06, 0x05, 0x04, 0x03, // incarnation
         0x08, 0x07, 0, 0, 0, 0, 0, 0, // seq
         3, 0, 0, 0,             // payload_len
         b'a', b'b', b'c',       // payload
-        0x0b, 0x0a, 0, 0, 0, 0, 0, 0, // via_rnd
-        9,                      // ttl
     ];
-    assert_eq!(body_of(&frame_of(&msg)), expected_body);
+    let frame = frame_of(&msg);
+    assert_eq!(parts_of(&frame), (expected_fields, expected_regions));
+    // The regions' checksum in the header is the batch's own.
+    assert_eq!(frame[16..20], values.crc32().to_le_bytes());
+    assert_eq!(values.crc32(), crc32fast::hash(expected_regions));
     // Value::batch_bytes (what batch_bytes_max bounds) is exactly what a value costs on the wire.
     assert_eq!(encoded_len(&msg), FRAME_HEADER_BYTES + 4 + values.bytes() + 8 + 1);
 }
@@ -251,8 +274,41 @@ fn checksum_mismatch_is_malformed() {
     let mut frame = frame_of(&Msg::Retransmit { from: 1, to: 2 });
     frame[FRAME_HEADER_BYTES + 3] ^= 0x40;
     let err = decode(&frame).unwrap_err();
-    assert!(matches!(err, WireError::ChecksumMismatch { .. }), "{err}");
+    assert!(matches!(err, WireError::ChecksumMismatch { part: "fields", .. }), "{err}");
     assert!(!err.is_incomplete());
+
+    let values = Batch::new(vec![value(1, 1, b"payload")]);
+    let mut frame = frame_of(&Msg::Proposal { values, via_rnd: Round(1), ttl: 1 });
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    let err = decode(&frame).unwrap_err();
+    assert!(matches!(err, WireError::ChecksumMismatch { part: "regions", .. }), "{err}");
+}
+
+#[test]
+fn a_frame_of_several_batches_checksums_their_regions_together() {
+    let vote = |instance, v_val: Batch| Vote {
+        instance,
+        v_rnd: Round(1),
+        v_vid: Vid { rnd: Round(1), seq: instance },
+        v_val,
+    };
+    let (a, b) = (Batch::new(vec![value(1, 1, b"a")]), Batch::new(vec![value(2, 1, b"bb")]));
+    let msg = Msg::Phase1B {
+        rnd: Round(1),
+        from: 0,
+        trimmed_below: 0,
+        votes_below: 9,
+        votes: vec![vote(1, a.clone()), vote(2, Batch::empty()), vote(3, b.clone())],
+    };
+    let frame = frame_of(&msg);
+    let (_, regions) = parts_of(&frame);
+    assert_eq!(regions, [&a.region()[..], &b.region()[..]].concat());
+    assert_eq!(frame[16..20], crc32fast::hash(regions).to_le_bytes());
+    let (decoded, _) = decode(&frame).unwrap();
+    assert_eq!(decoded, msg);
+    let Msg::Phase1B { votes, .. } = decoded else { panic!("not a Phase 1B") };
+    assert_eq!(votes[2].v_val.crc32(), b.crc32(), "a batch's checksum is its region's");
 }
 
 #[test]
@@ -261,7 +317,8 @@ fn every_truncation_point_is_incomplete() {
         let frame = frame_of(&msg);
         for cut in 0..frame.len() {
             let err = decode(&frame[..cut]).unwrap_err();
-            let expected_needed_bytes = if cut < 8 { FRAME_HEADER_BYTES } else { frame.len() };
+            // Both lengths have arrived at byte 12.
+            let expected_needed_bytes = if cut < 12 { FRAME_HEADER_BYTES } else { frame.len() };
             assert_eq!(
                 err,
                 WireError::Truncated { needed_bytes: expected_needed_bytes },
@@ -311,6 +368,12 @@ fn body_over_the_maximum_is_refused_from_the_header_alone() {
     assert!(!err.is_incomplete());
     frame[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode(&frame), Err(WireError::BodyTooLong { .. })));
+    // Fields and regions each within the limit, together over it.
+    let max = u32::try_from(FRAME_BODY_BYTES_MAX).unwrap();
+    frame[4..8].copy_from_slice(&max.to_le_bytes());
+    frame[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let err = decode(&frame[..12]).unwrap_err();
+    assert_eq!(err, WireError::BodyTooLong { body_len_bytes: FRAME_BODY_BYTES_MAX + 1 });
 }
 
 #[test]
@@ -465,11 +528,9 @@ fn hostile_counts_are_refused_before_allocating() {
         }
     );
 
-    // 18 bytes left: room for exactly one empty value, not two.
-    let mut body = 2u32.to_le_bytes().to_vec();
-    body.extend_from_slice(&[0; 18]);
+    // 18 bytes of regions: room for exactly one empty value, not two.
     assert!(matches!(
-        decode(&frame_with_body(1, &body)),
+        decode(&frame_with_parts(1, &2u32.to_le_bytes(), &[0; 18])),
         Err(WireError::CountTooLarge { count: 2, needed_bytes: 36, remaining_bytes: 18, .. })
     ));
 
@@ -483,11 +544,10 @@ fn hostile_counts_are_refused_before_allocating() {
 
 #[test]
 fn payload_longer_than_the_body_is_malformed() {
-    let mut body = 1u32.to_le_bytes().to_vec();
-    body.extend_from_slice(&[0; 14]); // value id
-    body.extend_from_slice(&u32::MAX.to_le_bytes()); // payload_len
-    body.extend_from_slice(b"tiny");
-    let err = decode(&frame_with_body(1, &body)).unwrap_err();
+    let mut regions = vec![0; 14]; // value id
+    regions.extend_from_slice(&u32::MAX.to_le_bytes()); // payload_len
+    regions.extend_from_slice(b"tiny");
+    let err = decode(&frame_with_parts(1, &1u32.to_le_bytes(), &regions)).unwrap_err();
     assert!(matches!(err, WireError::BodyUnderrun { field: "Proposal.values", .. }), "{err}");
     assert!(!err.is_incomplete());
 }
@@ -507,6 +567,11 @@ fn trailing_bytes_inside_the_body_are_malformed() {
     assert_eq!(
         decode(&frame_with_body(4, &[0; 9])),
         Err(WireError::TrailingBytes { kind: "nack", trailing_bytes: 1 })
+    );
+    assert_eq!(
+        decode(&frame_with_parts(4, &[0; 8], &[0; 2])),
+        Err(WireError::TrailingBytes { kind: "nack", trailing_bytes: 2 }),
+        "regions no field names"
     );
 }
 

@@ -2,28 +2,18 @@
 //! never panic and must answer each input with a bounded number of actions.
 //!
 //! Input layout: one byte picks the protocol, f, the cluster size and the node's id; then records of
-//! `sender u8 | dt u8 | kind u8 | body_len u16 | body`. The harness seals each body in a frame with a
-//! correct header and checksum, so the fuzzer explores message contents instead of checksums; a body
-//! the decoder refuses ends the input.
+//! `sender u8 | dt u8 | kind u8 | fields_len u16 | regions_len u16 | fields | regions`. The harness
+//! seals each record in a frame with a correct header and checksums (`wire::seal_frame`), so the
+//! fuzzer explores message contents instead of checksums; a body the decoder refuses ends the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ringsmr::proto::{Action, Boot, ClusterConfig, NodeConfig, NodeId, Protocol, RingNode};
-use ringsmr::wire::{self, FRAME_MAGIC, FRAME_VERSION};
+use ringsmr::wire;
 
 /// More actions than one input may cause (a window of Phase 2As, a retransmission answer,
 /// heartbeats and Phase 1As to every process), with room to spare.
 const ACTIONS_PER_INPUT_MAX: usize = 1_000;
-
-fn sealed(kind: u8, body: &[u8], frame: &mut Vec<u8>) {
-    frame.clear();
-    frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    frame.push(FRAME_VERSION);
-    frame.push(kind);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    frame.extend_from_slice(body);
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&setup, mut rest)) = data.split_first() else { return };
@@ -36,11 +26,14 @@ fuzz_target!(|data: &[u8]| {
         .expect("the default configuration is valid");
     let (mut now, mut out, mut frame) = (0, Vec::<Action>::new(), Vec::new());
     node.drain_actions(&mut out);
-    while let [sender, dt, kind, len_lo, len_hi, tail @ ..] = rest {
-        let body_len = usize::from(u16::from_le_bytes([*len_lo, *len_hi])).min(tail.len());
-        let (body, next) = tail.split_at(body_len);
+    while let [sender, dt, kind, f0, f1, r0, r1, tail @ ..] = rest {
+        let fields_len = usize::from(u16::from_le_bytes([*f0, *f1])).min(tail.len());
+        let (fields, tail) = tail.split_at(fields_len);
+        let regions_len = usize::from(u16::from_le_bytes([*r0, *r1])).min(tail.len());
+        let (regions, next) = tail.split_at(regions_len);
         rest = next;
-        sealed(*kind, body, &mut frame);
+        frame.clear();
+        wire::seal_frame(*kind, fields, regions, &mut frame);
         let Ok((msg, _)) = wire::decode(&frame) else { return };
         now += u64::from(*dt) * 1_000;
         node.on_message(now, NodeId::from(*sender) % (nodes + 1), msg);
