@@ -264,7 +264,8 @@ impl Node {
 
     /// Queues a value for ordering and returns the id it will be delivered under ([`Delivery::id`]),
     /// so an application can tell its own values in the delivered stream. Refuses (handing the
-    /// value back) when the queue is full.
+    /// value back) when the queue is full. (A node without the proposer role queues values but
+    /// never proposes them.)
     pub fn propose(&mut self, payload: Bytes) -> Result<ValueId, ProposeBackpressure> {
         let was_empty = self.proposals.slots() == self.proposals.buffer().capacity();
         match self.proposals.push(payload) {

@@ -17,8 +17,7 @@
 //!
 //! Each node keeps the proposal time of its values in flight by id (`proposal_stamps`), so payloads
 //! are static bytes and a delivered batch is timed without reading it. Every node also traces its
-//! delivered stream
-//! ([`StreamTrace`]) so that the learners' orders can be compared afterwards.
+//! delivered stream ([`StreamTrace`]) so that the learners' orders can be compared afterwards.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};

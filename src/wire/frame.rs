@@ -59,33 +59,19 @@ impl FrameHeader {
     pub(crate) fn to_bytes(self) -> [u8; FRAME_HEADER_BYTES] {
         // Saturating keeps this total; a length that large is refused by the encoder before it gets here.
         let len = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX).to_le_bytes();
-        let [m0, m1] = FRAME_MAGIC.to_le_bytes();
-        let [f0, f1, f2, f3] = len(self.fields_len_bytes);
-        let [r0, r1, r2, r3] = len(self.regions_len_bytes);
-        let [a0, a1, a2, a3] = self.fields_crc32.to_le_bytes();
-        let [b0, b1, b2, b3] = self.regions_crc32.to_le_bytes();
-        [
-            m0,
-            m1,
-            FRAME_VERSION,
-            self.kind.byte(),
-            f0,
-            f1,
-            f2,
-            f3,
-            r0,
-            r1,
-            r2,
-            r3,
-            a0,
-            a1,
-            a2,
-            a3,
-            b0,
-            b1,
-            b2,
-            b3,
-        ]
+        let fields: [&[u8]; 6] = [
+            &FRAME_MAGIC.to_le_bytes(),
+            &[FRAME_VERSION, self.kind.byte()],
+            &len(self.fields_len_bytes),
+            &len(self.regions_len_bytes),
+            &self.fields_crc32.to_le_bytes(),
+            &self.regions_crc32.to_le_bytes(),
+        ];
+        let mut header = [0; FRAME_HEADER_BYTES];
+        for (to, from) in header.iter_mut().zip(fields.into_iter().flatten()) {
+            *to = *from;
+        }
+        header
     }
 
     /// Reads the header at the start of `buf`.
