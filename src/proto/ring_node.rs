@@ -150,6 +150,10 @@ pub struct RingNode {
     learner_acceptors: Vec<NodeId>,
     /// Scratch space for every process' version, ranked every tick for garbage collection.
     gc_versions: Vec<Instance>,
+    /// Scratch space for the decisions one retransmission answers with (at most
+    /// `retransmit_instances_max`): a learner that falls behind under load asks again and again, and
+    /// answering must not allocate each time.
+    retransmit_decisions: Vec<(Instance, Vid, Batch)>,
     next_heartbeat_at: Tick,
     next_retry_scan_at: Tick,
     last_flow_notice_at: Option<Tick>,
@@ -209,6 +213,10 @@ impl RingNode {
             // Sized once: the lists they hold never grow longer.
             learner_acceptors: Vec::with_capacity(cfg.cluster.acceptors.len()),
             gc_versions: Vec::with_capacity(usize::from(cfg.cluster.nodes)),
+            // The default answer size is 64; a larger configured one grows this once, to its peak.
+            retransmit_decisions: Vec::with_capacity(
+                usize::try_from(cfg.retransmit_instances_max).unwrap_or(usize::MAX).min(1024),
+            ),
             next_heartbeat_at: now,
             next_retry_scan_at: now,
             last_flow_notice_at: None,
@@ -936,21 +944,25 @@ impl RingNode {
         let trimmed_below = a.trimmed_below;
         let lacks_first = a.decision(first).is_none();
         let to = to.min(first.saturating_add(self.cfg.retransmit_instances_max));
-        let decisions: Vec<(Instance, Vid, Batch)> =
-            (first..to).filter_map(|i| a.decision(i).map(|(vid, val)| (i, vid, val))).collect();
+        let mut decisions = std::mem::take(&mut self.retransmit_decisions);
+        decisions.clear();
+        decisions.extend((first..to).filter_map(|i| a.decision(i).map(|(vid, val)| (i, vid, val))));
         if first < trimmed_below || lacks_first {
             // Either way the learner cannot get `first` here; it tells the two apart by comparing
             // `trimmed_below` with `first`.
             self.send(learner, Msg::Trimmed { trimmed_below });
             if first < trimmed_below {
+                decisions.clear();
+                self.retransmit_decisions = decisions;
                 return;
             }
         }
         self.counters.retransmissions_answered += 1;
-        for (instance, c_vid, val) in decisions {
+        for (instance, c_vid, val) in decisions.drain(..) {
             let c_val = Some(Carried::Value(val));
             self.send(learner, Msg::Decision { instance, c_vid, c_val, ring: None });
         }
+        self.retransmit_decisions = decisions;
     }
 
     /// 3.3.7: trim below the version f+1 processes have reached, minus a retention margin.
