@@ -12,10 +12,11 @@
 //! ```
 //!
 //! Everything is allocated at start-up ([`Limits`]): connection slots, each connection's receive and
-//! send buffers ([`buffer`]), datagram buffers. All unsafe code of the crate lives in this module.
+//! send buffers ([`buffer`], [`outbuf`]), datagram buffers. All unsafe code of the crate lives in this module.
 
 pub mod buffer;
 mod epoll;
+pub mod outbuf;
 pub mod pin;
 mod reactor;
 pub mod scheduling;

@@ -23,8 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::buffer::{InBuf, OutBuf};
+use super::buffer::InBuf;
 use super::epoll::EpollDriver;
+use super::outbuf::OutBuf;
 use super::socket::{MulticastOptions, SocketOptions};
 use super::uring::UringDriver;
 use super::waker::Waker;

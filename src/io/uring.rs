@@ -32,7 +32,8 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, opcode, squeue};
 use socket2::{SockAddr, Socket};
 
-use super::buffer::{InBuf, OutBuf};
+use super::buffer::InBuf;
+use super::outbuf::OutBuf;
 use super::reactor::{ConnId, Handler, IoError, Limits, ListenerId, Received, UdpId};
 use super::slots::Slots;
 use super::socket::{configure_stream, tcp_listener, tcp_socket};
@@ -153,7 +154,7 @@ impl UringDriver {
             (opcode::Accept::CODE, "ACCEPT"),
             (opcode::Connect::CODE, "CONNECT"),
             (opcode::Recv::CODE, "RECV"),
-            (opcode::Send::CODE, "SEND"),
+            (opcode::SendMsg::CODE, "SENDMSG"),
             (opcode::PollAdd::CODE, "POLL_ADD"),
             (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
         ] {
@@ -367,12 +368,11 @@ impl UringDriver {
         if c.send_inflight || c.state != State::Open {
             return;
         }
-        let bytes = c.outbox.next_to_send();
-        if bytes.is_empty() {
-            return;
-        }
-        let entry = opcode::Send::new(Fd(c.socket.as_raw_fd()), bytes.as_ptr(), bytes.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
+        let fd = c.socket.as_raw_fd();
+        let Some(msg) = c.outbox.prepare_send() else { return };
+        // Written bytes and shared regions in one message (see `outbuf`).
+        let entry = opcode::SendMsg::new(Fd(fd), std::ptr::from_ref(msg))
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(user_data(OP_SEND, id, 0));
         c.send_inflight = true;

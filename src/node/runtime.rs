@@ -284,10 +284,9 @@ impl Runtime {
                             continue;
                         };
                         let len = wire::encoded_len(&msg);
-                        let pushed = self
-                            .reactor
-                            .outbox(conn)
-                            .is_some_and(|out| out.push_with(len, |v| wire::encode(&msg, v)));
+                        let pushed = self.reactor.outbox(conn).is_some_and(|out| {
+                            out.push_frame(len, |v, share| wire::encode_sharing(&msg, v, share))
+                        });
                         if !pushed {
                             counters.sends_overflowed += 1;
                         }

@@ -1,6 +1,8 @@
 //! Message → frame. The body is described once, generically over a [`Sink`], so the two writers (the
 //! fields, then the batch regions) and the length computation ([`encoded_len`]) cannot disagree.
 
+use bytes::Bytes;
+
 use crate::proto::decided_ids::DecidedIds;
 use crate::proto::msg::{Carried, Msg};
 use crate::proto::types::{Batch, Ring, Round, ValueId, Vid, Vote};
@@ -17,16 +19,24 @@ use super::kind::Kind;
 /// is a bug in whoever built the message (batches are meant to be bounded well below the limit). `out`
 /// is left as it was before the call. Use [`try_encode`] to get an error instead.
 pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
+    encode_sharing(msg, out, &mut |_, _| false);
+}
+
+/// [`encode`], where the values of a batch may stay where they are: `share(region, at)` is asked
+/// for each batch region in turn, with `at` the length of `out` at that point, and when it returns
+/// true the region is not copied into `out` (the caller sends it from where it is, right after
+/// `out[..at]`; see `io::outbuf`). The frame is then `out`'s new bytes with the shared regions
+/// spliced in at their places, and [`encoded_len`] long.
+pub fn encode_sharing(msg: &Msg, out: &mut Vec<u8>, share: &mut dyn FnMut(&Bytes, usize) -> bool) {
     let frame_start = out.len();
     // The header needs the parts' lengths and checksums: reserve it, write the body, then patch it.
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     let fields_start = out.len();
-    let mut fields = FieldWriter { out, regions: Regions::None };
+    let mut fields = FieldWriter { out, regions: Regions::None, regions_bytes: 0 };
     put_msg(&mut fields, msg);
-    let regions = fields.regions;
-    let regions_start = out.len();
-    put_msg(&mut RegionWriter(out), msg);
-    let body_len_bytes = out.len() - fields_start;
+    let (regions, regions_len_bytes) = (fields.regions, fields.regions_bytes);
+    let fields_len_bytes = out.len() - fields_start;
+    let body_len_bytes = fields_len_bytes.saturating_add(regions_len_bytes);
     if body_len_bytes > FRAME_BODY_BYTES_MAX {
         out.truncate(frame_start);
         panic!(
@@ -34,18 +44,23 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             msg.kind()
         );
     }
-    let regions_crc32 = match regions {
+    let fields_crc32 = crc32fast::hash(&out[fields_start..]);
+    // Several regions are checksummed together as they are written; one brings its own checksum.
+    let several = matches!(regions, Regions::Many).then(crc32fast::Hasher::new);
+    let mut writer = RegionWriter { out, share, several };
+    put_msg(&mut writer, msg);
+    let regions_crc32 = match (regions, writer.several) {
         // The CRC-32 of no bytes.
-        Regions::None => 0,
+        (Regions::None, _) => 0,
         // The whole regions part is this one batch: its own checksum, without a pass over it.
-        Regions::One { crc32 } => crc32,
-        Regions::Many => crc32fast::hash(&out[regions_start..]),
+        (Regions::One { crc32 }, _) => crc32,
+        (Regions::Many, several) => several.map_or(0, crc32fast::Hasher::finalize),
     };
     let header = FrameHeader {
         kind: Kind::of(msg),
-        fields_len_bytes: regions_start - fields_start,
-        regions_len_bytes: out.len() - regions_start,
-        fields_crc32: crc32fast::hash(&out[fields_start..regions_start]),
+        fields_len_bytes,
+        regions_len_bytes,
+        fields_crc32,
         regions_crc32,
     };
     out[frame_start..fields_start].copy_from_slice(&header.to_bytes());
@@ -118,6 +133,7 @@ enum Regions {
 struct FieldWriter<'a> {
     out: &'a mut Vec<u8>,
     regions: Regions,
+    regions_bytes: usize,
 }
 
 impl Sink for FieldWriter<'_> {
@@ -126,6 +142,7 @@ impl Sink for FieldWriter<'_> {
     }
 
     fn put_region(&mut self, batch: &Batch) {
+        self.regions_bytes = self.regions_bytes.saturating_add(batch.bytes());
         if batch.bytes() > 0 {
             self.regions = match self.regions {
                 Regions::None => Regions::One { crc32: batch.crc32() },
@@ -135,15 +152,27 @@ impl Sink for FieldWriter<'_> {
     }
 }
 
-/// Writes the regions, in the order the fields name them.
-struct RegionWriter<'a>(&'a mut Vec<u8>);
+/// Writes the regions (or has them shared), in the order the fields name them.
+struct RegionWriter<'a, 's> {
+    out: &'a mut Vec<u8>,
+    share: &'s mut dyn FnMut(&Bytes, usize) -> bool,
+    /// The running checksum of the regions, when there are several.
+    several: Option<crc32fast::Hasher>,
+}
 
-impl Sink for RegionWriter<'_> {
+impl Sink for RegionWriter<'_, '_> {
     fn put(&mut self, _: &[u8]) {}
 
     fn put_region(&mut self, batch: &Batch) {
-        // The region is the values already encoded back to back (proto::batch): one copy.
-        self.0.extend_from_slice(batch.region());
+        let region = batch.region();
+        if let Some(h) = self.several.as_mut() {
+            h.update(region);
+        }
+        // The region is the values already encoded back to back (proto::batch): sent from where it
+        // is, or copied once.
+        if region.is_empty() || !(self.share)(region, self.out.len()) {
+            self.out.extend_from_slice(region);
+        }
     }
 }
 

@@ -51,7 +51,7 @@ mod proptests;
 mod tests;
 
 pub use decode::{decode, decode_bytes};
-pub use encode::{encode, encoded_len, try_encode};
+pub use encode::{encode, encode_sharing, encoded_len, try_encode};
 pub use error::WireError;
 pub use frame::{
     FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, complete_frame_len,

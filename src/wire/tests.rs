@@ -663,3 +663,25 @@ fn a_body_of_exactly_the_maximum_round_trips() {
     assert_eq!(frame.len(), FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX);
     assert_eq!(decode(&frame), Ok((msg, frame.len())));
 }
+
+#[test]
+fn a_shared_region_is_left_out_of_the_buffer_and_goes_back_in_at_its_place() {
+    let big = Batch::new(vec![value(1, 1, &[9; 5000])]);
+    let msg = Msg::Proposal { values: big.clone(), via_rnd: Round(3), ttl: 2 };
+    let mut out = b"earlier frames".to_vec();
+    let mut shared = Vec::new();
+    encode_sharing(&msg, &mut out, &mut |region, at| {
+        shared.push((at, region.clone()));
+        true
+    });
+    assert_eq!(shared.len(), 1);
+    let (at, region) = &shared[0];
+    assert_eq!(region.as_ptr(), big.region().as_ptr(), "the batch's own bytes, not a copy");
+    let mut spliced = out[..*at].to_vec();
+    spliced.extend_from_slice(region);
+    spliced.extend_from_slice(&out[*at..]);
+    let mut copied = b"earlier frames".to_vec();
+    encode(&msg, &mut copied);
+    assert_eq!(spliced, copied);
+    assert_eq!(out.len() + region.len() - 14, encoded_len(&msg));
+}
