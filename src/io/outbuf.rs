@@ -14,12 +14,16 @@
 //!
 //! Nothing grows after start-up: the written bytes and the shared list have fixed capacities, and a
 //! region that finds the list full is copied instead. The capacity in bytes bounds written and shared
-//! bytes together, so a shared region holds its memory no longer than a copy would have.
+//! bytes together. A shared region keeps the whole chunk it lives in from being reused, so regions
+//! are shared only while little waits to be sent ([`SHARED_PENDING_BYTES_MAX`]): behind a slow peer
+//! the outbox copies, as it always did, and the chunks come back.
 
 use bytes::Bytes;
 
 /// Smallest region sent from where it is rather than copied.
 pub const SHARED_BYTES_MIN: usize = 4096;
+/// Sharing stops while more than this waits to be sent (module docs).
+pub const SHARED_PENDING_BYTES_MAX: usize = 1 << 20;
 /// Most shared regions one half holds.
 const SHARED_PER_HALF_MAX: usize = 1024;
 /// Most iovecs one send hands the kernel (what is left goes with the next).
@@ -119,9 +123,10 @@ impl OutBuf {
             return false;
         }
         let before = self.filling.len();
+        let may_share = self.pending_bytes() <= SHARED_PENDING_BYTES_MAX;
         let Half { written, shared, shared_bytes } = &mut self.filling;
         let mut share = |region: &Bytes, at: usize| {
-            if region.len() < SHARED_BYTES_MIN || shared.len() == shared.capacity() {
+            if !may_share || region.len() < SHARED_BYTES_MIN || shared.len() == shared.capacity() {
                 return false;
             }
             shared.push((at, region.clone()));
@@ -275,6 +280,24 @@ mod tests {
         o.advance(expected.len() - 103);
         assert!(o.is_empty());
         assert_eq!(to_send(&mut o), b"");
+    }
+
+    #[test]
+    fn behind_a_slow_peer_regions_are_copied_so_their_chunks_come_back() {
+        let region = Bytes::from(vec![5u8; SHARED_BYTES_MIN]);
+        let mut o = OutBuf::with_capacity(4 * SHARED_PENDING_BYTES_MAX);
+        let mut shared = 0;
+        while o.pending_bytes() < 2 * SHARED_PENDING_BYTES_MAX {
+            assert!(o.push_frame(SHARED_BYTES_MIN, |v, share| {
+                if share(&region, v.len()) {
+                    shared += 1;
+                } else {
+                    v.extend_from_slice(&region);
+                }
+            }));
+        }
+        // Shared until the pending bytes passed the limit, copied from then on.
+        assert_eq!(shared, SHARED_PENDING_BYTES_MAX / SHARED_BYTES_MIN + 1);
     }
 
     #[test]
