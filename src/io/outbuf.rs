@@ -39,8 +39,7 @@ struct Half {
 }
 
 impl Half {
-    fn with_capacity(capacity_bytes: usize) -> Half {
-        let shared_max = (capacity_bytes / SHARED_BYTES_MIN).min(SHARED_PER_HALF_MAX);
+    fn with_capacity(capacity_bytes: usize, shared_max: usize) -> Half {
         Half {
             written: Vec::with_capacity(capacity_bytes),
             shared: Vec::with_capacity(shared_max),
@@ -93,9 +92,21 @@ unsafe impl Send for OutBuf {}
 
 impl OutBuf {
     pub fn with_capacity(capacity_bytes: usize) -> OutBuf {
+        let shared_max = (capacity_bytes / SHARED_BYTES_MIN).min(SHARED_PER_HALF_MAX);
+        OutBuf::with_limits(capacity_bytes, shared_max)
+    }
+
+    /// An outbox for one datagram at a time, which must go in one send: with at most
+    /// `IOVECS_PER_SEND_MAX` pieces, written and shared, whatever it holds.
+    pub fn for_datagrams(capacity_bytes: usize) -> OutBuf {
+        // Written bytes before, between and after the shared regions: one piece more than them.
+        OutBuf::with_limits(capacity_bytes, IOVECS_PER_SEND_MAX / 2 - 1)
+    }
+
+    fn with_limits(capacity_bytes: usize, shared_max: usize) -> OutBuf {
         OutBuf {
-            filling: Half::with_capacity(capacity_bytes),
-            sending: Half::with_capacity(capacity_bytes),
+            filling: Half::with_capacity(capacity_bytes, shared_max),
+            sending: Half::with_capacity(capacity_bytes, shared_max),
             sent: 0,
             capacity_bytes,
             iovecs: Vec::with_capacity(IOVECS_PER_SEND_MAX),

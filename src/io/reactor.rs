@@ -18,6 +18,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -243,6 +244,32 @@ impl Reactor {
         socket2::SockRef::from(socket)
             .send_to_with_flags(bytes, &to.into(), libc::MSG_DONTWAIT)
             .map(|_| ())
+    }
+
+    /// Sends everything `datagram` holds as one datagram now (see [`Reactor::send_datagram`]), its
+    /// shared regions from where they are, and empties it either way.
+    pub fn send_datagram_from(
+        &mut self,
+        udp: UdpId,
+        datagram: &mut OutBuf,
+        to: SocketAddr,
+    ) -> io::Result<()> {
+        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        let to = socket2::SockAddr::from(to);
+        let sent = match datagram.prepare_send() {
+            None => 0,
+            Some(msg) => {
+                let mut msg = *msg;
+                msg.msg_name = to.as_ptr().cast_mut().cast();
+                msg.msg_namelen = to.len();
+                // SAFETY: `msg` points to `to` and to the iovecs and bytes of `datagram`, all of
+                // which live, unchanged, until the call returns.
+                unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_DONTWAIT) }
+            }
+        };
+        datagram.clear();
+        if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 
     /// Waits for completions for at most `timeout` (forever with `None`) and hands them to `h`.

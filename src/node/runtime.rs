@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::io::buffer::InBuf;
+use crate::io::outbuf::OutBuf;
 use crate::io::{ConnId, Handler, Reactor, Received, UdpId};
 use crate::proto::types::{NodeId, Tick};
 use crate::proto::{Action, RingNode};
@@ -204,8 +205,9 @@ impl Runtime {
         let mut counters = RuntimeCounters::default();
         let mut actions: Vec<Action> =
             Vec::with_capacity(crate::proto::ring_node::ACTIONS_CAPACITY);
-        // The multicast datagram being filled: our hello, then whole frames.
-        let mut datagram: Vec<u8> = Vec::with_capacity(wire::FRAME_BODY_BYTES_MAX);
+        // The multicast datagram being filled: our hello, then whole frames, whose batches are sent
+        // from where they are (see `io::outbuf`).
+        let mut datagram = OutBuf::for_datagrams(wire::FRAME_BODY_BYTES_MAX);
         let datagram_bytes_max = self.core.config().batch_bytes_max;
         let mut timer_at: Tick = 0;
         let mut newly_open: Vec<ConnId> = Vec::with_capacity(nodes.into());
@@ -297,15 +299,19 @@ impl Runtime {
                             continue;
                         };
                         let frame_bytes = wire::encoded_len(&msg);
-                        if datagram.len() > HELLO_BYTES
-                            && datagram.len() + frame_bytes > datagram_bytes_max
-                        {
+                        let filled = datagram.pending_bytes();
+                        if filled > HELLO_BYTES && filled + frame_bytes > datagram_bytes_max {
                             send_datagram(&mut self.reactor, link, &mut datagram, &mut counters);
                         }
                         if datagram.is_empty() {
-                            datagram.extend_from_slice(&hello);
+                            datagram.push(&hello);
                         }
-                        wire::encode(&msg, &mut datagram);
+                        let pushed = datagram.push_frame(frame_bytes, |v, share| {
+                            wire::encode_sharing(&msg, v, share)
+                        });
+                        if !pushed {
+                            counters.multicasts_failed += 1;
+                        }
                     }
                     Action::Deliver { instance, values } => {
                         delivered_values += values.len() as u64;
@@ -358,11 +364,10 @@ impl Runtime {
 fn send_datagram(
     reactor: &mut Reactor,
     link: &MulticastLink,
-    datagram: &mut Vec<u8>,
+    datagram: &mut OutBuf,
     counters: &mut RuntimeCounters,
 ) {
-    if reactor.send_datagram(link.udp, datagram, link.group()).is_err() {
+    if reactor.send_datagram_from(link.udp, datagram, link.group()).is_err() {
         counters.multicasts_failed += 1;
     }
-    datagram.clear();
 }
