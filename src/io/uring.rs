@@ -3,7 +3,8 @@
 //! `io_uring_enter` (thesis 3.5.9: CPU is the bottleneck at wire speed, so syscalls per packet matter).
 //!
 //! Buffers stay put while the kernel uses them: a connection's receive (and each UDP receive slot's)
-//! goes into the spare tail of its [`InBuf`], its send reads the `sending` half of its [`OutBuf`],
+//! goes into the spare tail of its [`InBuf`], its send (a SENDMSG of the iovecs and message header
+//! the [`OutBuf`] keeps) reads the `sending` half of the OutBuf and the shared regions it holds,
 //! and neither is touched until the completion arrives. A connection that closes with operations in
 //! flight cancels them and keeps its slot (and so its buffers) until the last one completed.
 //!
