@@ -230,8 +230,7 @@ impl Reactor {
         opts: &MulticastOptions,
         joined: bool,
     ) -> io::Result<()> {
-        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        let socket = self.udp_socket(udp)?;
         super::socket::set_membership(socket2::SockRef::from(socket), opts, joined)
     }
 
@@ -239,8 +238,7 @@ impl Reactor {
     /// the datagram or drops it), so both backends issue them directly rather than holding a buffer per
     /// datagram in flight. A full socket buffer drops the datagram, which loss recovery (3.3.4) repairs.
     pub fn send_datagram(&mut self, udp: UdpId, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
-        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        let socket = self.udp_socket(udp)?;
         socket2::SockRef::from(socket)
             .send_to_with_flags(bytes, &to.into(), libc::MSG_DONTWAIT)
             .map(|_| ())
@@ -254,8 +252,7 @@ impl Reactor {
         datagram: &mut OutBuf,
         to: SocketAddr,
     ) -> io::Result<()> {
-        let socket: &UdpSocket = dispatch!(self, d => d.udp_socket(udp))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))?;
+        let socket = self.udp_socket(udp)?;
         let to = socket2::SockAddr::from(to);
         let sent = match datagram.prepare_send() {
             None => 0,
@@ -270,6 +267,12 @@ impl Reactor {
         };
         datagram.clear();
         if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    /// The socket of `udp`, added by [`Reactor::add_multicast`].
+    fn udp_socket(&self, udp: UdpId) -> io::Result<&UdpSocket> {
+        dispatch!(self, d => d.udp_socket(udp))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such UDP socket"))
     }
 
     /// Waits for completions for at most `timeout` (forever with `None`) and hands them to `h`.
