@@ -9,12 +9,13 @@
 //! loop {
 //!     reactor.poll(timeout, &mut handler)?;   // completions -> Handler callbacks (received bytes, ...)
 //!     ... drain the protocol core's actions, write frames with reactor.outbox(conn) ...
-//!     reactor.flush();                        // one batched submission of every pending send
+//!     reactor.flush();                        // queue a send for every outbox written to
 //! }
 //! ```
 //!
 //! Callbacks only hand input to the caller; they cannot send. Sending happens between polls, so every
-//! send of one loop iteration goes to the kernel in one batch (one `io_uring_enter`).
+//! send of one loop iteration goes to the kernel in one batch: epoll sends at `flush`, io_uring
+//! submits them with the next `poll` (the one `io_uring_enter` that also waits).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -280,7 +281,8 @@ impl Reactor {
         dispatch!(self, d => d.poll(timeout, h))
     }
 
-    /// Starts sending everything written to outboxes since the last flush.
+    /// Starts sending everything written to outboxes since the last flush: at once (epoll), or in
+    /// the next [`Reactor::poll`]'s single system call (io_uring). Call `poll` after it.
     pub fn flush(&mut self) {
         dispatch!(self, d => d.flush())
     }
