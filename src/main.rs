@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ringsmr::io::BackendChoice;
 use ringsmr::io::scheduling::Scheduling;
+use ringsmr::node::baseline::RingSenders;
 use ringsmr::node::{
     BenchSpec, ClusterFile, ControlServer, LoadSpec, Node, NodeOptions, ProtocolName, Role,
     StreamChecksum, StreamTrace, Workload, run_bench, run_local as run_load,
@@ -87,6 +88,11 @@ struct LocalArgs {
     f: usize,
     #[command(flatten)]
     w: WorkloadArgs,
+    /// Which stages of the U-Ring baseline send: `first` (a chain from one sender, what
+    /// `efficiency` has always been measured against) or `every` (a closed ring in which every
+    /// stage sends, the traffic of this run, where every node proposes).
+    #[arg(long, value_enum, default_value = "first")]
+    baseline_senders: BaselineSenders,
     /// Largest batch of one instance (default 32768; M-Ring: 8192, one datagram).
     #[arg(long)]
     batch: Option<usize>,
@@ -118,6 +124,15 @@ struct WorkloadArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+/// Which stages of the U-Ring baseline send bytes of their own.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BaselineSenders {
+    /// Every stage, around a closed ring: the traffic of a run in which every node proposes.
+    Every,
+    /// The first stage only, along a chain to the last: the traffic of a single proposer.
+    First,
 }
 
 impl WorkloadArgs {
@@ -247,6 +262,10 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
         outstanding_per_proposer: workload.outstanding_per_proposer,
         backend: BackendChoice::from_env()?,
         baseline: a.w.baseline,
+        baseline_senders: match a.baseline_senders {
+            BaselineSenders::Every => RingSenders::Every,
+            BaselineSenders::First => RingSenders::First,
+        },
         progress: !a.w.json,
     };
     a.w.print(&run_load(&spec)?)?;

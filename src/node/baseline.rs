@@ -9,6 +9,21 @@
 //!   ```text
 //!   source ──TCP──> forwarder ──TCP──> ... ──TCP──> sink (measures)
 //!   ```
+//!
+//!   That is the traffic of one proposer. With [`RingSenders::Every`] (`ringsmr local
+//!   --baseline-senders every`) the stages are [`RingRole::Relay`]s on a closed ring instead: each
+//!   injects 32 KB units of its own and forwards the others' until they have crossed n-1 links, the
+//!   traffic of a run in which every process proposes, and each measures what passes through it.
+//!   On 2 cores the two differ: the chain's heavy stage (the forwarder) gets a core to itself and
+//!   its two light ones share the other, while three equal relays cannot be split evenly, just as
+//!   three equal U-Ring processes cannot. Measured on one machine, the ring carried 0.91 of what
+//!   the chain did (`bench/RESULTS.md`, eighth session). `efficiency` stays measured against the
+//!   chain; the ring is there to tell how much of a gap is that placement.
+//!
+//!   ```text
+//!   relay 0 ──TCP──> relay 1 ──TCP──> relay 2 ──TCP──┐   (every relay injects, forwards, measures)
+//!      ^─────────────────────────────────────────────┘
+//!   ```
 //! - M-Ring Paxos: one sender ([`MulticastRole::Sender`]) ip-multicasts 8 KB datagrams (thesis 3.5.6)
 //!   as fast as the kernel takes them; the other `n-1` ([`MulticastRole::Receiver`]) receive, and
 //!   the figure is the mean of what they received.
@@ -36,6 +51,17 @@ use crate::io::{BackendChoice, ConnId, Handler, Limits, Reactor, Received, UdpId
 
 const RING_BUFFER_BYTES: usize = 32 * 1024;
 const DATAGRAM_BYTES: usize = 8 * 1024;
+/// A relay's unit starts with the number of links it has still to cross (u32, little-endian).
+const UNIT_HEADER_BYTES: usize = 4;
+/// The bytes of the units a ring of relays keeps in circulation: each relay injects its share at
+/// the start and then one new unit for each unit that ends at it, so the ring never holds more
+/// than its staging room (it cannot congest and cannot drop) and every relay sends at the same
+/// rate, as every proposer of a run does. Four times the protocol's default window of bytes, so
+/// this does not hold the ring back more than the window holds back the protocol.
+const RELAY_CIRCULATING_BYTES: usize = 4 << 20;
+/// How long a relay goes on relaying after its own window closed, so that the windows of the
+/// other relays, which opened at about the same moment, close on a ring still running.
+const RELAY_LINGER: Duration = Duration::from_millis(500);
 /// Bytes a forwarder holds for its downstream link beyond what the link's send buffer takes.
 const FORWARD_STAGING_BYTES: usize = 8 << 20;
 /// A measuring stage starts its window this long after its first byte (connections settle, socket
@@ -56,6 +82,13 @@ pub enum RingRole {
     Forwarder,
     /// Counts what it receives: the figure.
     Sink,
+    /// One stage of a closed ring in which every stage sends: injects buffers of its own, forwards
+    /// each buffer it receives until that buffer has crossed n-1 links, and counts what passes
+    /// through it (received and injected). Every relay measures.
+    Relay {
+        /// Stages on the ring: a unit crosses `stages - 1` links, as a value does on a U-Ring.
+        stages: u16,
+    },
 }
 
 /// A stage of the M-Ring baseline.
@@ -92,6 +125,12 @@ struct Inputs {
     out_open: bool,
     /// The downstream link closed (after it was open: the next stage ended) or failed to connect.
     out_closed: Option<io::Error>,
+    /// A relay takes whole units and forwards those with links left to cross.
+    relay: bool,
+    /// Units a relay had no room to forward.
+    dropped_bytes: u64,
+    /// Units of its own a relay may inject now.
+    units_to_inject: usize,
 }
 
 impl Inputs {
@@ -104,7 +143,42 @@ impl Inputs {
             out,
             out_open: false,
             out_closed: None,
+            relay: false,
+            dropped_bytes: 0,
+            units_to_inject: 0,
         }
+    }
+
+    fn for_relay(out: ConnId, stages: u16) -> Inputs {
+        let units_to_inject =
+            (RELAY_CIRCULATING_BYTES / RING_BUFFER_BYTES / usize::from(stages)).max(1);
+        Inputs { relay: true, units_to_inject, ..Inputs::new(true, Some(out)) }
+    }
+
+    /// A relay's input: whole units, each counted once it is forwarded or has ended here; each
+    /// that ended earns the relay one unit of its own to inject. A relay never stops reading: on a
+    /// ring in which every stage sends, one that waited for room to forward could wait for itself.
+    /// A unit that found no staging room would be dropped, not counted, and fail the measurement;
+    /// none can, since fewer units circulate than staging holds (`RELAY_CIRCULATING_BYTES`).
+    fn relay_units(&mut self, inbox: &mut InBuf) {
+        let bytes = inbox.filled();
+        let mut taken = 0;
+        while let Some(unit) = bytes.get(taken..taken + RING_BUFFER_BYTES) {
+            taken += RING_BUFFER_BYTES;
+            let links_left = unit_links_left(unit);
+            if links_left > 1 {
+                if self.staged.capacity() - self.staged.len() < RING_BUFFER_BYTES {
+                    self.dropped_bytes += RING_BUFFER_BYTES as u64;
+                    continue;
+                }
+                self.staged.extend_from_slice(&(links_left - 1).to_le_bytes());
+                self.staged.extend_from_slice(&unit[UNIT_HEADER_BYTES..]);
+            } else {
+                self.units_to_inject += 1;
+            }
+            self.count(RING_BUFFER_BYTES);
+        }
+        inbox.consume(taken);
     }
 
     fn count(&mut self, bytes: usize) {
@@ -128,6 +202,10 @@ impl Handler for Inputs {
         }
     }
     fn received(&mut self, _: ConnId, inbox: &mut InBuf) -> Received {
+        if self.relay {
+            self.relay_units(inbox);
+            return Received::Keep;
+        }
         let bytes = inbox.filled();
         self.count(bytes.len());
         if self.forward {
@@ -198,6 +276,12 @@ impl Window {
     }
 }
 
+fn unit_links_left(unit: &[u8]) -> u32 {
+    let mut header = [0; UNIT_HEADER_BYTES];
+    header.copy_from_slice(&unit[..UNIT_HEADER_BYTES]);
+    u32::from_le_bytes(header)
+}
+
 /// When a sending stage gives up on its own: after the longest window it can feed.
 fn give_up_at(started: Instant, duration: Duration) -> Instant {
     started + FIRST_BYTE_TIMEOUT + WARMUP + duration + STOP_SLACK
@@ -227,7 +311,14 @@ fn turn(
     }
 }
 
-/// The role of stage `i` of a ring of `n`: the first sends, the last measures.
+impl RingRole {
+    /// Whether a stage of this role measures (and so ends after its window).
+    pub fn measures(self) -> bool {
+        matches!(self, RingRole::Sink | RingRole::Relay { .. })
+    }
+}
+
+/// The role of stage `i` of a chain of `n`: the first sends, the last measures.
 pub fn ring_role(i: usize, n: usize) -> RingRole {
     if i + 1 >= n {
         RingRole::Sink
@@ -269,9 +360,10 @@ impl RingStage {
         duration: Duration,
         stop: &AtomicBool,
     ) -> io::Result<StageReport> {
+        let relay = matches!(role, RingRole::Relay { .. });
         let next = match (role, next) {
             (RingRole::Sink, None) => None,
-            (RingRole::Source | RingRole::Forwarder, Some(a)) => Some(a),
+            (RingRole::Source | RingRole::Forwarder | RingRole::Relay { .. }, Some(a)) => Some(a),
             (role, next) => {
                 return Err(invalid_input(format!(
                     "a {role:?} stage {} a next stage",
@@ -283,14 +375,42 @@ impl RingStage {
             Some(a) => Some(self.reactor.connect(a).map_err(io::Error::other)?),
             None => None,
         };
-        let mut inputs = Inputs::new(role == RingRole::Forwarder, out);
-        let chunk =
-            if role == RingRole::Source { vec![0x5a; RING_BUFFER_BYTES] } else { Vec::new() };
+        let (mut inputs, chunk) = match (role, out) {
+            (RingRole::Relay { stages }, Some(out)) => {
+                if stages < 2 {
+                    return Err(invalid_input(format!("a ring of {stages} stages has no link")));
+                }
+                let mut unit = vec![0x5a; RING_BUFFER_BYTES];
+                let links = u32::from(stages) - 1;
+                unit[..UNIT_HEADER_BYTES].copy_from_slice(&links.to_le_bytes());
+                (Inputs::for_relay(out, stages), unit)
+            }
+            (RingRole::Source, _) => (Inputs::new(false, out), vec![0x5a; RING_BUFFER_BYTES]),
+            _ => (Inputs::new(role == RingRole::Forwarder, out), Vec::new()),
+        };
         let started = Instant::now();
         let give_up_at = give_up_at(started, duration);
-        let mut window = (role == RingRole::Sink).then(|| Window::new(duration));
+        let mut window = (role == RingRole::Sink || relay).then(|| Window::new(duration));
+        // A relay's report, kept while it lingers (see `RELAY_LINGER`).
+        let mut relayed: Option<(Instant, StageReport)> = None;
         loop {
+            if let Some((until, report)) = relayed
+                && Instant::now() >= until
+            {
+                return Ok(report);
+            }
             match turn(&mut window, &inputs, stop, give_up_at) {
+                Turn::Done(Ok(report)) if relay => {
+                    if inputs.dropped_bytes > 0 {
+                        return Err(io::Error::other(format!(
+                            "a relay dropped {} bytes it had no room to forward: the ring was \
+                             measured congested",
+                            inputs.dropped_bytes
+                        )));
+                    }
+                    relayed = Some((Instant::now() + RELAY_LINGER, report));
+                    window = None;
+                }
                 Turn::Done(report) => return report,
                 Turn::Stop => break,
                 Turn::Go { .. } => {}
@@ -304,6 +424,14 @@ impl RingStage {
                         format!("connecting to the next stage at {to}: {cause}"),
                     ));
                 }
+                if relay && relayed.is_none() {
+                    return Err(io::Error::new(
+                        cause.kind(),
+                        format!(
+                            "the next stage closed the ring before this relay measured: {cause}"
+                        ),
+                    ));
+                }
                 break; // the next stage ended, so there is no one left to send to
             }
             if let Some(outbox) = out.and_then(|c| self.reactor.outbox(c)) {
@@ -313,9 +441,24 @@ impl RingStage {
                     let k = inputs.staged.len().min(outbox.free_bytes());
                     outbox.push(&inputs.staged[..k]);
                     inputs.staged.drain(..k);
+                    // Like a U-Ring process, a relay passes on what others sent before it adds
+                    // its own.
+                    while relay
+                        && inputs.units_to_inject > 0
+                        && inputs.staged.is_empty()
+                        && outbox.push(&chunk)
+                    {
+                        inputs.units_to_inject -= 1;
+                        inputs.received_bytes += RING_BUFFER_BYTES as u64;
+                    }
                 }
             }
             self.reactor.flush();
+        }
+        if relay {
+            return relayed.map(|(_, report)| report).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Interrupted, "stopped before this relay measured")
+            });
         }
         Ok(StageReport {
             received_bytes: inputs.received_bytes,
@@ -422,24 +565,55 @@ fn run_in_threads(stages: Vec<StageRun>) -> io::Result<Vec<StageReport>> {
         .collect()
 }
 
-/// Mbit/s arriving at the last of `n` reactors chained by TCP on loopback.
-pub fn tcp_ring(backend: BackendChoice, n: usize, duration: Duration) -> io::Result<f64> {
+/// Which stages of the U-Ring baseline send bytes of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingSenders {
+    /// Every stage, as when every process proposes: a closed ring of [`RingRole::Relay`]s. The
+    /// figure is the mean of what passes through each stage.
+    Every,
+    /// The first only: a chain from a [`RingRole::Source`] to a [`RingRole::Sink`], which
+    /// measures.
+    First,
+}
+
+/// Mbit/s through `n` reactors on loopback that pass 32 KB buffers along TCP links, each buffer
+/// crossing n-1 links.
+pub fn tcp_ring(
+    backend: BackendChoice,
+    n: usize,
+    senders: RingSenders,
+    duration: Duration,
+) -> io::Result<f64> {
     let n = n.max(2);
     let any_port: SocketAddr = "127.0.0.1:0".parse().expect("literal");
     let stages =
         (0..n).map(|_| RingStage::bind(backend, any_port)).collect::<io::Result<Vec<_>>>()?;
     let addrs: Vec<SocketAddr> = stages.iter().map(RingStage::local_addr).collect();
+    let stages_u16 = u16::try_from(n).map_err(|_| invalid_input(format!("{n} stages")))?;
     let runs = stages
         .into_iter()
         .enumerate()
         .map(|(i, stage)| -> StageRun {
-            let role = ring_role(i, n);
-            let next = addrs.get(i + 1).copied();
-            (role == RingRole::Sink, Box::new(move |stop| stage.run(role, next, duration, stop)))
+            let (role, next) = match senders {
+                RingSenders::Every => {
+                    (RingRole::Relay { stages: stages_u16 }, Some(addrs[(i + 1) % n]))
+                }
+                RingSenders::First => (ring_role(i, n), addrs.get(i + 1).copied()),
+            };
+            (role.measures(), Box::new(move |stop| stage.run(role, next, duration, stop)))
         })
         .collect();
     let reports = run_in_threads(runs)?;
-    Ok(reports[n - 1].mbit_per_s())
+    let measured: Vec<f64> = reports
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| match senders {
+            RingSenders::Every => true,
+            RingSenders::First => i == n - 1,
+        })
+        .map(|(_, r)| r.mbit_per_s())
+        .collect();
+    Ok(measured.iter().sum::<f64>() / measured.len() as f64)
 }
 
 /// Mean Mbit/s `n - 1` receivers get of one sender's 8 KB multicast datagrams.
@@ -469,8 +643,48 @@ mod tests {
 
     #[test]
     fn a_tcp_ring_of_three_stages_carries_bytes_to_its_sink() {
-        let mbit = tcp_ring(BackendChoice::Epoll, 3, Duration::from_millis(300)).unwrap();
+        let mbit =
+            tcp_ring(BackendChoice::Epoll, 3, RingSenders::First, Duration::from_millis(300))
+                .unwrap();
         assert!(mbit > 0.0, "{mbit}");
+    }
+
+    #[test]
+    fn a_ring_of_relays_carries_every_relays_units_without_dropping_any() {
+        for backend in [BackendChoice::Epoll, BackendChoice::Auto] {
+            // A relay that dropped a unit, or whose ring broke, fails its stage and so this call.
+            let mbit =
+                tcp_ring(backend, 3, RingSenders::Every, Duration::from_millis(300)).unwrap();
+            assert!(mbit > 0.0, "{backend:?}: {mbit}");
+        }
+    }
+
+    #[test]
+    fn a_relay_forwards_a_unit_until_it_has_crossed_its_links() {
+        let mut inputs = Inputs::for_relay(0, 3);
+        let injected_at_start = inputs.units_to_inject;
+        let mut inbox = InBuf::with_capacity(4 * RING_BUFFER_BYTES);
+        let unit = |links: u32| {
+            let mut u = vec![7u8; RING_BUFFER_BYTES];
+            u[..UNIT_HEADER_BYTES].copy_from_slice(&links.to_le_bytes());
+            u
+        };
+        // One unit with two links to go, one that ends here, and half of a third.
+        let mut bytes = unit(2);
+        bytes.extend_from_slice(&unit(1));
+        bytes.extend_from_slice(&unit(2)[..RING_BUFFER_BYTES / 2]);
+        let spare = inbox.spare_mut();
+        for (dst, src) in spare.iter_mut().zip(&bytes) {
+            dst.write(*src);
+        }
+        inbox.commit(bytes.len());
+        inputs.relay_units(&mut inbox);
+        assert_eq!(inputs.received_bytes, 2 * RING_BUFFER_BYTES as u64, "two whole units");
+        assert_eq!(inbox.filled().len(), RING_BUFFER_BYTES / 2, "the half unit waits");
+        assert_eq!(inputs.staged.len(), RING_BUFFER_BYTES, "only the first goes on");
+        assert_eq!(unit_links_left(&inputs.staged), 1, "with one link fewer to cross");
+        assert_eq!(inputs.units_to_inject, injected_at_start + 1, "the ended one is replaced");
+        assert_eq!(inputs.dropped_bytes, 0);
     }
 
     #[test]

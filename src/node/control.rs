@@ -102,7 +102,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
             if let StageSpec::Ring { role, next, .. } = stage {
                 match (role, next) {
                     (RingRole::Sink, Some(_)) => return Err("a sink takes no `next`".into()),
-                    (RingRole::Source | RingRole::Forwarder, None) => {
+                    (RingRole::Source | RingRole::Forwarder | RingRole::Relay { .. }, None) => {
                         return Err(format!("a {role:?} stage needs `next`").to_lowercase());
                     }
                     _ => {}
@@ -444,7 +444,7 @@ fn start_stage(
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || stage.run(role, next, duration, &stopped))?;
-            (role == RingRole::Sink, Some(listening), thread)
+            (role.measures(), Some(listening), thread)
         }
         StageSpec::Multicast { role, group } => {
             let Some(mut options) = context.cluster.multicast_options() else {

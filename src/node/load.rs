@@ -31,7 +31,7 @@ use crate::io::pin::allowed_cores;
 use crate::io::scheduling::Scheduling;
 use crate::proto::types::{NodeId, VALUE_OVERHEAD_BYTES, ValueId};
 
-use super::baseline;
+use super::baseline::{self, RingSenders};
 use super::checksum::{
     Checkpoint, PrefixComparison, StreamChecksum, StreamTrace, compare_prefixes,
 };
@@ -51,6 +51,8 @@ pub struct LoadSpec {
     pub backend: BackendChoice,
     /// Measure the raw transport first (`efficiency` = protocol / raw).
     pub baseline: bool,
+    /// Which stages of the U-Ring baseline send (see [`RingSenders`]).
+    pub baseline_senders: RingSenders,
     /// Draw a progress line on stderr (when it is a terminal).
     pub progress: bool,
 }
@@ -610,7 +612,9 @@ pub fn run_local(spec: &LoadSpec) -> Result<LoadReport, NodeError> {
     let n = spec.cluster.nodes.len();
     let baseline_mbit_per_s = if spec.baseline {
         let b = match spec.cluster.protocol {
-            ProtocolName::Uring => baseline::tcp_ring(spec.backend, n, spec.duration),
+            ProtocolName::Uring => {
+                baseline::tcp_ring(spec.backend, n, spec.baseline_senders, spec.duration)
+            }
             ProtocolName::Mring => {
                 let m = spec.cluster.multicast_options().expect("validated: mring has multicast");
                 baseline::multicast(spec.backend, n, m, spec.duration)
