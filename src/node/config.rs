@@ -168,14 +168,17 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeEntry>,
 }
 
-/// Bytes of decided batches an acceptor keeps below its garbage-collection point (3.3.7), so learners
-/// that lag a little catch up from it. Received batches stay in the buffers they arrived in, so the
+/// Bytes of decided batches an acceptor keeps at most below the version f+1 processes reached
+/// (3.3.7), so a learner that lags a little catches up from it. While every process keeps up, an
+/// acceptor keeps only what the slowest one has not applied, far less (see
+/// `RingNode::garbage_collect`). Received batches stay in the buffers they arrived in, so the
 /// receive buffers are sized for this much too (see `io::buffer`).
 ///
 /// Everything kept is memory the receive buffers cycle through: the more is kept, the colder the
 /// buffer the kernel writes the next batch into. 64 MiB (2,048 batches of 32 KB: about 60 ms of a
-/// saturated loopback ring) delivered 4–5% more than 256 MiB on U-Ring in alternating runs
-/// (bench/RESULTS.md); a learner that falls further behind than this recovers by state transfer.
+/// saturated loopback ring) delivered 4–5% more than 256 MiB on U-Ring in alternating runs, when
+/// this was kept always (bench/RESULTS.md); a learner that falls further behind than this recovers
+/// by state transfer.
 pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bytes of batches a process's receive buffers and batch arenas allocate up front: twice what its

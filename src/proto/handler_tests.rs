@@ -816,6 +816,38 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
 }
 
 #[test]
+fn garbage_collection_keeps_only_what_the_slowest_process_lacks_while_it_is_within_the_margin() {
+    let mut cfg = config(1, Protocol::URing, 1, 3);
+    cfg.gc_retain_instances = 10;
+    let mut a = node_with(cfg);
+    let u_ring = ring(&[0, 1, 2]);
+    let c_rnd = r(1, 0);
+    for i in 0..20 {
+        a.on_message(i, 0, phase2a(c_rnd, i, vid(c_rnd, i + 1), &batch(&[value(0, i)]), u_ring));
+    }
+    drain(&mut a);
+    let trimmed_after = |a: &mut RingNode, now: Tick, versions: [(NodeId, Instance); 2]| {
+        for (from, applied_below) in versions {
+            a.on_message(
+                now,
+                from,
+                Msg::Heartbeat { acceptor_ready: true, decided_below: 20, applied_below },
+            );
+        }
+        a.on_tick(now + 1);
+        drain(a);
+        a.acceptor_state().unwrap().trimmed_below
+    };
+    // f+1 = 2 processes (this one and node 0) applied everything below 20; the margin alone would
+    // trim below 10, but every process applied below 14, so nothing below 14 is needed.
+    assert_eq!(trimmed_after(&mut a, 30, [(0, 20), (2, 14)]), 14);
+    // The slowest process moves on: so does the trim point.
+    assert_eq!(trimmed_after(&mut a, 40, [(0, 20), (2, 17)]), 17);
+    // Every process applied everything: nothing is kept.
+    assert_eq!(trimmed_after(&mut a, 50, [(0, 20), (2, 20)]), 20);
+}
+
+#[test]
 fn a_trimmed_instance_is_neither_voted_nor_retransmitted_and_phase1b_says_where_the_log_starts() {
     let mut cfg = config(1, Protocol::URing, 1, 3);
     cfg.gc_retain_instances = 5;
@@ -826,12 +858,13 @@ fn a_trimmed_instance_is_neither_voted_nor_retransmitted_and_phase1b_says_where_
         a.on_message(i, 0, phase2a(c_rnd, i, vid(c_rnd, i + 1), &batch(&[value(0, i)]), u_ring));
     }
     drain(&mut a);
-    // Nodes 0 and 2 applied everything below 15: f+1 = 2 learners, so trim below 15 - 5.
-    for from in [0, 2] {
+    // Node 1 (deciding) applied all 20, node 0 everything below 15, node 2 only below 3: f+1 = 2
+    // learners reached 15, and node 2 lags by more than the margin, so trim below 15 - 5.
+    for (from, applied_below) in [(0, 15), (2, 3)] {
         a.on_message(
             30,
             from,
-            Msg::Heartbeat { acceptor_ready: true, decided_below: 15, applied_below: 15 },
+            Msg::Heartbeat { acceptor_ready: true, decided_below: 15, applied_below },
         );
     }
     a.on_tick(31);
