@@ -92,27 +92,28 @@ impl InBuf {
     /// Room to receive into. When the current chunk's tail has grown short, the bytes not taken yet
     /// move to the front of a chunk that nothing holds any more (this one, a retired one, or — only
     /// when every chunk is still held — a new one), so the room is as large as it can be and a frame
-    /// never wraps. Empty only when the bytes not taken yet fill a whole chunk.
+    /// never wraps. Bytes not taken yet that fill more than half a chunk are the start of a frame
+    /// larger than chunks are (a Phase 1B of a long log may be up to the wire's 4 MiB): they move
+    /// into a chunk twice their size, allocated for them.
     /// The room is not initialized: chunks are allocated, not zeroed, so that reserving them costs
     /// no memory until the kernel writes into them.
     pub fn spare_mut(&mut self) -> &mut [MaybeUninit<u8>] {
         let chunk_bytes = self.pool.chunk_bytes();
         let spare_bytes = self.chunk.capacity() - self.chunk.len();
-        let at_front = self.chunk.capacity() == chunk_bytes;
-        if spare_bytes < chunk_bytes / 4 && !at_front {
-            self.renew();
+        if spare_bytes < chunk_bytes / 4 {
+            self.renew((2 * self.chunk.len()).max(chunk_bytes));
         }
         self.chunk.spare_capacity_mut()
     }
 
-    /// Moves the bytes not taken yet to the front of a chunk nothing else holds.
-    fn renew(&mut self) {
-        let chunk_bytes = self.pool.chunk_bytes();
+    /// Moves the bytes not taken yet to the front of a chunk of at least `bytes` (more than
+    /// twice as many as they are) that nothing else holds.
+    fn renew(&mut self, bytes: usize) {
         // Every frame taken from this chunk is gone: reuse it in place.
-        if self.chunk.try_reclaim(chunk_bytes - self.chunk.len()) {
+        if self.chunk.try_reclaim(bytes - self.chunk.len()) {
             return;
         }
-        let mut next = self.pool.take_free(chunk_bytes);
+        let mut next = self.pool.take_free(bytes);
         next.extend_from_slice(&self.chunk);
         let old = std::mem::replace(&mut self.chunk, next);
         self.pool.retire(old);
@@ -197,6 +198,13 @@ mod tests {
         receive(&mut b, &[b'x'; 16]);
         assert_eq!(&second[..], b"efghijklmnopqrs", "a held frame is never written over");
         assert!(b.is_full());
-        assert_eq!(b.spare_mut().len(), 0, "a frame as large as a chunk leaves no room");
+        assert_eq!(
+            b.spare_mut().len(),
+            16,
+            "a frame larger than a chunk moves to one twice its size"
+        );
+        assert_eq!((b.filled(), b.chunks_allocated()), (&[b'x'; 16][..], 3));
+        receive(&mut b, b"yz");
+        assert_eq!(b.take(18).len(), 18, "and comes out whole");
     }
 }

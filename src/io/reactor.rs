@@ -31,6 +31,7 @@ use super::outbuf::OutBuf;
 use super::socket::{MulticastOptions, SocketOptions};
 use super::uring::UringDriver;
 use super::waker::Waker;
+use crate::chunks::CHUNK_BYTES;
 
 /// A TCP connection of one reactor.
 pub type ConnId = usize;
@@ -70,7 +71,9 @@ pub trait Handler {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub conns_max: usize,
-    /// Receive buffer chunk of a connection; must hold the largest frame.
+    /// Receive buffer chunk of a connection. A frame larger than this moves into a chunk of its
+    /// own (see `InBuf::spare_mut`); the smaller the chunks, the less memory frames held by the
+    /// driver keep from reuse, and the warmer the memory the next receive writes into.
     pub inbox_bytes: usize,
     /// Bytes of received frames the driver may hold at once (they stay in the chunks they arrived
     /// in): a connection's receive buffer allocates chunks for as much up front, and so does each
@@ -87,7 +90,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             conns_max: 64,
-            inbox_bytes: 8 * 1024 * 1024,
+            inbox_bytes: CHUNK_BYTES,
             inbox_reserve_bytes: 0,
             outbox_bytes: 8 * 1024 * 1024,
             datagram_bytes_max: 64 * 1024,

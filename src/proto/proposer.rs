@@ -18,10 +18,9 @@ use thiserror::Error;
 use super::batch_arena::BatchArena;
 use super::types::{Batch, NodeId, Tick, VALUE_OVERHEAD_BYTES, ValueId};
 
-/// Bytes of a chunk of the proposer's arena: large enough that a few chunks cover the batches an
-/// acceptor of this process keeps until garbage collection (they pin the chunk they were written
-/// in), small enough that a chunk held by one late batch wastes little.
-const ARENA_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of a chunk of the proposer's arena: large enough to hold many batches, small enough that
+/// a chunk held by one late batch keeps little memory from reuse (see [`crate::chunks`]).
+const ARENA_CHUNK_BYTES: usize = crate::chunks::CHUNK_BYTES;
 
 /// `propose` refused: too many values are in flight. Retry after some are delivered.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]

@@ -110,7 +110,7 @@ const PROPOSAL_KEPT_RETRIES: u64 = 2;
 pub const ACTIONS_CAPACITY: usize = 16 * 1024;
 
 /// Bytes of a chunk of the coordinator's arena (see [`BatchArena`]).
-const COORDINATOR_ARENA_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+const COORDINATOR_ARENA_CHUNK_BYTES: usize = crate::chunks::CHUNK_BYTES;
 
 /// One process of a Ring Paxos cluster, as a pure state machine.
 ///
