@@ -69,6 +69,33 @@ pub fn tcp_listener(addr: SocketAddr, opts: SocketOptions) -> io::Result<Socket>
     Ok(socket)
 }
 
+/// `count` distinct TCP ports of 127.0.0.1 that nothing uses now. Each is found by binding a socket
+/// that allows address reuse and does not listen, so a listener (which allows reuse too) can still
+/// bind the port while a copy of the probe lives on. Such copies happen: a thread of this process
+/// that spawns a program forks, and until the child execs it holds every socket the process had
+/// open, so a listening probe closed meanwhile kept its port for a moment (a cluster test failed
+/// to bind its first node's port about one run in 30, with the probes still listed as listening).
+pub fn free_loopback_ports(count: usize) -> io::Result<Vec<u16>> {
+    let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let probes = (0..count)
+        .map(|_| {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SockAddr::from(any))?;
+            Ok(socket)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    probes
+        .iter()
+        .map(|s| {
+            s.local_addr()?
+                .as_socket()
+                .map(|a| a.port())
+                .ok_or_else(|| io::Error::other("a probe bound to a non-IP address"))
+        })
+        .collect()
+}
+
 /// An unconnected TCP socket with the link options set, ready for `connect`.
 pub fn tcp_socket(addr: SocketAddr, opts: SocketOptions) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

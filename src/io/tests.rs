@@ -131,3 +131,19 @@ fn refusals_name_cause_and_fix() {
     let cause = super::uring::refusal_cause(&io::Error::from_raw_os_error(libc::ENOMEM));
     assert!(cause.contains("RLIMIT_MEMLOCK"), "{cause}");
 }
+
+#[test]
+fn a_free_port_can_be_listened_on_while_a_copy_of_its_probe_lives() {
+    let ports = socket::free_loopback_ports(7).unwrap();
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 7, "{ports:?}");
+    // What a child forked between probing and binding holds: a socket bound the way a probe is.
+    let copy = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    copy.set_reuse_address(true).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    copy.bind(&addr.into()).unwrap();
+    let listener = socket::tcp_listener(addr, socket::SocketOptions::default());
+    assert!(listener.is_ok(), "{listener:?}");
+}

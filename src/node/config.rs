@@ -265,15 +265,13 @@ impl ClusterFile {
         nodes: u16,
         f: usize,
     ) -> Result<ClusterFile, ClusterFileError> {
-        let listeners = (0..=2 * nodes)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ClusterFileError::Invalid {
-                field: "node.address".into(),
-                reason: format!("no free loopback port: {e}"),
+        let ports =
+            crate::io::socket::free_loopback_ports(2 * usize::from(nodes) + 1).map_err(|e| {
+                ClusterFileError::Invalid {
+                    field: "node.address".into(),
+                    reason: format!("no free loopback port: {e}"),
+                }
             })?;
-        let ports: Vec<u16> =
-            listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect();
         let mut c = ClusterFile::local(protocol, nodes, f, 0);
         let (data_ports, rest) = ports.split_at(usize::from(nodes));
         let (control_ports, multicast_port) = rest.split_at(usize::from(nodes));
