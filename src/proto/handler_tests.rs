@@ -928,3 +928,19 @@ fn an_amnesiac_acceptor_neither_promises_nor_votes() {
     assert_eq!(drain(&mut a), vec![]);
     assert!(a.acceptor_state().is_none());
 }
+
+#[test]
+fn an_acceptor_reserves_slots_for_everything_it_can_hold_at_once() {
+    // What a node's cluster file gives for 32 KiB batches: 64 MiB kept for a lagging learner.
+    let mut cfg = config(1, Protocol::URing, 1, 3);
+    cfg.gc_retain_instances = 2048;
+    let span = 2048 + cfg.flow_backlog_instances_max as usize + cfg.window_instances as usize;
+    let a = node_with(cfg);
+    let slots = &a.acceptor_state().unwrap().slots;
+    assert!(slots.capacity() >= span, "{} slots for a span of {span}", slots.capacity());
+    // The default keeps 100,000 instances: the reserve stops at its cap instead.
+    let a = node_with(config(1, Protocol::URing, 1, 3));
+    let reserved_bytes = a.acceptor_state().unwrap().slots.capacity()
+        * std::mem::size_of::<Option<super::acceptor::Slot>>();
+    assert!(reserved_bytes <= 1 << 20, "{reserved_bytes} bytes reserved");
+}

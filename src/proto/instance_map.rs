@@ -68,6 +68,17 @@ impl<T, const SPAN_MAX: u64> InstanceMap<T, SPAN_MAX> {
         self.len
     }
 
+    /// Makes room for the buffer to span `slots` instances (at most `SPAN_MAX`) without growing.
+    pub fn reserve(&mut self, slots: usize) {
+        let slots = slots.min(usize::try_from(SPAN_MAX).unwrap_or(usize::MAX));
+        self.window.reserve(slots.saturating_sub(self.window.len()));
+    }
+
+    /// Instances the buffer can span without growing.
+    pub fn capacity(&self) -> usize {
+        self.window.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 
-use super::acceptor::{AcceptorState, Verdict};
+use super::acceptor::{AcceptorState, Slot, Verdict};
 use super::action::Action;
 use super::batch_arena::BatchArena;
 use super::config::{ConfigError, NodeConfig, Protocol};
@@ -109,6 +109,24 @@ const PROPOSAL_KEPT_RETRIES: u64 = 2;
 /// Actions (and messages to itself) the core buffers between two drains without growing.
 pub const ACTIONS_CAPACITY: usize = 16 * 1024;
 
+/// The most memory an acceptor reserves for its slots up front (see [`acceptor_slots_reserved`]).
+const ACCEPTOR_SLOTS_RESERVE_BYTES_MAX: usize = 512 * 1024;
+
+/// Slots an acceptor reserves when it starts: as many instances as it can hold at once, from what
+/// garbage collection keeps for a learner that lags (3.3.7) through the learners' backlog that flow
+/// control allows (3.3.6) to the coordinator's window. Without it the map grows to each new peak
+/// while running, which a learner slowed by a busy host reaches long after start-up. The slots are
+/// a ring buffer that the instances move around, so the reserve is capped: the whole reserve is
+/// memory the acceptor cycles through. With the node's defaults (32 KiB batches) it is about 3,100
+/// slots, under the cap.
+fn acceptor_slots_reserved(cfg: &NodeConfig) -> usize {
+    let span = cfg.gc_retain_instances
+        + u64::from(cfg.flow_backlog_instances_max)
+        + u64::from(cfg.window_instances);
+    let cap = ACCEPTOR_SLOTS_RESERVE_BYTES_MAX / std::mem::size_of::<Option<Slot>>().max(1);
+    usize::try_from(span).unwrap_or(usize::MAX).min(cap)
+}
+
 /// Bytes of a chunk of the coordinator's arena (see [`BatchArena`]).
 const COORDINATOR_ARENA_CHUNK_BYTES: usize = crate::chunks::CHUNK_BYTES;
 
@@ -170,11 +188,14 @@ impl RingNode {
     pub fn new(cfg: NodeConfig, now: Tick, boot: Boot) -> Result<RingNode, ConfigError> {
         cfg.validate()?;
         let is_acceptor = cfg.cluster.is_acceptor(cfg.id);
-        let acceptor = match boot {
+        let mut acceptor = match boot {
             Boot::Fresh if is_acceptor => Some(AcceptorState::default()),
             Boot::Recovered(state) if is_acceptor => Some(state),
             _ => None,
         };
+        if let Some(a) = acceptor.as_mut() {
+            a.slots.reserve(acceptor_slots_reserved(&cfg));
+        }
         let proposer = cfg.proposer.then(|| {
             let mut p = Proposer::new(
                 cfg.id,
