@@ -815,10 +815,11 @@ fn the_coordinator_retransmits_an_undecided_phase2a_after_the_timeout() {
     assert_eq!(c.counters().phase2_retransmissions, 1);
 }
 
-#[test]
-fn garbage_collection_keeps_only_what_the_slowest_process_lacks_while_it_is_within_the_margin() {
+/// U-Ring node 1 (the second acceptor of ring 0 1 2, so the one that decides) after it voted in
+/// and decided instances 0..20 of round (1, 0), keeping `retain` instances for lagging learners.
+fn acceptor_that_decided_20_instances(retain: u64) -> RingNode {
     let mut cfg = config(1, Protocol::URing, 1, 3);
-    cfg.gc_retain_instances = 10;
+    cfg.gc_retain_instances = retain;
     let mut a = node_with(cfg);
     let u_ring = ring(&[0, 1, 2]);
     let c_rnd = r(1, 0);
@@ -826,6 +827,12 @@ fn garbage_collection_keeps_only_what_the_slowest_process_lacks_while_it_is_with
         a.on_message(i, 0, phase2a(c_rnd, i, vid(c_rnd, i + 1), &batch(&[value(0, i)]), u_ring));
     }
     drain(&mut a);
+    a
+}
+
+#[test]
+fn garbage_collection_keeps_only_what_the_slowest_process_lacks_while_it_is_within_the_margin() {
+    let mut a = acceptor_that_decided_20_instances(10);
     let trimmed_after = |a: &mut RingNode, now: Tick, versions: [(NodeId, Instance); 2]| {
         for (from, applied_below) in versions {
             a.on_message(
@@ -849,15 +856,8 @@ fn garbage_collection_keeps_only_what_the_slowest_process_lacks_while_it_is_with
 
 #[test]
 fn a_trimmed_instance_is_neither_voted_nor_retransmitted_and_phase1b_says_where_the_log_starts() {
-    let mut cfg = config(1, Protocol::URing, 1, 3);
-    cfg.gc_retain_instances = 5;
-    let mut a = node_with(cfg);
+    let mut a = acceptor_that_decided_20_instances(5);
     let u_ring = ring(&[0, 1, 2]);
-    let c_rnd = r(1, 0);
-    for i in 0..20 {
-        a.on_message(i, 0, phase2a(c_rnd, i, vid(c_rnd, i + 1), &batch(&[value(0, i)]), u_ring));
-    }
-    drain(&mut a);
     // Node 1 (deciding) applied all 20, node 0 everything below 15, node 2 only below 3: f+1 = 2
     // learners reached 15, and node 2 lags by more than the margin, so trim below 15 - 5.
     for (from, applied_below) in [(0, 15), (2, 3)] {
