@@ -590,28 +590,27 @@ pub fn tcp_ring(
         (0..n).map(|_| RingStage::bind(backend, any_port)).collect::<io::Result<Vec<_>>>()?;
     let addrs: Vec<SocketAddr> = stages.iter().map(RingStage::local_addr).collect();
     let stages_u16 = u16::try_from(n).map_err(|_| invalid_input(format!("{n} stages")))?;
+    let roles: Vec<(RingRole, Option<SocketAddr>)> = (0..n)
+        .map(|i| match senders {
+            RingSenders::Every => {
+                (RingRole::Relay { stages: stages_u16 }, Some(addrs[(i + 1) % n]))
+            }
+            RingSenders::First => (ring_role(i, n), addrs.get(i + 1).copied()),
+        })
+        .collect();
     let runs = stages
         .into_iter()
-        .enumerate()
-        .map(|(i, stage)| -> StageRun {
-            let (role, next) = match senders {
-                RingSenders::Every => {
-                    (RingRole::Relay { stages: stages_u16 }, Some(addrs[(i + 1) % n]))
-                }
-                RingSenders::First => (ring_role(i, n), addrs.get(i + 1).copied()),
-            };
+        .zip(roles.iter().copied())
+        .map(|(stage, (role, next))| -> StageRun {
             (role.measures(), Box::new(move |stop| stage.run(role, next, duration, stop)))
         })
         .collect();
     let reports = run_in_threads(runs)?;
     let measured: Vec<f64> = reports
         .iter()
-        .enumerate()
-        .filter(|&(i, _)| match senders {
-            RingSenders::Every => true,
-            RingSenders::First => i == n - 1,
-        })
-        .map(|(_, r)| r.mbit_per_s())
+        .zip(&roles)
+        .filter(|(_, (role, _))| role.measures())
+        .map(|(r, _)| r.mbit_per_s())
         .collect();
     Ok(measured.iter().sum::<f64>() / measured.len() as f64)
 }
