@@ -2,7 +2,8 @@
 //!
 //! Layers (see the project's design notes): [`proto`] holds the sans-IO protocol cores, [`wire`] their
 //! encoding, [`sim`] a deterministic simulator that runs the cores over a faulty network, [`io`] the
-//! reactors and [`node`] the process that drives the cores with them; [`chunks`] is the one small
+//! reactors, [`storage`] the acceptors' stable storage, and [`node`] the process that drives the
+//! cores with them; [`chunks`] is the one small
 //! type `proto` and `io` share (the buffers packets live in).
 
 pub mod chunks;
@@ -10,4 +11,5 @@ pub mod io;
 pub mod node;
 pub mod proto;
 pub mod sim;
+pub mod storage;
 pub mod wire;
