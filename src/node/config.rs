@@ -11,7 +11,8 @@
 //! window_instances = 32
 //! window_bytes = 1048576
 //! socket_buffer_bytes = 4194304
-//! storage = "memory"
+//! storage = "sync"              # "memory" (default), "async" or "sync": see `StorageMode`
+//! data_dir = "/var/lib/ringsmr"  # acceptor logs go to <data_dir>/node-<id>
 //!
 //! [multicast]                   # M-Ring Paxos only
 //! group = "239.255.82.1:7400"
@@ -22,6 +23,8 @@
 //! address = "127.0.0.1:7000"
 //! roles = ["acceptor", "proposer", "learner"]
 //! control = "127.0.0.1:8000"    # optional; the default is `address` with port + 1000
+//! storage = "memory"            # optional; overrides the cluster's for this node
+//! data_dir = "/data/n0"         # optional; this node's log directory itself
 //! ```
 //!
 //! `control` is where the node process takes commands from `ringsmr bench` (see
@@ -33,7 +36,7 @@
 //! refusal names the field.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -72,14 +75,26 @@ pub enum Role {
     Learner,
 }
 
+/// Where an acceptor keeps its promises and votes (thesis 3.3.5, 5.1; `storage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageMode {
-    /// Acceptor state in memory (thesis 3.3.5: a majority of acceptors never fails).
+    /// In memory only: in-memory Ring Paxos, which assumes a majority of acceptors never fails.
     Memory,
-    /// Recoverable Ring Paxos (acceptors log before they vote); not available yet.
-    Disk,
+    /// Logged behind: votes are written to the log as they are cast and synced every
+    /// [`ASYNC_SYNC_INTERVAL_US`], so a crash may take the votes of the last interval with it.
+    /// Having maybe forgotten votes it sent, a restarted acceptor does not serve as one again
+    /// (as in `memory`); the log costs throughput only in the page cache.
+    Async,
+    /// Recoverable Ring Paxos: a promise or vote is durable before anything that depends on it
+    /// leaves the process (group commit: one `fdatasync` for everything the node handled at once).
+    /// A restarted acceptor reads its log back and serves again, so any number of acceptors,
+    /// all of them included, may crash.
+    Sync,
 }
+
+/// How often an `async` acceptor syncs its log.
+pub const ASYNC_SYNC_INTERVAL_US: u64 = 10_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +106,12 @@ pub struct NodeEntry {
     /// ([`NodeEntry::control_address`]).
     #[serde(default)]
     pub control: Option<SocketAddr>,
+    /// This node's storage mode; `None`: the cluster's `storage`.
+    #[serde(default)]
+    pub storage: Option<StorageMode>,
+    /// This node's log directory; `None`: `<cluster data_dir>/node-<id>`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// How far above its data port a node's control endpoint listens when `control` is not set.
@@ -161,6 +182,10 @@ pub struct ClusterFile {
     pub socket_buffer_bytes: usize,
     #[serde(default = "default_storage")]
     pub storage: StorageMode,
+    /// Where the acceptors' logs go, one directory per node (`node-<id>`), unless a node names its
+    /// own `data_dir`. Needed when an acceptor's storage is not `memory`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
     pub multicast: Option<MulticastSection>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
@@ -235,6 +260,7 @@ impl ClusterFile {
             window_bytes: default_window_bytes(),
             socket_buffer_bytes: default_socket_buffer_bytes(),
             storage: StorageMode::Memory,
+            data_dir: None,
             multicast: (protocol == ProtocolName::Mring).then(|| MulticastSection {
                 group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 82, 1), base_port + nodes),
                 interface: Ipv4Addr::LOCALHOST,
@@ -252,6 +278,8 @@ impl ClusterFile {
                         vec![Role::Proposer, Role::Learner]
                     },
                     control: None,
+                    storage: None,
+                    data_dir: None,
                 })
                 .collect(),
         }
@@ -345,11 +373,14 @@ impl ClusterFile {
                 );
             }
         }
-        if self.storage == StorageMode::Disk {
-            return invalid(
-                "storage",
-                "\"disk\" (Recoverable Ring Paxos) is not available yet; use \"memory\"",
-            );
+        for (i, n) in self.nodes.iter().enumerate() {
+            if self.storage_of(n.id).is_some_and(|(_, dir)| dir.is_none()) {
+                return invalid(
+                    format!("node[{i}].data_dir"),
+                    "is needed: this acceptor's storage is not \"memory\" (set it, or `data_dir` \
+                     for the whole cluster)",
+                );
+            }
         }
         if self.socket_buffer_bytes < 64 * 1024 {
             return invalid("socket_buffer_bytes", "must be at least 65536");
@@ -381,6 +412,21 @@ impl ClusterFile {
         Ok(())
     }
 
+    /// The storage mode of acceptor `id` and the directory of its log (`None` without a
+    /// `data_dir`); `None` for an acceptor that keeps its state in memory, and for any other node.
+    pub fn storage_of(&self, id: NodeId) -> Option<(StorageMode, Option<PathBuf>)> {
+        let n = self.nodes.get(usize::from(id)).filter(|_| self.ring.contains(&id))?;
+        let mode = n.storage.unwrap_or(self.storage);
+        if mode == StorageMode::Memory {
+            return None;
+        }
+        let dir = n
+            .data_dir
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join(format!("node-{id}"))));
+        Some((mode, dir))
+    }
+
     /// The protocol core's configuration of process `id`.
     pub fn node_config(&self, id: NodeId) -> Result<NodeConfig, ClusterFileError> {
         let Some(entry) = self.nodes.get(usize::from(id)) else {
@@ -397,6 +443,8 @@ impl ClusterFile {
         };
         let mut c = NodeConfig::new(id, protocol, cluster);
         c.proposer = entry.roles.contains(&Role::Proposer);
+        // An `async` acceptor logs too, but its log does not gate its answers (see StorageMode).
+        c.stable_storage = self.storage_of(id).is_some();
         c.learner = entry.roles.contains(&Role::Learner) || c.proposer;
         c.batch_bytes_max = self.batch_bytes;
         c.window_instances = self.window_instances;
@@ -499,7 +547,9 @@ roles = ["acceptor"]
         let e = refusal(&GOOD.replace("7002", "7001"));
         assert!(e.contains("`node[2].address`"), "{e}");
         let e = refusal(&GOOD.replace("f = 1", "f = 1\nstorage = \"disk\""));
-        assert!(e.contains("`storage`"), "{e}");
+        assert!(e.contains("storage") && e.contains("`sync`"), "{e}");
+        let e = refusal(&GOOD.replace("f = 1", "f = 1\nstorage = \"sync\""));
+        assert!(e.contains("`node[0].data_dir`"), "{e}");
         let e = refusal(&format!("{GOOD}\n[timeouts]\nsuspect_us = 1\n"));
         assert!(e.contains("`timeouts.suspect_us`"), "{e}");
     }
@@ -533,6 +583,35 @@ roles = ["acceptor"]
         let e =
             refusal(&GOOD.replace("roles = [\"acceptor\"]", "roles = [\"acceptor\"]\ncontrol = 5"));
         assert!(e.contains("control"), "{e}");
+    }
+
+    #[test]
+    fn storage_is_per_node_with_a_directory_each_and_only_acceptors_log() {
+        let text = GOOD.replace("f = 1", "f = 1\nstorage = \"sync\"\ndata_dir = \"/d\"").replace(
+            "address = \"127.0.0.1:7001\"",
+            "address = \"127.0.0.1:7001\"\nstorage = \"async\"\ndata_dir = \"/own\"",
+        );
+        let f = ClusterFile::parse(&text).unwrap();
+        assert_eq!(f.storage_of(0), Some((StorageMode::Sync, Some("/d/node-0".into()))));
+        assert_eq!(f.storage_of(1), Some((StorageMode::Async, Some("/own".into()))));
+        assert!(f.node_config(0).unwrap().stable_storage);
+        // A node that is no acceptor has nothing to log.
+        let mut four = f.clone();
+        four.nodes.push(NodeEntry {
+            id: 3,
+            address: "127.0.0.1:7003".parse().unwrap(),
+            ..f.nodes[2].clone()
+        });
+        four.nodes[3].roles = vec![Role::Learner];
+        four.validate().unwrap();
+        assert_eq!(four.storage_of(3), None);
+        assert!(!four.node_config(3).unwrap().stable_storage);
+        // `memory` on one node turns its log off.
+        let text =
+            text.replace("roles = [\"acceptor\"]", "roles = [\"acceptor\"]\nstorage = \"memory\"");
+        let f = ClusterFile::parse(&text).unwrap();
+        assert_eq!(f.storage_of(2), None);
+        assert!(!f.node_config(2).unwrap().stable_storage);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::proto::types::{Batch, Instance, IntoValues, NodeId, ValueId};
 use crate::proto::{Boot, Counters, RingNode};
 
 use super::config::{ClusterFile, ClusterFileError};
+use super::durability::Durability;
 use super::links::Links;
 use super::multicast_link::MulticastLink;
 use super::runtime::{Runtime, RuntimeCounters};
@@ -89,6 +90,12 @@ pub enum NodeError {
     Io(#[from] IoError),
     #[error("node {id}: {what}")]
     Start { id: NodeId, what: String },
+    #[error("node {id}: acceptor log: {source}")]
+    Storage {
+        id: NodeId,
+        #[source]
+        source: crate::storage::StorageError,
+    },
 }
 
 /// `propose` refused: the node holds `proposals_capacity` values not yet taken by the protocol.
@@ -112,6 +119,8 @@ pub struct NodeReport {
     pub core: Counters,
     pub runtime: RuntimeCounters,
     pub links_lost: u64,
+    /// Why the node stopped on its own: its acceptor log failed (it cannot answer without it).
+    pub storage_error: Option<String>,
 }
 
 /// State the node thread and the handle share; atomics only.
@@ -191,7 +200,16 @@ impl Node {
         let backend = reactor.backend_name();
         let waker = reactor.waker();
         let started = Instant::now();
-        let core = RingNode::new(cfg, 0, Boot::Fresh)
+        let (durability, boot) = match cluster.storage_of(id) {
+            None => (None, Boot::Fresh),
+            Some((mode, dir)) => {
+                let dir = dir.expect("validated: an acceptor that logs has a data_dir");
+                let (d, boot) = Durability::open(&dir, mode, cluster.cluster_id, id)
+                    .map_err(|source| NodeError::Storage { id, source })?;
+                (Some(d), boot)
+            }
+        };
+        let core = RingNode::new(cfg, 0, boot)
             .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
         let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
         let (deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
@@ -205,6 +223,7 @@ impl Node {
                 limits.conns_max,
             ),
             cluster_id: cluster.cluster_id,
+            durability,
             started,
             multicast,
             proposals: proposals_rx,

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checksum;
 pub mod config;
 pub mod control;
+mod durability;
 mod handle;
 pub mod histogram;
 mod links;

@@ -6,7 +6,9 @@
 //!   poll the reactor ──> frames decoded ──> RingNode::on_message
 //!   timer due        ──> RingNode::on_tick
 //!   proposals ring   ──> RingNode::propose        (until the core pushes back)
-//!   drain actions: Send -> outbox of the link to `to`;  Multicast -> into the datagram being
+//!   drain actions; an acceptor with a log writes their Persist records first, and in `sync` mode
+//!                  makes them durable (one fdatasync) before performing any (`durability`)
+//!   perform them:  Send -> outbox of the link to `to`;  Multicast -> into the datagram being
 //!                  filled (a new one when the next frame would overflow it, see below);
 //!                  Deliver -> deliveries ring (a batch per instance);     SetTimer -> next wake-up
 //!   (the core delivers no more batches than the deliveries ring has room for: a slow application
@@ -35,6 +37,7 @@ use crate::proto::types::{NodeId, Tick};
 use crate::proto::{Action, RingNode};
 use crate::wire::{self, HELLO_BYTES, Hello};
 
+use super::durability::Durability;
 use super::handle::{DeliveredBatch, NodeReport, Shared};
 use super::links::{LinkRole, Links};
 use super::multicast_link::MulticastLink;
@@ -70,6 +73,8 @@ pub(crate) struct Runtime {
     pub reactor: Reactor,
     pub links: Links,
     pub cluster_id: u32,
+    /// The acceptor's log, when its storage is not `memory`.
+    pub durability: Option<Durability>,
     pub started: Instant,
     pub multicast: Option<MulticastLink>,
     pub proposals: rtrb::Consumer<Bytes>,
@@ -216,6 +221,7 @@ impl Runtime {
         // The core's pending values when it last refused a proposal: until some of them are
         // delivered it has no room, so the queued proposals give no reason to poll without waiting.
         let mut refused_at_pending: Option<usize> = None;
+        let mut storage_error = None;
 
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = self.now();
@@ -277,6 +283,14 @@ impl Runtime {
                 }
             }
             self.core.drain_actions(&mut actions);
+            // Promises and votes are durable before anything of this step leaves (`durability`).
+            if let Some(d) = self.durability.as_mut()
+                && let Err(e) = d.persist(&actions, now)
+            {
+                eprintln!("ringsmr: node {me}: stopping: acceptor log: {e}");
+                storage_error = Some(e.to_string());
+                break;
+            }
             let mut delivered_now = false;
             for action in actions.drain(..) {
                 match action {
@@ -320,6 +334,8 @@ impl Runtime {
                         assert!(pushed.is_ok(), "the core delivered beyond the room it was given");
                     }
                     Action::SetTimer { at } => timer_at = at,
+                    // Written above.
+                    Action::Persist(_) => {}
                     Action::NeedsStateTransfer { next_instance, trimmed_below } => {
                         eprintln!(
                             "ringsmr: node {me}: learner needs state transfer (next instance \
@@ -356,6 +372,7 @@ impl Runtime {
             core: self.core.counters().clone(),
             runtime: counters,
             links_lost: self.links.links_lost,
+            storage_error,
         }
     }
 }

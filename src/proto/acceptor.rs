@@ -19,7 +19,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    fn empty() -> Slot {
+    pub(crate) fn empty() -> Slot {
         Slot { vote: None, decided: None }
     }
 }

@@ -1,6 +1,7 @@
 //! What a protocol core asks its driver to do. The driver (the reactor in `io`, or the simulator)
 //! drains these after every input and performs them in order.
 
+use super::durable::Durable;
 use super::msg::Msg;
 use super::types::{Batch, Instance, NodeId, Tick};
 
@@ -17,6 +18,9 @@ pub enum Action {
     /// time (its proposer resent it) is left out, and an instance with nothing new (a no-op) yields no
     /// action. One action per instance, not per value, so small values cost the driver little.
     Deliver { instance: Instance, values: Batch },
+    /// Write the record to the acceptor's stable storage (Recoverable Ring Paxos, see `durable`). Every
+    /// action after it waits until it is durable; emitted only with `NodeConfig::stable_storage`.
+    Persist(Durable),
     /// Call `on_tick` at `at` (the latest `SetTimer` replaces earlier ones).
     SetTimer { at: Tick },
     /// The learner needs instance `next_instance`, but every acceptor has garbage-collected everything

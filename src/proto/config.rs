@@ -65,6 +65,10 @@ pub struct NodeConfig {
     pub learner: bool,
     /// Changes at every restart of the process; part of every value id it proposes.
     pub incarnation: u32,
+    /// Recoverable Ring Paxos (3.3.5): the acceptor emits [`Action::Persist`](super::Action) for
+    /// every promise, vote and trim, and its driver makes each durable before it performs what
+    /// follows. Off: in-memory Ring Paxos, which assumes a majority of acceptors never fails.
+    pub stable_storage: bool,
 
     /// Upper bound of one consensus instance's batch (thesis 3.5.6: 8–32 KB packets).
     pub batch_bytes_max: usize,
@@ -146,6 +150,7 @@ impl NodeConfig {
             proposer: true,
             learner: true,
             incarnation: 0,
+            stable_storage: false,
             batch_bytes_max: 32 * 1024,
             window_instances: 32,
             window_bytes: 32 * 32 * 1024,

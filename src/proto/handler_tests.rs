@@ -944,3 +944,49 @@ fn an_acceptor_reserves_slots_for_everything_it_can_hold_at_once() {
         * std::mem::size_of::<Option<super::acceptor::Slot>>();
     assert!(reserved_bytes <= 1 << 20, "{reserved_bytes} bytes reserved");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Recoverable Ring Paxos: what an acceptor persists, and before what
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_recoverable_acceptor_persists_its_promise_and_vote_before_the_messages_that_reveal_them() {
+    let mut cfg = config(1, Protocol::MRing, 1, 3);
+    cfg.stable_storage = true;
+    let mut a = node_with(cfg);
+    let m_ring = ring(&[1, 2]);
+    a.on_message(0, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 0, ring: m_ring });
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            Action::Persist(Durable::Promise { rnd: r(2, 2) }),
+            Action::Send { to: 2, msg: promise_without_votes(r(2, 2)) },
+        ]
+    );
+    // The same Phase 1A again (its answer was lost): answered, nothing new to persist.
+    a.on_message(1, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 0, ring: m_ring });
+    assert_eq!(drain(&mut a), vec![Action::Send { to: 2, msg: promise_without_votes(r(2, 2)) }]);
+    // The first acceptor of the M-Ring votes and starts Phase 2B: the vote is persisted first.
+    let b = batch(&[value(0, 1)]);
+    let c_vid = vid(r(2, 2), 1);
+    a.on_message(2, 2, phase2a(r(2, 2), 0, c_vid, &b, m_ring));
+    let vote = Durable::Vote { instance: 0, v_rnd: r(2, 2), v_vid: c_vid, v_val: b.clone() };
+    let phase2b = Msg::Phase2B { c_rnd: r(2, 2), instance: 0, c_vid, ring: m_ring };
+    assert_eq!(
+        drain(&mut a),
+        vec![Action::Persist(vote), Action::Send { to: 2, msg: phase2b.clone() }]
+    );
+    // A duplicate of the Phase 2A re-sends Phase 2B without writing the vote again.
+    a.on_message(3, 2, phase2a(r(2, 2), 0, c_vid, &b, m_ring));
+    assert_eq!(drain(&mut a), vec![Action::Send { to: 2, msg: phase2b }]);
+}
+
+#[test]
+fn an_in_memory_acceptor_persists_nothing() {
+    let mut a = node(1, Protocol::MRing, 1, 3);
+    let m_ring = ring(&[1, 2]);
+    a.on_message(0, 2, Msg::Phase1A { c_rnd: r(2, 2), from: 0, ring: m_ring });
+    let b = batch(&[value(0, 1)]);
+    a.on_message(1, 2, phase2a(r(2, 2), 0, vid(r(2, 2), 1), &b, m_ring));
+    assert!(drain(&mut a).iter().all(|x| !matches!(x, Action::Persist(_))));
+}

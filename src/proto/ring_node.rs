@@ -36,6 +36,7 @@ use super::batch_arena::BatchArena;
 use super::config::{ConfigError, NodeConfig, Protocol};
 use super::coordinator::{Coordinator, Proposal2A};
 use super::decided_ids::DecidedIds;
+use super::durable::Durable;
 use super::failure_detector::FailureDetector;
 use super::flow_control::FlowWindow;
 use super::learner::{Learner, LearnerRequest};
@@ -835,8 +836,12 @@ impl RingNode {
             self.counters.ignored_misrouted += 1;
             return;
         };
+        let promised_before = a.rnd;
         match a.on_phase1a(c_rnd) {
             Verdict::Accepted => {
+                if self.cfg.stable_storage && c_rnd > promised_before {
+                    self.out.push(Action::Persist(Durable::Promise { rnd: c_rnd }));
+                }
                 let (votes, votes_below) =
                     a.votes_from(from_instance.max(a.trimmed_below), self.cfg.phase1b_bytes_max);
                 let msg = Msg::Phase1B {
@@ -899,7 +904,14 @@ impl RingNode {
             }
             return;
         };
+        // A repeated Phase 2A (its first Phase 2B was lost) finds the vote already recorded.
+        let recorded = a.voted(c_rnd, instance, c_vid);
         match a.on_phase2a(c_rnd, instance, c_vid, &val) {
+            Verdict::Accepted if self.cfg.stable_storage && !recorded => {
+                let vote =
+                    Durable::Vote { instance, v_rnd: c_rnd, v_vid: c_vid, v_val: val.clone() };
+                self.out.push(Action::Persist(vote));
+            }
             Verdict::Accepted => {}
             Verdict::Refused { rnd } => {
                 self.counters.refused_stale_round += 1;
@@ -1010,6 +1022,9 @@ impl RingNode {
         let (_, &mut reached_by_quorum, _) = versions.select_nth_unstable_by(f, |x, y| y.cmp(x));
         // `slowest` is at most the quorum's version: no process loses what it has not applied.
         let below = reached_by_quorum.saturating_sub(self.cfg.gc_retain_instances).max(slowest);
+        if self.cfg.stable_storage && below > a.trimmed_below {
+            self.out.push(Action::Persist(Durable::Trimmed { below }));
+        }
         a.trim(below);
     }
 

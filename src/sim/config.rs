@@ -13,6 +13,13 @@ pub struct SimConfig {
     /// Acceptors keep their state across crashes (Recoverable Ring Paxos) and any process may crash;
     /// otherwise at most f acceptors may crash and they come back without state.
     pub recoverable: bool,
+    /// Recoverable runs: the driver performs what follows a record only once it is durable (`sync`
+    /// storage). False writes behind (`async`), which loses sent votes when more than f acceptors
+    /// crash; only tests turn it off, to see the simulator catch that.
+    pub sync_before_acting: bool,
+    /// How long a disk sync takes, at least and at most: from a fast SSD's flush to a slow disk's.
+    pub disk_sync_us_min: Tick,
+    pub disk_sync_us_max: Tick,
     /// Faults happen during `0..fault_phase_us`; proposals are made during it too.
     pub fault_phase_us: Tick,
     /// After the fault phase, everything proposed by correct proposers must be delivered within this.
@@ -48,6 +55,9 @@ impl SimConfig {
             nodes: acceptors + rng.range(0, 2) as u16,
             f,
             recoverable: rng.chance(0.5),
+            sync_before_acting: true,
+            disk_sync_us_min: 20,
+            disk_sync_us_max: 2_000,
             fault_phase_us: 2_000_000,
             heal_bound_us: 20_000_000,
             values_per_proposer: rng.range(20, 80) as u32,
@@ -59,5 +69,13 @@ impl SimConfig {
             in_flight_events_max: 200_000,
             messages_max: 5_000_000,
         }
+    }
+
+    /// The two runs of `seed`: in-memory Ring Paxos (at most f acceptors crash, and come back
+    /// without their state) and Recoverable Ring Paxos with `sync` storage (any process crashes, in
+    /// half the runs a majority of the acceptors at once), with the same workload and network.
+    pub fn in_both_storage_modes(protocol: Protocol, f: usize, seed: u64) -> [SimConfig; 2] {
+        let run = SimConfig::for_seed(protocol, f, seed);
+        [SimConfig { recoverable: false, ..run.clone() }, SimConfig { recoverable: true, ..run }]
     }
 }

@@ -66,7 +66,27 @@ pub struct FaultPlan {
     pub crashes: Vec<Crash>,
 }
 
+/// Whether `node` is already down at some time in `at_us..=restart_at_us`.
+fn overlaps(crashes: &[Crash], node: NodeId, at_us: Tick, restart_at_us: Tick) -> bool {
+    crashes.iter().any(|c| c.node == node && at_us <= c.restart_at_us && c.at_us <= restart_at_us)
+}
+
 impl FaultPlan {
+    /// The most acceptors among `acceptors` down at the same time.
+    pub fn acceptors_down_at_once_max(&self, acceptors: &[NodeId]) -> usize {
+        self.crashes
+            .iter()
+            .map(|c| {
+                self.crashes
+                    .iter()
+                    .filter(|d| acceptors.contains(&d.node))
+                    .filter(|d| d.at_us <= c.at_us && c.at_us < d.restart_at_us)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Draws a plan for `nodes` processes whose acceptors are `acceptors`, over `fault_phase_us`.
     pub fn generate(
         rng: &mut Rng,
@@ -116,10 +136,26 @@ impl FaultPlan {
                 let node = crash_prone[rng.range(0, crash_prone.len() as u64 - 1) as usize];
                 let at_us = rng.range(0, fault_phase_us * 3 / 4);
                 let restart_at_us = (at_us + rng.range(10_000, 500_000)).min(fault_phase_us);
-                let overlaps = crashes.iter().any(|c| {
-                    c.node == node && at_us <= c.restart_at_us && c.at_us <= restart_at_us
-                });
-                if !overlaps {
+                if !overlaps(&crashes, node, at_us, restart_at_us) {
+                    crashes.push(Crash { node, at_us, restart_at_us });
+                }
+            }
+        }
+        // Recoverable Ring Paxos must stay safe when more than f acceptors fail (3.3.5): in half of
+        // the recoverable runs a majority of the acceptors, or all of them, crash within a moment of
+        // each other (a power loss) and come back with what their disks kept. Drawn from a stream
+        // of its own so the plans above stay what they were for every seed.
+        let mut outage = rng.fork();
+        if recoverable && outage.chance(0.5) {
+            let down = outage.range(f as u64 + 1, acceptors.len() as u64) as usize;
+            let at_us = outage.range(0, fault_phase_us * 3 / 4);
+            let mut candidates = acceptors.to_vec();
+            for _ in 0..down {
+                let i = outage.range(0, candidates.len() as u64 - 1) as usize;
+                let node = candidates.swap_remove(i);
+                let at_us = at_us + outage.range(0, 2_000);
+                let restart_at_us = (at_us + outage.range(10_000, 300_000)).min(fault_phase_us);
+                if !overlaps(&crashes, node, at_us, restart_at_us) {
                     crashes.push(Crash { node, at_us, restart_at_us });
                 }
             }

@@ -12,6 +12,7 @@
 //! `io`.
 
 pub mod config;
+pub mod disk;
 pub mod faults;
 pub mod invariants;
 pub mod network;
@@ -21,7 +22,7 @@ pub mod simulation;
 pub use config::SimConfig;
 pub use simulation::{SimReport, Simulation, run};
 
-use crate::proto::Protocol;
+use crate::proto::{NodeId, Protocol};
 
 /// The seed to replay from `RINGSMR_SEED`, if set. An unparsable value is an error worth stopping for.
 pub fn replay_seed() -> Option<u64> {
@@ -46,6 +47,8 @@ pub struct Coverage {
     pub state_transfer: usize,
     /// The run crashed and restarted processes.
     pub crashes: usize,
+    /// More than f acceptors were down at once (recoverable runs only: they come back from disk).
+    pub majority_down: usize,
 }
 
 impl Coverage {
@@ -55,6 +58,9 @@ impl Coverage {
         self.phase1_in_pieces += usize::from(report.phase1b_pieces_sent > 0);
         self.state_transfer += usize::from(report.learners_needing_state_transfer > 0);
         self.crashes += usize::from(!report.plan.crashes.is_empty());
+        let acceptors: Vec<NodeId> = (0..(2 * report.config.f as NodeId + 1)).collect();
+        let down = report.plan.acceptors_down_at_once_max(&acceptors);
+        self.majority_down += usize::from(down > report.config.f);
     }
 }
 
@@ -62,8 +68,13 @@ impl std::fmt::Display for Coverage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
-            self.runs, self.new_rounds, self.crashes, self.phase1_in_pieces, self.state_transfer
+            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} had a majority of acceptors down at once, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
+            self.runs,
+            self.new_rounds,
+            self.crashes,
+            self.majority_down,
+            self.phase1_in_pieces,
+            self.state_transfer
         )
     }
 }
@@ -82,8 +93,9 @@ pub fn run_seeds(
     };
     let mut failed = Vec::new();
     let mut coverage = Coverage::default();
-    for &seed in &seeds {
-        let report = run(SimConfig::for_seed(protocol, f, seed));
+    for cfg in seeds.iter().flat_map(|&seed| SimConfig::in_both_storage_modes(protocol, f, seed)) {
+        let seed = cfg.seed;
+        let report = run(cfg);
         coverage.add(&report);
         if !report.passed() {
             eprintln!("{}", report.summary());

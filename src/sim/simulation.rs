@@ -16,12 +16,11 @@ use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
 
-use crate::proto::{
-    AcceptorState, Action, Boot, ClusterConfig, NodeConfig, NodeId, RingNode, Tick, ValueId,
-};
+use crate::proto::{Action, Boot, ClusterConfig, NodeConfig, NodeId, RingNode, Tick, ValueId};
 use crate::wire;
 
 use super::config::SimConfig;
+use super::disk::Disk;
 use super::faults::{FaultPlan, NetworkFaults};
 use super::invariants::{self, History, LearnerLog, Violation};
 use super::network;
@@ -96,11 +95,29 @@ impl SimReport {
 
 #[derive(Debug)]
 enum Event {
-    Message { to: NodeId, from: NodeId, frame: Bytes },
-    Timer { node: NodeId, generation: u64 },
-    Propose { node: NodeId },
-    Crash { node: NodeId },
-    Restart { node: NodeId },
+    Message {
+        to: NodeId,
+        from: NodeId,
+        frame: Bytes,
+    },
+    Timer {
+        node: NodeId,
+        generation: u64,
+    },
+    Propose {
+        node: NodeId,
+    },
+    /// The sync of `epoch` on `node`'s disk completes.
+    SyncDone {
+        node: NodeId,
+        epoch: u64,
+    },
+    Crash {
+        node: NodeId,
+    },
+    Restart {
+        node: NodeId,
+    },
     Heal,
 }
 
@@ -110,8 +127,8 @@ struct SimNode {
     timer_generation: u64,
     /// Index of this incarnation's log in the history.
     log: usize,
-    /// Acceptor state as of the crash, kept for a recoverable restart.
-    stable_storage: Option<AcceptorState>,
+    /// The process' stable storage (used in recoverable runs); it outlives incarnations.
+    disk: Disk,
     /// Values this incarnation proposed.
     proposed: Vec<ValueId>,
     rounds_started_before: u64,
@@ -131,8 +148,12 @@ pub struct Simulation {
     healed: bool,
     net_rng: Rng,
     work_rng: Rng,
+    /// Disk latencies and how much of a sync in flight a crash leaves.
+    disk_rng: Rng,
     history: History,
     actions: Vec<Action>,
+    /// Actions a completed sync released (reused).
+    released: Vec<Action>,
     arrivals: Vec<Tick>,
     frame: Vec<u8>,
     messages_sent: u64,
@@ -171,8 +192,10 @@ impl Simulation {
             healed: false,
             net_rng: rng.fork(),
             work_rng: rng.fork(),
+            disk_rng: rng.fork(),
             history: History::default(),
             actions: Vec::new(),
+            released: Vec::new(),
             arrivals: Vec::new(),
             frame: Vec::new(),
             messages_sent: 0,
@@ -199,6 +222,7 @@ impl Simulation {
         c.gc_retain_instances = self.cfg.gc_retain_instances;
         c.phase1b_bytes_max = self.cfg.phase1b_bytes_max;
         c.value_choice = self.cfg.value_choice;
+        c.stable_storage = self.cfg.recoverable;
         c
     }
 
@@ -228,7 +252,10 @@ impl Simulation {
             incarnation,
             timer_generation: 0,
             log,
-            stable_storage: None,
+            disk: match self.nodes.get_mut(i) {
+                Some(n) => std::mem::take(&mut n.disk),
+                None => Disk::new(self.cfg.sync_before_acting),
+            },
             proposed: Vec::new(),
             rounds_started_before: self.nodes.get(i).map_or(0, |n| n.rounds_started_before),
         };
@@ -351,6 +378,15 @@ impl Simulation {
                     Err(_) => self.schedule(self.now + 10_000, Event::Propose { node }),
                 }
             }
+            Event::SyncDone { node, epoch } => {
+                let mut released = std::mem::take(&mut self.released);
+                self.nodes[usize::from(node)].disk.sync_done(epoch, &mut released);
+                for action in released.drain(..) {
+                    self.perform(node, action);
+                }
+                self.released = released;
+                self.start_sync(node);
+            }
             Event::Crash { node } => self.crash(node),
             Event::Restart { node } => self.restart(node),
             Event::Heal => {
@@ -370,8 +406,9 @@ impl Simulation {
     fn crash(&mut self, id: NodeId) {
         let n = &mut self.nodes[usize::from(id)];
         if let Some(core) = n.core.take() {
-            n.stable_storage = core.acceptor_state().cloned();
             n.rounds_started_before += core.counters().rounds_started;
+            let rng = &mut self.disk_rng;
+            n.disk.crash(|in_flight| rng.range(0, in_flight as u64) as usize);
         }
     }
 
@@ -383,43 +420,62 @@ impl Simulation {
         let boot = if !self.cluster.is_acceptor(id) {
             Boot::Fresh
         } else if self.cfg.recoverable {
-            Boot::Recovered(n.stable_storage.take().unwrap_or_default())
+            Boot::Recovered(n.disk.recover())
         } else {
             Boot::Amnesiac
         };
         self.boot(id, boot);
     }
 
-    /// Performs every action node `id` has pending.
+    /// Performs every action node `id` has pending, but for those that wait for a record to be
+    /// durable (`disk`), which a later sync releases.
     fn drain(&mut self, id: NodeId) {
         let mut actions = std::mem::take(&mut self.actions);
         let i = usize::from(id);
         let Some(core) = self.nodes[i].core.as_mut() else { return };
         core.drain_actions(&mut actions);
         for action in actions.drain(..) {
-            match action {
-                Action::Send { to, msg } => self.transmit(id, &[to], &msg, false),
-                Action::Multicast { msg } => {
-                    let receivers: Vec<NodeId> = (0..self.cfg.nodes).filter(|&n| n != id).collect();
-                    self.transmit(id, &receivers, &msg, true);
-                }
-                Action::Deliver { instance, values } => {
-                    let log = &mut self.history.logs[self.nodes[i].log];
-                    log.delivered.extend(values.into_iter().map(|v| (instance, v.id, v.payload)));
-                }
-                Action::SetTimer { at } => {
-                    let n = &mut self.nodes[i];
-                    n.timer_generation += 1;
-                    let generation = n.timer_generation;
-                    self.schedule(at.max(self.now), Event::Timer { node: id, generation });
-                }
-                Action::NeedsStateTransfer { .. } => {
-                    let log = self.nodes[i].log;
-                    self.history.logs[log].needs_state_transfer = true;
-                }
+            if let Some(action) = self.nodes[i].disk.admit(action) {
+                self.perform(id, action);
             }
         }
         self.actions = actions;
+        self.start_sync(id);
+    }
+
+    /// Starts a sync of `id`'s disk if records wait for one; it completes after a disk's latency.
+    fn start_sync(&mut self, id: NodeId) {
+        if let Some(epoch) = self.nodes[usize::from(id)].disk.start_sync() {
+            let latency_us =
+                self.disk_rng.range(self.cfg.disk_sync_us_min, self.cfg.disk_sync_us_max);
+            self.schedule(self.now + latency_us, Event::SyncDone { node: id, epoch });
+        }
+    }
+
+    fn perform(&mut self, id: NodeId, action: Action) {
+        let i = usize::from(id);
+        match action {
+            Action::Send { to, msg } => self.transmit(id, &[to], &msg, false),
+            Action::Multicast { msg } => {
+                let receivers: Vec<NodeId> = (0..self.cfg.nodes).filter(|&n| n != id).collect();
+                self.transmit(id, &receivers, &msg, true);
+            }
+            Action::Deliver { instance, values } => {
+                let log = &mut self.history.logs[self.nodes[i].log];
+                log.delivered.extend(values.into_iter().map(|v| (instance, v.id, v.payload)));
+            }
+            Action::SetTimer { at } => {
+                let n = &mut self.nodes[i];
+                n.timer_generation += 1;
+                let generation = n.timer_generation;
+                self.schedule(at.max(self.now), Event::Timer { node: id, generation });
+            }
+            Action::NeedsStateTransfer { .. } => {
+                let log = self.nodes[i].log;
+                self.history.logs[log].needs_state_transfer = true;
+            }
+            Action::Persist(_) => unreachable!("the disk takes every record"),
+        }
     }
 
     fn transmit(&mut self, from: NodeId, to: &[NodeId], msg: &crate::proto::Msg, multicast: bool) {

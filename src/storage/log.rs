@@ -17,10 +17,10 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::proto::{AcceptorState, Instance, NodeId, Round};
+use crate::proto::{AcceptorState, Durable, Instance, NodeId, Round};
 
 use super::error::StorageError;
-use super::record::Record;
+use super::record;
 use super::recovery::{self, RecoveredSegment};
 use super::segment::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 
@@ -68,6 +68,8 @@ pub struct OpenedLog {
     pub state: AcceptorState,
     /// What recovery repaired, for the node to report.
     pub warnings: Vec<String>,
+    /// Records read back: 0 for a new log.
+    pub records: u64,
 }
 
 impl AcceptorLog {
@@ -125,26 +127,26 @@ impl AcceptorLog {
             rnd: rec.state.rnd,
             trimmed_below: rec.state.trimmed_below,
         };
-        Ok(OpenedLog { log, state: rec.state, warnings: rec.warnings })
+        Ok(OpenedLog { log, state: rec.state, warnings: rec.warnings, records: rec.records })
     }
 
     /// Stages `record`: it is in the log once [`AcceptorLog::write`] has run, durable once
     /// [`AcceptorLog::sync`] has. Starts a new segment first when the record does not fit the
     /// current one (which writes and syncs what is staged).
-    pub fn append(&mut self, record: Record<'_>) -> Result<(), StorageError> {
-        let need = record.stored_bytes() as u64;
+    pub fn append(&mut self, record: &Durable) -> Result<(), StorageError> {
+        let need = record::stored_bytes(record) as u64;
         if self.write_at + self.staged.len() as u64 + need > self.file_bytes {
             self.next_segment(need)?;
         }
         match record {
-            Record::Promise { rnd } => self.rnd = self.rnd.max(rnd),
-            Record::Trimmed { below } => self.trimmed_below = self.trimmed_below.max(below),
-            Record::Vote { instance, v_rnd, .. } => {
-                self.rnd = self.rnd.max(v_rnd);
-                self.max_instance = self.max_instance.max(Some(instance));
+            Durable::Promise { rnd } => self.rnd = self.rnd.max(*rnd),
+            Durable::Trimmed { below } => self.trimmed_below = self.trimmed_below.max(*below),
+            Durable::Vote { instance, v_rnd, .. } => {
+                self.rnd = self.rnd.max(*v_rnd);
+                self.max_instance = self.max_instance.max(Some(*instance));
             }
         }
-        record.encode(self.next_lsn, &mut self.staged);
+        record::encode(record, self.next_lsn, &mut self.staged);
         self.next_lsn += 1;
         Ok(())
     }
@@ -196,10 +198,10 @@ impl AcceptorLog {
     /// Closes the current segment (written and synced) and begins the next with the promise and
     /// the trim point, so that it stands on its own. `need` is the record that did not fit.
     fn next_segment(&mut self, need: u64) -> Result<(), StorageError> {
-        let opening = (Record::Promise { rnd: self.rnd }.stored_bytes()
-            + Record::Trimmed { below: self.trimmed_below }.stored_bytes())
-            as u64;
-        if SEGMENT_HEADER_BYTES as u64 + opening + need > self.segment_bytes {
+        let opening =
+            [Durable::Promise { rnd: self.rnd }, Durable::Trimmed { below: self.trimmed_below }];
+        let opening_bytes: u64 = opening.iter().map(|r| record::stored_bytes(r) as u64).sum();
+        if SEGMENT_HEADER_BYTES as u64 + opening_bytes + need > self.segment_bytes {
             return Err(StorageError::io(
                 "fit a record into a segment of",
                 &self.dir,
@@ -228,9 +230,8 @@ impl AcceptorLog {
         self.seq += 1;
         self.file_bytes = self.segment_bytes;
         self.write_at = SEGMENT_HEADER_BYTES as u64;
-        let (rnd, below) = (self.rnd, self.trimmed_below);
-        for opening in [Record::Promise { rnd }, Record::Trimmed { below }] {
-            opening.encode(self.next_lsn, &mut self.staged);
+        for r in &opening {
+            record::encode(r, self.next_lsn, &mut self.staged);
             self.next_lsn += 1;
         }
         Ok(())

@@ -21,7 +21,6 @@ pub mod segment;
 
 pub use error::StorageError;
 pub use log::{AcceptorLog, OpenedLog, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN};
-pub use record::Record;
 
 #[cfg(test)]
 mod tests;

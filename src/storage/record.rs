@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 
-use crate::proto::{Batch, Instance, Round, Vid};
+use crate::proto::{Batch, Durable, Round, Vid};
 
 /// Bytes of a record's header (crc32, body_len, lsn).
 pub const RECORD_HEADER_BYTES: usize = 16;
@@ -35,25 +35,6 @@ const KIND_TRIMMED: u8 = 3;
 /// Bytes of a vote's body before its region: kind, instance, v_rnd, v_vid (rnd, seq), value count.
 const VOTE_FIELDS_BYTES: usize = 1 + 8 + 8 + 8 + 8 + 4;
 
-/// What an acceptor writes before it answers (3.3.5), borrowing what it holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Record<'a> {
-    /// The acceptor promised `rnd` (Phase 1B, or the round of a Phase 2A it takes part in).
-    Promise { rnd: Round },
-    /// The acceptor voted for (`v_vid`, `v_val`) in round `v_rnd` at `instance` (Phase 2B).
-    Vote { instance: Instance, v_rnd: Round, v_vid: Vid, v_val: &'a Batch },
-    /// Every instance below `below` is garbage-collected (3.3.7): their votes may go.
-    Trimmed { below: Instance },
-}
-
-/// A record read back from a log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadRecord {
-    Promise { rnd: Round },
-    Vote { instance: Instance, v_rnd: Round, v_vid: Vid, v_val: Batch },
-    Trimmed { below: Instance },
-}
-
 /// Why the bytes at some offset are not a record of this log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BadRecord {
@@ -65,56 +46,54 @@ pub enum BadRecord {
     Body,
 }
 
-impl Record<'_> {
-    fn body_len(&self) -> usize {
-        match self {
-            Record::Promise { .. } | Record::Trimmed { .. } => 1 + 8,
-            Record::Vote { v_val, .. } => VOTE_FIELDS_BYTES + v_val.region().len(),
-        }
+fn body_len(record: &Durable) -> usize {
+    match record {
+        Durable::Promise { .. } | Durable::Trimmed { .. } => 1 + 8,
+        Durable::Vote { v_val, .. } => VOTE_FIELDS_BYTES + v_val.region().len(),
     }
+}
 
-    /// Bytes this record takes in a segment, padding included.
-    pub fn stored_bytes(&self) -> usize {
-        padded(RECORD_HEADER_BYTES + self.body_len())
-    }
+/// Bytes `record` takes in a segment, padding included.
+pub fn stored_bytes(record: &Durable) -> usize {
+    padded(RECORD_HEADER_BYTES + body_len(record))
+}
 
-    /// Appends the record, numbered `lsn`, to `out` (header, body, padding).
-    pub fn encode(&self, lsn: u64, out: &mut Vec<u8>) {
-        let start = out.len();
-        let body_len = u32::try_from(self.body_len()).expect("a record fits a u32 length");
-        out.extend_from_slice(&[0; 4]); // the checksum, filled in below
-        out.extend_from_slice(&body_len.to_le_bytes());
-        out.extend_from_slice(&lsn.to_le_bytes());
-        let region = match *self {
-            Record::Promise { rnd } => {
-                out.push(KIND_PROMISE);
-                out.extend_from_slice(&rnd.0.to_le_bytes());
-                None
-            }
-            Record::Trimmed { below } => {
-                out.push(KIND_TRIMMED);
-                out.extend_from_slice(&below.to_le_bytes());
-                None
-            }
-            Record::Vote { instance, v_rnd, v_vid, v_val } => {
-                out.push(KIND_VOTE);
-                for word in [instance, v_rnd.0, v_vid.rnd.0, v_vid.seq] {
-                    out.extend_from_slice(&word.to_le_bytes());
-                }
-                out.extend_from_slice(&(v_val.len() as u32).to_le_bytes());
-                Some(v_val)
-            }
-        };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&out[start + 4..]);
-        if let Some(batch) = region {
-            out.extend_from_slice(batch.region());
-            let region_bytes = batch.region().len() as u64;
-            crc.combine(&crc32fast::Hasher::new_with_initial_len(batch.crc32(), region_bytes));
+/// Appends `record`, numbered `lsn`, to `out` (header, body, padding).
+pub fn encode(record: &Durable, lsn: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    let body_len = u32::try_from(body_len(record)).expect("a record fits a u32 length");
+    out.extend_from_slice(&[0; 4]); // the checksum, filled in below
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&lsn.to_le_bytes());
+    let region = match record {
+        Durable::Promise { rnd } => {
+            out.push(KIND_PROMISE);
+            out.extend_from_slice(&rnd.0.to_le_bytes());
+            None
         }
-        out[start..start + 4].copy_from_slice(&crc.finalize().to_le_bytes());
-        out.resize(start + self.stored_bytes(), 0);
+        Durable::Trimmed { below } => {
+            out.push(KIND_TRIMMED);
+            out.extend_from_slice(&below.to_le_bytes());
+            None
+        }
+        Durable::Vote { instance, v_rnd, v_vid, v_val } => {
+            out.push(KIND_VOTE);
+            for word in [*instance, v_rnd.0, v_vid.rnd.0, v_vid.seq] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(&(v_val.len() as u32).to_le_bytes());
+            Some(v_val)
+        }
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 4..]);
+    if let Some(batch) = region {
+        out.extend_from_slice(batch.region());
+        let region_bytes = batch.region().len() as u64;
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(batch.crc32(), region_bytes));
     }
+    out[start..start + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+    out.resize(start + stored_bytes(record), 0);
 }
 
 /// `bytes` rounded up to the record alignment.
@@ -128,7 +107,7 @@ pub enum Decoded {
     /// A record numbered `lsn` that takes `stored_bytes` (padding included).
     Record {
         lsn: u64,
-        record: ReadRecord,
+        record: Durable,
         stored_bytes: usize,
     },
     /// A header of zeros: nothing was written from here on.
@@ -167,18 +146,18 @@ pub fn decode(buf: &[u8]) -> Decoded {
     }
 }
 
-fn decode_body(body: &[u8]) -> Option<ReadRecord> {
+fn decode_body(body: &[u8]) -> Option<Durable> {
     let word = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
     };
     match *body.first()? {
-        KIND_PROMISE if body.len() == 9 => Some(ReadRecord::Promise { rnd: Round(word(1)?) }),
-        KIND_TRIMMED if body.len() == 9 => Some(ReadRecord::Trimmed { below: word(1)? }),
+        KIND_PROMISE if body.len() == 9 => Some(Durable::Promise { rnd: Round(word(1)?) }),
+        KIND_TRIMMED if body.len() == 9 => Some(Durable::Trimmed { below: word(1)? }),
         KIND_VOTE if body.len() >= VOTE_FIELDS_BYTES => {
             let values = u32::from_le_bytes(body.get(33..37)?.try_into().ok()?);
             let region = Bytes::copy_from_slice(&body[VOTE_FIELDS_BYTES..]);
             let v_val = Batch::from_region(region).ok().filter(|b| b.len() == values as usize)?;
-            Some(ReadRecord::Vote {
+            Some(Durable::Vote {
                 instance: word(1)?,
                 v_rnd: Round(word(9)?),
                 v_vid: Vid { rnd: Round(word(17)?), seq: word(25)? },
@@ -205,15 +184,16 @@ mod tests {
         )
     }
 
-    fn round_trip(record: Record<'_>, lsn: u64) -> ReadRecord {
+    fn round_trip(record: Durable, lsn: u64) -> Durable {
         let mut out = vec![0xEE; 3]; // records are appended after whatever is there
-        record.encode(lsn, &mut out);
-        assert_eq!(out.len(), 3 + record.stored_bytes());
-        assert_eq!(record.stored_bytes() % RECORD_ALIGN_BYTES, 0);
+        encode(&record, lsn, &mut out);
+        assert_eq!(out.len(), 3 + stored_bytes(&record));
+        assert_eq!(stored_bytes(&record) % RECORD_ALIGN_BYTES, 0);
         match decode(&out[3..]) {
-            Decoded::Record { lsn: got, record, stored_bytes } => {
+            Decoded::Record { lsn: got, record: read, stored_bytes } => {
                 assert_eq!((got, stored_bytes), (lsn, out.len() - 3));
-                record
+                assert_eq!(read, record);
+                read
             }
             other => panic!("decoded {other:?}"),
         }
@@ -223,22 +203,12 @@ mod tests {
     fn every_kind_reads_back_as_written() {
         let v_val = batch(5, 100);
         let v_vid = Vid { rnd: Round(0x1_0003), seq: 42 };
-        assert_eq!(
-            round_trip(Record::Promise { rnd: Round(0x5_0001) }, 1),
-            ReadRecord::Promise { rnd: Round(0x5_0001) }
-        );
-        assert_eq!(
-            round_trip(Record::Trimmed { below: 900 }, 2),
-            ReadRecord::Trimmed { below: 900 }
-        );
-        let vote = Record::Vote { instance: 77, v_rnd: Round(0x2_0003), v_vid, v_val: &v_val };
-        assert_eq!(
-            round_trip(vote, u64::MAX),
-            ReadRecord::Vote { instance: 77, v_rnd: Round(0x2_0003), v_vid, v_val: v_val.clone() }
-        );
+        round_trip(Durable::Promise { rnd: Round(0x5_0001) }, 1);
+        round_trip(Durable::Trimmed { below: 900 }, 2);
+        round_trip(Durable::Vote { instance: 77, v_rnd: Round(0x2_0003), v_vid, v_val }, u64::MAX);
         let noop = Batch::empty();
-        let vote = Record::Vote { instance: 3, v_rnd: Round(9), v_vid, v_val: &noop };
-        assert!(matches!(round_trip(vote, 4), ReadRecord::Vote { v_val, .. } if v_val.is_empty()));
+        let vote = Durable::Vote { instance: 3, v_rnd: Round(9), v_vid, v_val: noop };
+        assert!(matches!(round_trip(vote, 4), Durable::Vote { v_val, .. } if v_val.is_empty()));
     }
 
     #[test]
@@ -246,9 +216,8 @@ mod tests {
         // The vote's CRC is built from the batch's; it must equal one taken over the bytes.
         let v_val = batch(3, 1000);
         let mut out = Vec::new();
-        let vote =
-            Record::Vote { instance: 1, v_rnd: Round(1), v_vid: Vid::default(), v_val: &v_val };
-        vote.encode(1, &mut out);
+        let vote = Durable::Vote { instance: 1, v_rnd: Round(1), v_vid: Vid::default(), v_val };
+        encode(&vote, 1, &mut out);
         let body_len = u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize;
         let crc = crc32fast::hash(&out[4..RECORD_HEADER_BYTES + body_len]);
         assert_eq!(crc.to_le_bytes(), out[0..4]);
@@ -261,8 +230,8 @@ mod tests {
         assert_eq!(decode(&[]), Decoded::End);
         let mut out = Vec::new();
         let v_val = batch(4, 64);
-        Record::Vote { instance: 1, v_rnd: Round(1), v_vid: Vid::default(), v_val: &v_val }
-            .encode(1, &mut out);
+        let vote = Durable::Vote { instance: 1, v_rnd: Round(1), v_vid: Vid::default(), v_val };
+        encode(&vote, 1, &mut out);
         // Every single flipped byte of the record (padding aside) is caught.
         let body_end =
             RECORD_HEADER_BYTES + (u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize);

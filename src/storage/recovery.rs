@@ -15,11 +15,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::proto::acceptor::Slot;
-use crate::proto::{AcceptorState, Instance, NodeId};
+use crate::proto::{AcceptorState, Durable, Instance, NodeId};
 
 use super::error::StorageError;
-use super::record::{BadRecord, Decoded, RECORD_ALIGN_BYTES, ReadRecord, decode};
+use super::record::{BadRecord, Decoded, RECORD_ALIGN_BYTES, decode};
 use super::segment::{self, BadHeader, SEGMENT_HEADER_BYTES, SegmentHeader};
 
 /// What the log held.
@@ -33,6 +32,8 @@ pub struct Recovery {
     pub segments: Vec<RecoveredSegment>,
     /// Where the next record goes in the last segment.
     pub write_at: u64,
+    /// Records read back (0: a new log).
+    pub records: u64,
     /// What recovery repaired (a torn tail), for the node's log.
     pub warnings: Vec<String>,
 }
@@ -111,10 +112,11 @@ pub fn recover(dir: &Path, cluster_id: u32, node: NodeId) -> Result<Recovery, St
                     format!("record numbered {lsn} where {} was due", r.next_lsn)
                 }
                 Decoded::Record { record, stored_bytes, .. } => {
-                    if let ReadRecord::Vote { instance, .. } = &record {
+                    if let Durable::Vote { instance, .. } = &record {
                         max_instance = max_instance.max(Some(*instance));
                     }
-                    apply(&mut r.state, record);
+                    r.state.replay(record);
+                    r.records += 1;
                     r.next_lsn += 1;
                     at += stored_bytes;
                     continue;
@@ -150,22 +152,6 @@ pub fn recover(dir: &Path, cluster_id: u32, node: NodeId) -> Result<Recovery, St
         r.segments.push(RecoveredSegment { seq, path, max_instance });
     }
     Ok(r)
-}
-
-/// Replays one record onto the acceptor state, as the acceptor changed it when it wrote the record.
-fn apply(state: &mut AcceptorState, record: ReadRecord) {
-    match record {
-        ReadRecord::Promise { rnd } => state.rnd = state.rnd.max(rnd),
-        ReadRecord::Trimmed { below } => state.trim(below),
-        ReadRecord::Vote { instance, v_rnd, v_vid, v_val } => {
-            state.rnd = state.rnd.max(v_rnd);
-            if instance >= state.trimmed_below {
-                let slot =
-                    state.slots.get_or_insert_with(instance, || Slot { vote: None, decided: None });
-                slot.vote = Some((v_rnd, v_vid, v_val));
-            }
-        }
-    }
 }
 
 /// The offset of the first good record at or after `from + align` whose lsn is at least `lsn`.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 
 use super::*;
-use crate::proto::{AcceptorState, Batch, Round, Value, ValueId, Vid};
+use crate::proto::{AcceptorState, Batch, Durable, Round, Value, ValueId, Vid};
 
 /// A directory of its own under the system's temporary directory, removed when dropped.
 struct TempDir(PathBuf);
@@ -56,7 +56,7 @@ fn vid(instance: u64) -> Vid {
 fn vote(log: &mut AcceptorLog, rnd: Round, instances: std::ops::Range<u64>, payload_bytes: usize) {
     for i in instances {
         let v_val = batch(i, payload_bytes);
-        log.append(Record::Vote { instance: i, v_rnd: rnd, v_vid: vid(i), v_val: &v_val }).unwrap();
+        log.append(&Durable::Vote { instance: i, v_rnd: rnd, v_vid: vid(i), v_val }).unwrap();
     }
 }
 
@@ -83,9 +83,9 @@ fn a_new_log_is_empty_and_what_is_synced_comes_back() {
     assert_eq!(opened.state, AcceptorState::default());
     assert!(opened.warnings.is_empty());
     let rnd = Round(0x3_0002);
-    opened.log.append(Record::Promise { rnd }).unwrap();
+    opened.log.append(&Durable::Promise { rnd }).unwrap();
     vote(&mut opened.log, rnd, 0..50, 4096);
-    opened.log.append(Record::Trimmed { below: 10 }).unwrap();
+    opened.log.append(&Durable::Trimmed { below: 10 }).unwrap();
     assert!(!opened.log.is_synced());
     opened.log.sync().unwrap();
     assert!(opened.log.is_synced());
@@ -108,9 +108,10 @@ fn a_later_vote_for_an_instance_replaces_the_earlier_and_promises_only_rise() {
     let first = batch(1, 64);
     let second = batch(2, 64);
     let log = &mut opened.log;
-    log.append(Record::Vote { instance: 5, v_rnd: low, v_vid: vid(1), v_val: &first }).unwrap();
-    log.append(Record::Vote { instance: 5, v_rnd: high, v_vid: vid(2), v_val: &second }).unwrap();
-    log.append(Record::Promise { rnd: low }).unwrap(); // a stale promise lowers nothing
+    log.append(&Durable::Vote { instance: 5, v_rnd: low, v_vid: vid(1), v_val: first }).unwrap();
+    log.append(&Durable::Vote { instance: 5, v_rnd: high, v_vid: vid(2), v_val: second.clone() })
+        .unwrap();
+    log.append(&Durable::Promise { rnd: low }).unwrap(); // a stale promise lowers nothing
     log.sync().unwrap();
     drop(opened);
     let state = open(&dir.0).unwrap().state;
@@ -128,7 +129,7 @@ fn segments_roll_over_and_trimmed_ones_are_removed() {
     opened.log.sync().unwrap();
     assert_eq!(opened.log.segments(), 3);
     // Trimming below 600 leaves nothing to keep in the first two segments.
-    opened.log.append(Record::Trimmed { below: 600 }).unwrap();
+    opened.log.append(&Durable::Trimmed { below: 600 }).unwrap();
     opened.log.sync().unwrap();
     assert_eq!(opened.log.segments(), 1);
     let files = fs::read_dir(&dir.0).unwrap().count();
@@ -194,7 +195,7 @@ fn damage_before_the_end_is_refused_naming_the_file() {
     // A byte inside the fifth vote's values.
     let v_val = batch(0, 4096);
     let record_bytes =
-        Record::Vote { instance: 0, v_rnd: Round(1), v_vid: vid(0), v_val: &v_val }.stored_bytes();
+        record::stored_bytes(&Durable::Vote { instance: 0, v_rnd: Round(1), v_vid: vid(0), v_val });
     let at = (segment::SEGMENT_HEADER_BYTES + 4 * record_bytes + 200) as u64;
     file.read_exact_at(&mut byte, at).unwrap();
     file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
