@@ -11,12 +11,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Children, Netns, TempDir, free_ports, three_node_cluster_toml};
+use common::{BIN, Children, Netns, TempDir, free_ports, lines_of, three_node_cluster_toml};
 
 const VALUES: u64 = 200_000;
 
@@ -65,17 +64,8 @@ impl Cluster {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
             let mut child = cmd.spawn().expect("ringsmr node starts");
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
+            cluster.lines.push(lines_of(child.stdout.take().unwrap()));
             cluster.children.push(child);
-            cluster.lines.push(rx);
         }
         cluster
     }

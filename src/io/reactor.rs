@@ -142,6 +142,11 @@ impl IoError {
     pub(crate) fn os(what: impl Into<String>, source: io::Error) -> IoError {
         IoError::Os { what: what.into(), source }
     }
+
+    /// The address is in use (EADDRINUSE).
+    pub fn is_addr_in_use(&self) -> bool {
+        matches!(self, IoError::Os { source, .. } if source.kind() == io::ErrorKind::AddrInUse)
+    }
 }
 
 /// One core's event loop over the backend chosen at start-up.

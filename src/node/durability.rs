@@ -45,6 +45,18 @@ impl Durability {
         for warning in &opened.warnings {
             eprintln!("ringsmr: node {id}: {warning}");
         }
+        if opened.records > 0 {
+            let s = &opened.state;
+            eprintln!(
+                "ringsmr: node {id}: acceptor log {}: {} records read back: promised {:?}, {} \
+                 votes from instance {}",
+                dir.display(),
+                opened.records,
+                s.rnd,
+                s.slots.len(),
+                s.trimmed_below
+            );
+        }
         let boot = match mode {
             StorageMode::Sync => Boot::Recovered(opened.state),
             StorageMode::Async | StorageMode::Memory if opened.records == 0 => Boot::Fresh,

@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
@@ -174,6 +175,27 @@ fn incarnation_now() -> u32 {
     since_epoch.as_millis() as u32
 }
 
+/// How long a starting node waits for its address to be released (see [`listen`]).
+const LISTEN_RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Listens on `address`, waiting up to [`LISTEN_RETRY_FOR`] while it is in use. A process restarted
+/// right after a crash may find its port still taken for a moment (a node restarted at once after
+/// SIGKILL failed to bind 1 time in 2 in `tests/recovery.rs`): the kernel tears a dead process'
+/// io_uring instance down in the background, and with it the listening socket an accept was
+/// pending on.
+fn listen(reactor: &mut Reactor, address: SocketAddr) -> Result<(), NodeError> {
+    let give_up_at = Instant::now() + LISTEN_RETRY_FOR;
+    loop {
+        match reactor.listen(address) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_addr_in_use() && Instant::now() < give_up_at => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Node {
     /// Starts process `id` of `cluster`: binds its address, connects to the others (retrying until
     /// they are up) and runs the protocol on a new thread.
@@ -189,7 +211,7 @@ impl Node {
             ..Limits::default()
         };
         let mut reactor = Reactor::new(opts.backend, limits)?;
-        reactor.listen(entry.address)?;
+        listen(&mut reactor, entry.address)?;
         let multicast = match cluster.multicast_options() {
             Some(m) if cluster.protocol == super::config::ProtocolName::Mring => {
                 let udp = reactor.add_multicast(m, limits.socket)?;

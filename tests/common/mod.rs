@@ -4,8 +4,10 @@
 // Each test crate that declares `mod common;` uses only some of these.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::mpsc::{Receiver, channel};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringsmr");
 
@@ -13,6 +15,38 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringsmr");
 pub fn free_ports(n: usize) -> Vec<u16> {
     let ls: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// `n` loopback ports that were free a moment ago, below the kernel's ephemeral range (from
+/// 32768 by default): a node that is restarted must bind its port again, and a port the kernel
+/// also hands out to outgoing connections may be some link's local end by then.
+pub fn free_ports_for_restarts(n: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(n);
+    // Start where this test process' pid points, so concurrent tests rarely probe the same ports.
+    let mut port = 20_000 + (std::process::id() % 10_000) as u16;
+    while ports.len() < n {
+        port = if port >= 31_000 { 20_000 } else { port + 1 };
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_ok();
+        if free {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// The lines `from` prints (a child's stdout or stderr), read on a thread of their own so a test
+/// can wait for one with a timeout.
+pub fn lines_of(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// A 3-node cluster file on loopback: f = 1, every node acceptor, proposer and learner, node `i`
