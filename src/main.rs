@@ -15,10 +15,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ringsmr::io::BackendChoice;
 use ringsmr::io::scheduling::Scheduling;
 use ringsmr::node::baseline::RingSenders;
+use ringsmr::node::checkpoint_file;
 use ringsmr::node::config::StorageMode;
 use ringsmr::node::{
     BenchSpec, ClusterFile, ControlServer, LoadSpec, Node, NodeOptions, ProtocolName, Role,
-    StreamChecksum, StreamTrace, Workload, run_bench, run_local as run_load,
+    StreamTrace, Workload, run_bench, run_local as run_load,
 };
 use ringsmr::proto::{Protocol, VALUE_OVERHEAD_BYTES};
 use ringsmr::sim::{self, SimConfig};
@@ -215,6 +216,13 @@ struct NodeArgs {
     /// Print `progress N checksum X` every this many milliseconds.
     #[arg(long)]
     progress_ms: Option<u64>,
+    /// Keep the learner's checkpoint (with the delivered stream's checksum) in this file, and
+    /// start from it when it exists: a restarted node delivers from where its checkpoint stood.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Instances between two checkpoints.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_every: u64,
 }
 
 fn main() -> ExitCode {
@@ -353,8 +361,26 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let opts = NodeOptions { backend: BackendChoice::from_env()?, ..NodeOptions::default() };
-    let mut node = Node::start(&cluster, a.id, opts)?;
+    let resumed = match &a.checkpoint {
+        Some(path) => checkpoint_file::load(path)?,
+        None => None,
+    };
+    let opts = NodeOptions {
+        backend: BackendChoice::from_env()?,
+        checkpoint_interval_instances: if a.checkpoint.is_some() {
+            a.checkpoint_every.max(1)
+        } else {
+            0
+        },
+        ..NodeOptions::default()
+    };
+    let mut node = Node::start_from(&cluster, a.id, opts, resumed.as_ref().map(|(_, cp)| cp))?;
+    if let Some((sum, cp)) = &resumed {
+        eprintln!(
+            "ringsmr: node {}: learner resumed from its checkpoint at instance {} ({} values)",
+            a.id, cp.next_instance, sum.values
+        );
+    }
     eprintln!(
         "ringsmr: node {} of cluster {} up on {} ({} backend)",
         a.id,
@@ -376,7 +402,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let started = Instant::now();
-    let mut sum = StreamChecksum::default();
+    let mut sum = resumed.map(|(sum, _)| sum).unwrap_or_default();
     // The order of every delivery since the start, for `ringsmr bench` to compare learners.
     let mut trace = StreamTrace::default();
     // Only a line that prints it needs the payload checksum kept up to date during a bench load.
@@ -395,24 +421,29 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
         let wait =
             if proposed < a.propose { Duration::from_millis(1) } else { Duration::from_millis(20) };
         if let Some(d) = node.recv_timeout(wait) {
-            sum.add(&d);
-            trace.add(d.instance, d.id);
-            while let Some(d) = node.try_recv() {
+            let mut next = Some(d);
+            while let Some(d) = next {
                 sum.add(&d);
                 trace.add(d.instance, d.id);
+                // The checksum at exactly `expect` values, whatever arrives after them.
+                if a.expect == Some(sum.values) && !reported {
+                    reported = true;
+                    writeln!(out, "delivered {} checksum {:016x}", sum.values, sum.value())?;
+                    out.flush()?;
+                }
+                next = node.try_recv();
             }
+        }
+        // `try_recv` stops at a checkpoint: the stream's checksum is exactly the checkpoint's.
+        if let Some(cp) = node.take_checkpoint()
+            && let Some(path) = &a.checkpoint
+        {
+            checkpoint_file::save(path, &sum, &cp)?;
+            node.checkpoint_stored(cp.next_instance);
         }
         if let Some(c) = &control {
             let sum = payload_checksum_read.then_some(&mut sum);
             c.serve_pending_load(&mut node, &mut trace, sum, &stop);
-        }
-        if let Some(n) = a.expect
-            && !reported
-            && sum.values >= n
-        {
-            reported = true;
-            writeln!(out, "delivered {} checksum {:016x}", sum.values, sum.value())?;
-            out.flush()?;
         }
         if let (Some(at), Some(ms)) = (next_progress, a.progress_ms)
             && Instant::now() >= at

@@ -1,10 +1,13 @@
 //! Integration tier for Recoverable Ring Paxos: real `ringsmr node` processes whose acceptors log
 //! with `storage = "sync"`.
 //!
-//! An acceptor killed with SIGKILL under load comes back from its log: it reads back the promise
-//! and votes it wrote, and serves as an acceptor again. That it serves is shown by killing a second
-//! acceptor afterwards: of three, only the restarted one and the survivor are left, so the cluster
-//! decides anything more only if the restarted acceptor takes part in the majority.
+//! - An acceptor killed with SIGKILL under load comes back from its log: it reads back the promise
+//!   and votes it wrote, and serves as an acceptor again. That it serves is shown by killing a
+//!   second acceptor afterwards: of three, only the restarted one and the survivor are left, so the
+//!   cluster decides anything more only if the restarted acceptor takes part in the majority.
+//! - A learner killed with SIGKILL under load and started again from its checkpoint file delivers
+//!   the rest of the stream: at the same count of values, its stream's checksum (the checkpoint's,
+//!   then every value after it) equals the checksums of the learners that never stopped.
 
 mod common;
 
@@ -17,11 +20,12 @@ use common::{BIN, Children, TempDir, free_ports_for_restarts, lines_of, three_no
 /// More than any of the processes proposes before the test ends.
 const PROPOSE: u64 = 10_000_000;
 
-/// Starts node `id` of the cluster file `file`; returns it with its stdout lines, and its stderr
-/// lines when `read_stderr` (otherwise they go to the test's).
+/// Starts node `id` of the cluster file `file` with `args` more; returns it with its stdout lines,
+/// and its stderr lines when `read_stderr` (otherwise they go to the test's).
 fn start(
     file: &std::path::Path,
     id: usize,
+    args: &[String],
     read_stderr: bool,
 ) -> (Child, Receiver<String>, Option<Receiver<String>>) {
     let mut child = std::process::Command::new(BIN)
@@ -29,6 +33,7 @@ fn start(
         .arg(file)
         .args(["--id", &id.to_string(), "--propose", &PROPOSE.to_string()])
         .args(["--progress-ms", "20"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(if read_stderr { Stdio::piped() } else { Stdio::inherit() })
         .spawn()
@@ -70,24 +75,37 @@ fn delivers_more(lines: &Receiver<String>, more: u64, within: Duration) -> Durat
     t0.elapsed()
 }
 
+/// A 3-node U-Ring cluster file in `dir` whose acceptors log with `sync` storage under `dir`.
+fn sync_cluster(dir: &TempDir, cluster_id: u32) -> std::path::PathBuf {
+    let ports = free_ports_for_restarts(4);
+    let toml = three_node_cluster_toml(cluster_id, "uring", &ports[..3], None, (8, ports[3]))
+        .replace(
+            "ring = [0, 1, 2]\n",
+            &format!(
+                "ring = [0, 1, 2]\nstorage = \"sync\"\ndata_dir = \"{}\"\n",
+                dir.path().join("data").display()
+            ),
+        );
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
+/// SIGKILLs the process in `children`' slot `id` and reaps it.
+fn kill(children: &mut Children, id: usize) {
+    let mut child = children.0[id].take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn an_acceptor_killed_under_load_comes_back_from_its_log_and_serves_again() {
     let dir = TempDir::new("recovery");
-    let ports = free_ports_for_restarts(4);
-    let toml = three_node_cluster_toml(43, "uring", &ports[..3], None, (8, ports[3])).replace(
-        "ring = [0, 1, 2]\n",
-        &format!(
-            "ring = [0, 1, 2]\nstorage = \"sync\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    );
-    let file = dir.path().join("cluster.toml");
-    std::fs::write(&file, toml).unwrap();
-
+    let file = sync_cluster(&dir, 43);
     let mut children = Children::default();
     let mut stdout = Vec::new();
     for id in 0..3 {
-        let (child, out, _) = start(&file, id, false);
+        let (child, out, _) = start(&file, id, &[], false);
         children.push(child);
         stdout.push(out);
     }
@@ -95,10 +113,8 @@ fn an_acceptor_killed_under_load_comes_back_from_its_log_and_serves_again() {
     delivers_more(&stdout[0], 20_000, Duration::from_secs(30));
 
     // SIGKILL node 2 and start it again on the same log.
-    let mut killed = children.0[2].take().unwrap();
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    let (child, _out, err) = start(&file, 2, true);
+    kill(&mut children, 2);
+    let (child, _out, err) = start(&file, 2, &[], true);
     children.0[2] = Some(child);
     let err = err.unwrap();
     let read_back = wait_for(&err, "records read back", Duration::from_secs(10));
@@ -117,12 +133,49 @@ fn an_acceptor_killed_under_load_comes_back_from_its_log_and_serves_again() {
     // a majority is node 0 and the restarted node 2.
     delivers_more(&stdout[0], 20_000, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
-    let mut killed = children.0[1].take().unwrap();
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    kill(&mut children, 1);
     // Beyond the window the old ring had open (32 instances of at most 399 values of 64 bytes),
     // every value was decided with node 2's vote.
     let took = delivers_more(&stdout[0], 3 * 32 * 399, Duration::from_secs(20));
     eprintln!("with node 1 down, node 0 delivered again within {took:?}");
+    drop(children);
+}
+
+#[test]
+fn a_learner_killed_under_load_resumes_from_its_checkpoint_with_the_same_stream() {
+    const EXPECT: u64 = 1_500_000;
+    let dir = TempDir::new("checkpoint");
+    let file = sync_cluster(&dir, 44);
+    let args = |id: usize| {
+        let checkpoint = dir.path().join(format!("learner-{id}.checkpoint"));
+        let checkpoint = checkpoint.display().to_string();
+        ["--expect", &EXPECT.to_string(), "--checkpoint", &checkpoint, "--checkpoint-every", "100"]
+            .map(String::from)
+            .to_vec()
+    };
+    let mut children = Children::default();
+    let mut stdout = Vec::new();
+    for id in 0..3 {
+        let (child, out, _) = start(&file, id, &args(id), false);
+        children.push(child);
+        stdout.push(out);
+    }
+    // Kill node 2 a good way into the run, after its first checkpoints, well before EXPECT.
+    delivers_more(&stdout[2], EXPECT / 4, Duration::from_secs(60));
+    kill(&mut children, 2);
+    let (child, out, err) = start(&file, 2, &args(2), true);
+    children.0[2] = Some(child);
+    stdout[2] = out;
+    let err = err.unwrap();
+    let resumed = wait_for(&err, "resumed from its checkpoint", Duration::from_secs(10));
+    eprintln!("{resumed}");
+    std::thread::spawn(move || err.iter().for_each(|l| eprintln!("{l}")));
+    let at: u64 =
+        resumed.split("at instance ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(at > 0, "{resumed}");
+    // Every learner's checksum at EXPECT values: the restarted one's must be the same.
+    let delivered: Vec<String> =
+        stdout.iter().map(|lines| wait_for(lines, "delivered", Duration::from_secs(60))).collect();
+    assert!(delivered.iter().all(|l| l == &delivered[0]), "learners diverge: {delivered:?}");
     drop(children);
 }

@@ -57,6 +57,11 @@ impl StreamChecksum {
     pub fn value(&self) -> u64 {
         self.hash
     }
+
+    /// The checksum that stood at `hash` after `values` values (read back from a checkpoint).
+    pub fn resumed(hash: u64, values: u64) -> StreamChecksum {
+        StreamChecksum { hash, values }
+    }
 }
 
 /// A stream's checksum after its first `values` values.

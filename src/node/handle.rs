@@ -30,7 +30,7 @@ use thiserror::Error;
 use crate::io::scheduling::Scheduling;
 use crate::io::{BackendChoice, IoError, Limits, Reactor, Waker};
 use crate::proto::types::{Batch, Instance, IntoValues, NodeId, ValueId};
-use crate::proto::{Boot, Counters, RingNode};
+use crate::proto::{Boot, Counters, LearnerCheckpoint, RingNode};
 
 use super::config::{ClusterFile, ClusterFileError};
 use super::durability::Durability;
@@ -52,6 +52,9 @@ pub struct Delivery {
 pub struct DeliveredBatch {
     pub instance: Instance,
     pub values: Batch,
+    /// Set (and `values` empty) on the marker the node puts between the batches below a learner
+    /// checkpoint and those above it: [`Node::take_checkpoint`] hands it out.
+    pub checkpoint: Option<Box<LearnerCheckpoint>>,
 }
 
 /// How to run a node.
@@ -68,6 +71,11 @@ pub struct NodeOptions {
     /// Delivered batches (one per instance, up to `batch_bytes` each) the node may queue before it
     /// waits for the application.
     pub deliveries_capacity: usize,
+    /// Hand the application a learner checkpoint ([`Node::take_checkpoint`]) after at least this
+    /// many instances since the last (0: never). The application stores it with its own state and
+    /// says so ([`Node::checkpoint_stored`]); a restarted process passes it to
+    /// [`Node::start_from`]. Garbage collection then keeps what the stored checkpoint lacks.
+    pub checkpoint_interval_instances: u64,
 }
 
 impl Default for NodeOptions {
@@ -78,6 +86,7 @@ impl Default for NodeOptions {
             scheduling: None,
             proposals_capacity: 65_536,
             deliveries_capacity: 16_384,
+            checkpoint_interval_instances: 0,
         }
     }
 }
@@ -134,6 +143,8 @@ pub(crate) struct Shared {
     pub deliveries_held: AtomicBool,
     /// Rounds the node started as coordinator so far (`Counters::rounds_started`).
     pub rounds_started: AtomicU64,
+    /// The version the application stored ([`Node::checkpoint_stored`]).
+    pub stable_version: AtomicU64,
     consumer: OnceLock<Thread>,
     /// The kernel's id of the node thread, so other threads can read its CPU time.
     node_tid: OnceLock<i32>,
@@ -158,6 +169,8 @@ pub struct Node {
     deliveries: rtrb::Consumer<DeliveredBatch>,
     /// The batch `try_recv` is handing out value by value.
     current: Option<(Instance, IntoValues)>,
+    /// A learner checkpoint reached in the delivery queue and not yet taken.
+    checkpoint: Option<Box<LearnerCheckpoint>>,
     waker: Waker,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<NodeReport>>,
@@ -200,7 +213,20 @@ impl Node {
     /// Starts process `id` of `cluster`: binds its address, connects to the others (retrying until
     /// they are up) and runs the protocol on a new thread.
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
+        Node::start_from(cluster, id, opts, None)
+    }
+
+    /// [`Node::start`], with the learner going on from `resume`, the checkpoint an earlier
+    /// incarnation of this process handed its application (which restored its own state from the
+    /// same point): it delivers from `resume.next_instance` on.
+    pub fn start_from(
+        cluster: &ClusterFile,
+        id: NodeId,
+        opts: NodeOptions,
+        resume: Option<&LearnerCheckpoint>,
+    ) -> Result<Node, NodeError> {
         let mut cfg = cluster.node_config(id)?;
+        cfg.checkpoint_interval_instances = opts.checkpoint_interval_instances;
         cfg.incarnation = incarnation_now();
         let first_value_id = ValueId { proposer: id, incarnation: cfg.incarnation, seq: 0 };
         let entry = &cluster.nodes[usize::from(id)];
@@ -231,8 +257,11 @@ impl Node {
                 (Some(d), boot)
             }
         };
-        let core = RingNode::new(cfg, 0, boot)
+        let mut core = RingNode::new(cfg, 0, boot)
             .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
+        if let Some(cp) = resume {
+            core.resume_learner(cp);
+        }
         let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
         let (deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
         let shared = Arc::new(Shared::default());
@@ -281,6 +310,7 @@ impl Node {
             next_value_id: first_value_id,
             deliveries: deliveries_rx,
             current: None,
+            checkpoint: None,
             waker,
             shared,
             thread: Some(thread),
@@ -342,12 +372,27 @@ impl Node {
         }
     }
 
+    /// The learner checkpoint the delivery stream has reached, if any: taken when every value
+    /// before it was handed out by `try_recv` (which stops there) and none after it. The
+    /// application stores it with its own state at this point, then calls
+    /// [`Node::checkpoint_stored`].
+    pub fn take_checkpoint(&mut self) -> Option<LearnerCheckpoint> {
+        self.checkpoint.take().map(|cp| *cp)
+    }
+
+    /// The application stored its state with the checkpoint at `next_instance`: the node reports
+    /// that as its version, and acceptors may forget what comes before it (3.3.7).
+    pub fn checkpoint_stored(&self, next_instance: Instance) {
+        self.shared.stable_version.fetch_max(next_instance, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
     /// The values of the next delivered instance (or what `try_recv` left of the current one), if
     /// any are waiting: for applications that handle many small values, one call per batch.
     pub fn try_recv_batch(&mut self) -> Option<DeliveredBatch> {
         match self.current.take() {
             Some((instance, values)) if values.len() > 0 => {
-                Some(DeliveredBatch { instance, values: values.rest() })
+                Some(DeliveredBatch { instance, values: values.rest(), checkpoint: None })
             }
             _ => self.pop_delivery(),
         }
@@ -355,15 +400,24 @@ impl Node {
 
     /// The next batch of the delivery queue. Taking one while the node holds decided instances
     /// back for want of room wakes it, so it delivers them without waiting for other input.
+    /// Stops at a checkpoint marker, which it keeps for [`Node::take_checkpoint`]; the next call
+    /// goes on past it.
     fn pop_delivery(&mut self) -> Option<DeliveredBatch> {
+        if self.checkpoint.is_some() {
+            return None;
+        }
         let b = self.deliveries.pop().ok()?;
         if self.shared.deliveries_held.swap(false, Ordering::AcqRel) {
             self.waker.wake();
         }
+        if b.checkpoint.is_some() {
+            self.checkpoint = b.checkpoint;
+            return None;
+        }
         Some(b)
     }
 
-    /// Waits up to `timeout` for the next delivered value.
+    /// Waits up to `timeout` for the next delivered value; returns `None` at once at a checkpoint.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Delivery> {
         let _ = self.shared.consumer.set(std::thread::current());
         let deadline = Instant::now() + timeout;
@@ -372,7 +426,8 @@ impl Node {
                 return Some(d);
             }
             let now = Instant::now();
-            if now >= deadline {
+            // A checkpoint reached is for the caller to take (`take_checkpoint`) before more comes.
+            if now >= deadline || self.checkpoint.is_some() {
                 return None;
             }
             // The node unparks us after it delivered; the bound covers a consumer that moved to

@@ -7,6 +7,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod checkpoint_file;
 pub mod checksum;
 pub mod config;
 pub mod control;

@@ -34,7 +34,7 @@ use crate::io::buffer::InBuf;
 use crate::io::outbuf::OutBuf;
 use crate::io::{ConnId, Handler, Reactor, Received, UdpId};
 use crate::proto::types::{NodeId, Tick};
-use crate::proto::{Action, RingNode};
+use crate::proto::{Action, Batch, RingNode};
 use crate::wire::{self, HELLO_BYTES, Hello};
 
 use super::durability::Durability;
@@ -257,6 +257,7 @@ impl Runtime {
             }
 
             let now = self.now();
+            self.core.set_stable_version(self.shared.stable_version.load(Ordering::Acquire));
             if now >= timer_at {
                 timer_at = now + self.core.config().tick_interval_us;
                 self.core.on_tick(now);
@@ -330,12 +331,31 @@ impl Runtime {
                     Action::Deliver { instance, values } => {
                         delivered_values += values.len() as u64;
                         delivered_now = true;
-                        let pushed = self.deliveries.push(DeliveredBatch { instance, values });
+                        let pushed = self.deliveries.push(DeliveredBatch {
+                            instance,
+                            values,
+                            checkpoint: None,
+                        });
                         assert!(pushed.is_ok(), "the core delivered beyond the room it was given");
                     }
                     Action::SetTimer { at } => timer_at = at,
                     // Written above.
                     Action::Persist(_) => {}
+                    Action::Checkpoint(cp) => {
+                        // Between the batches it follows and the next, in the same queue: the
+                        // core kept a slot of the room it was given for it.
+                        let marker = DeliveredBatch {
+                            instance: cp.next_instance,
+                            values: Batch::empty(),
+                            checkpoint: Some(cp),
+                        };
+                        let pushed = self.deliveries.push(marker);
+                        assert!(
+                            pushed.is_ok(),
+                            "the core checkpointed beyond the room it was given"
+                        );
+                        delivered_now = true;
+                    }
                     Action::NeedsStateTransfer { next_instance, trimmed_below } => {
                         eprintln!(
                             "ringsmr: node {me}: learner needs state transfer (next instance \

@@ -2,6 +2,7 @@
 //! drains these after every input and performs them in order.
 
 use super::durable::Durable;
+use super::learner_checkpoint::LearnerCheckpoint;
 use super::msg::Msg;
 use super::types::{Batch, Instance, NodeId, Tick};
 
@@ -21,6 +22,10 @@ pub enum Action {
     /// Write the record to the acceptor's stable storage (Recoverable Ring Paxos, see `durable`). Every
     /// action after it waits until it is durable; emitted only with `NodeConfig::stable_storage`.
     Persist(Durable),
+    /// The learner's state after every `Deliver` before this one (`learner_checkpoint`), for the
+    /// application to store with its own; emitted only with
+    /// `NodeConfig::checkpoint_interval_instances`.
+    Checkpoint(Box<LearnerCheckpoint>),
     /// Call `on_tick` at `at` (the latest `SetTimer` replaces earlier ones).
     SetTimer { at: Tick },
     /// The learner needs instance `next_instance`, but every acceptor has garbage-collected everything

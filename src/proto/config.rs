@@ -69,6 +69,12 @@ pub struct NodeConfig {
     /// every promise, vote and trim, and its driver makes each durable before it performs what
     /// follows. Off: in-memory Ring Paxos, which assumes a majority of acceptors never fails.
     pub stable_storage: bool,
+    /// Emit [`Action::Checkpoint`](super::Action) after delivering at least this many instances
+    /// since the last one (0: never). With it, the version this process reports for garbage
+    /// collection is the one its application last said was stored ([`RingNode::set_stable_version`](super::RingNode::set_stable_version)),
+    /// not what it delivered: acceptors keep what a restarted learner needs to go on from its
+    /// checkpoint (3.3.7).
+    pub checkpoint_interval_instances: u64,
 
     /// Upper bound of one consensus instance's batch (thesis 3.5.6: 8–32 KB packets).
     pub batch_bytes_max: usize,
@@ -151,6 +157,7 @@ impl NodeConfig {
             learner: true,
             incarnation: 0,
             stable_storage: false,
+            checkpoint_interval_instances: 0,
             batch_bytes_max: 32 * 1024,
             window_instances: 32,
             window_bytes: 32 * 32 * 1024,

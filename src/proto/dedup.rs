@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 // Seeded per process, and far cheaper than SipHash per delivered run (see `proposal_store`).
 use foldhash::HashMap;
 
+use super::learner_checkpoint::DeliveredSeqs;
 use super::types::{NodeId, ValueId};
 
 #[derive(Debug, Default)]
@@ -36,6 +37,32 @@ impl Dedup {
         }
         s.below += u64::from(count);
         true
+    }
+
+    /// What was seen, per proposer incarnation, sorted (for a learner checkpoint).
+    pub fn snapshot(&self) -> Vec<DeliveredSeqs> {
+        let mut out: Vec<DeliveredSeqs> = self
+            .seen
+            .iter()
+            .map(|(&(proposer, incarnation), s)| DeliveredSeqs {
+                proposer,
+                incarnation,
+                below: s.below,
+                above: s.above.iter().copied().collect(),
+            })
+            .collect();
+        out.sort_unstable_by_key(|d| (d.proposer, d.incarnation));
+        out
+    }
+
+    /// The deduplicator that saw what `seen` says.
+    pub fn from_snapshot(seen: &[DeliveredSeqs]) -> Dedup {
+        let mut d = Dedup::default();
+        for s in seen {
+            let above = s.above.iter().copied().filter(|&seq| seq > s.below).collect();
+            d.seen.insert((s.proposer, s.incarnation), Seen { below: s.below, above });
+        }
+        d
     }
 
     /// Records `id`; true the first time it is seen.
@@ -72,6 +99,22 @@ mod tests {
         }
         assert!(d.first_time(id(1, 0)), "a new incarnation starts afresh");
         assert!(d.first_time(id(0, 3)));
+    }
+
+    #[test]
+    fn a_snapshot_remembers_what_was_seen() {
+        let mut d = Dedup::default();
+        let id = |proposer, seq| ValueId { proposer, incarnation: 3, seq };
+        for v in [id(1, 0), id(1, 1), id(1, 4), id(2, 0)] {
+            assert!(d.first_time(v));
+        }
+        let mut again = Dedup::from_snapshot(&d.snapshot());
+        for v in [id(1, 0), id(1, 1), id(1, 4), id(2, 0)] {
+            assert!(!again.first_time(v), "{v:?} passed twice");
+        }
+        for v in [id(1, 2), id(1, 3), id(1, 5), id(2, 1), id(3, 0)] {
+            assert!(again.first_time(v), "{v:?} was never seen");
+        }
     }
 
     #[test]

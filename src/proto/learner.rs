@@ -11,6 +11,7 @@
 
 use super::dedup::Dedup;
 use super::instance_map::InstanceMap;
+use super::learner_checkpoint::LearnerCheckpoint;
 use super::types::{Batch, BatchBuilder, Instance, NodeId, Round, Tick, Vid};
 
 /// A decided instance waiting for its turn (or for its value).
@@ -72,6 +73,20 @@ impl Learner {
 
     pub fn next_instance(&self) -> Instance {
         self.next_instance
+    }
+
+    /// The learner's own state now (see `learner_checkpoint`).
+    pub fn checkpoint(&self) -> LearnerCheckpoint {
+        LearnerCheckpoint { next_instance: self.next_instance, delivered: self.dedup.snapshot() }
+    }
+
+    /// Goes on from `cp`, as if it had delivered everything below `cp.next_instance` (it has, in an
+    /// earlier incarnation of its process). Only before anything was delivered.
+    pub fn resume(&mut self, cp: &LearnerCheckpoint) {
+        assert_eq!(self.next_instance, 0, "a learner resumes from a checkpoint only at its start");
+        self.next_instance = cp.next_instance;
+        self.known_below = self.known_below.max(cp.next_instance);
+        self.dedup = Dedup::from_snapshot(&cp.delivered);
     }
 
     /// Decided instances held but not delivered yet (out of order), the backlog flow control watches.

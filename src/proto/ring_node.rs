@@ -40,6 +40,7 @@ use super::durable::Durable;
 use super::failure_detector::FailureDetector;
 use super::flow_control::FlowWindow;
 use super::learner::{Learner, LearnerRequest};
+use super::learner_checkpoint::LearnerCheckpoint;
 use super::msg::{Carried, Msg};
 use super::proposal_store::ProposalStore;
 use super::proposer::{Backpressure, Proposer};
@@ -182,6 +183,10 @@ pub struct RingNode {
     decided_pending: DecidedIds,
     /// Instances the application can take now (see [`RingNode::set_delivery_room`]).
     delivery_room: u64,
+    /// With checkpoints: the learner's next instance at the last [`Action::Checkpoint`], and the
+    /// version the application last said it stored (see [`RingNode::set_stable_version`]).
+    checkpointed_at: Instance,
+    stable_version: Instance,
     counters: Counters,
 }
 
@@ -245,6 +250,8 @@ impl RingNode {
             coordinator_arena,
             decided_pending: DecidedIds::NONE,
             delivery_room: u64::MAX,
+            checkpointed_at: 0,
+            stable_version: 0,
             counters: Counters::default(),
             now,
             cfg,
@@ -292,6 +299,30 @@ impl RingNode {
     }
 
     /// The learner needs state transfer (every acceptor trimmed what it misses).
+    /// Starts the learner from `cp`, the checkpoint an earlier incarnation of this process emitted
+    /// and its application stored with its state (`learner_checkpoint`). Only right after
+    /// [`RingNode::new`], before any input.
+    pub fn resume_learner(&mut self, cp: &LearnerCheckpoint) {
+        self.learner.resume(cp);
+        self.checkpointed_at = cp.next_instance;
+        self.stable_version = cp.next_instance;
+    }
+
+    /// The application stored its state and the checkpoint at `next_instance` (with
+    /// `checkpoint_interval_instances`): the version this process reports for garbage collection.
+    pub fn set_stable_version(&mut self, next_instance: Instance) {
+        self.stable_version = self.stable_version.max(next_instance);
+    }
+
+    /// The version this process reports (3.3.7): what its application applied for good.
+    fn version(&self) -> Instance {
+        if self.cfg.checkpoint_interval_instances > 0 {
+            self.stable_version
+        } else {
+            self.learner.next_instance()
+        }
+    }
+
     pub fn needs_state_transfer(&self) -> bool {
         self.learner.is_stalled()
     }
@@ -341,7 +372,8 @@ impl RingNode {
             self.send_heartbeats();
         }
         let delivered = self.learner.next_instance();
-        self.fd.set_own(self.cfg.id, now, self.acceptor.is_some(), delivered, delivered);
+        let version = self.version();
+        self.fd.set_own(self.cfg.id, now, self.acceptor.is_some(), delivered, version);
         self.learner.saw_decided_below(self.fd.decided_below_max());
 
         self.coordinator_tick();
@@ -1083,7 +1115,11 @@ impl RingNode {
         let out = &mut self.out;
         let proposer = &mut self.proposer;
         let me = self.cfg.id;
-        let room = if deliver_to_app { self.delivery_room } else { u64::MAX };
+        let interval = self.cfg.checkpoint_interval_instances;
+        // With checkpoints, one slot of the application's room stays free for the next one.
+        let reserved = u64::from(interval > 0);
+        let room =
+            if deliver_to_app { self.delivery_room.saturating_sub(reserved) } else { u64::MAX };
         let delivered = self.learner.deliver_ready(self.now, room, |instance, values| {
             if let Some(p) = proposer.as_mut() {
                 match values.run_start() {
@@ -1101,6 +1137,13 @@ impl RingNode {
         self.counters.instances_delivered += delivered;
         if deliver_to_app {
             self.delivery_room -= delivered;
+        }
+        let next = self.learner.next_instance();
+        let due = interval > 0 && next >= self.checkpointed_at.saturating_add(interval);
+        if deliver_to_app && due && self.delivery_room > 0 {
+            self.checkpointed_at = next;
+            self.delivery_room -= 1;
+            self.out.push(Action::Checkpoint(Box::new(self.learner.checkpoint())));
         }
     }
 
@@ -1150,11 +1193,10 @@ impl RingNode {
     }
 
     fn send_heartbeats(&mut self) {
-        let delivered = self.learner.next_instance();
         let msg = Msg::Heartbeat {
             acceptor_ready: self.acceptor.is_some(),
-            decided_below: delivered,
-            applied_below: delivered,
+            decided_below: self.learner.next_instance(),
+            applied_below: self.version(),
         };
         for n in 0..self.cfg.cluster.nodes {
             if n != self.cfg.id {

@@ -475,6 +475,8 @@ impl Simulation {
                 self.history.logs[log].needs_state_transfer = true;
             }
             Action::Persist(_) => unreachable!("the disk takes every record"),
+            // Simulated processes keep no checkpoints (`checkpoint_interval_instances` is 0).
+            Action::Checkpoint(_) => {}
         }
     }
 

@@ -21,9 +21,13 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 /// 32768 by default): a node that is restarted must bind its port again, and a port the kernel
 /// also hands out to outgoing connections may be some link's local end by then.
 pub fn free_ports_for_restarts(n: usize) -> Vec<u16> {
+    // Start where this test process' pid points, so concurrent test processes rarely probe the
+    // same ports, and past the ports earlier calls of this process took: a probe only sees that a
+    // port is free, not that another test of this process is about to bind it.
+    static TAKEN: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let skip = TAKEN.fetch_add(64, std::sync::atomic::Ordering::Relaxed);
     let mut ports = Vec::with_capacity(n);
-    // Start where this test process' pid points, so concurrent tests rarely probe the same ports.
-    let mut port = 20_000 + (std::process::id() % 10_000) as u16;
+    let mut port = 20_000 + ((std::process::id() as u16).wrapping_add(skip) % 10_000);
     while ports.len() < n {
         port = if port >= 31_000 { 20_000 } else { port + 1 };
         let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
