@@ -4,7 +4,8 @@
 #
 #   scripts/sim-soak.sh [SEEDS_PER_CONFIG] [FIRST_SEED]      (defaults: 10000 seeds from seed 1000)
 #
-# `cargo test` runs seeds 0..400; starting above them makes a soak explore runs the suite does not.
+# `cargo test` runs seeds 0..300 (each in memory and recoverable); starting above them makes a soak
+# explore runs the suite does not.
 # Exits 1 if any seed failed. Each simulated run is bounded (the simulator stops a message storm and
 # reports it), so the soak's memory stays small and its time is proportional to the seeds.
 set -euo pipefail

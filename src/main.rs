@@ -216,6 +216,14 @@ struct NodeArgs {
     /// Print `progress N checksum X` every this many milliseconds.
     #[arg(long)]
     progress_ms: Option<u64>,
+    /// Propose at most this many values a second, 10 ms' worth at a time (default: as fast as the
+    /// node takes them).
+    #[arg(long)]
+    propose_rate: Option<u64>,
+    /// Print `at N checksum X` each time the delivered stream reaches a multiple N of this many
+    /// values: learners (and restarts of one) can be compared at every multiple they all passed.
+    #[arg(long)]
+    checksum_every: Option<u64>,
     /// Keep the learner's checkpoint (with the delivered stream's checksum) in this file, and
     /// start from it when it exists: a restarted node delivers from where its checkpoint stood.
     #[arg(long)]
@@ -412,7 +420,14 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
     let mut next_progress = a.progress_ms.map(|_| started);
     let mut out = io::stdout();
     while !stop.load(Ordering::Relaxed) {
-        while proposed < a.propose {
+        // With a rate, only as many as the time since the start allows, in steps of 10 ms' worth
+        // (so the proposer forms batches of them, not one batch per value).
+        let allowed = a.propose_rate.map_or(a.propose, |r| {
+            let due = a.propose.min((started.elapsed().as_secs_f64() * r as f64) as u64);
+            let step = (r / 100).max(1);
+            if due >= proposed + step || due == a.propose { due } else { proposed }
+        });
+        while proposed < allowed {
             if node.propose(node_payload(a.id, proposed, a.payload)).is_err() {
                 break;
             }
@@ -425,6 +440,9 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
             while let Some(d) = next {
                 sum.add(&d);
                 trace.add(d.instance, d.id);
+                if a.checksum_every.is_some_and(|k| k > 0 && sum.values % k == 0) {
+                    writeln!(out, "at {} checksum {:016x}", sum.values, sum.value())?;
+                }
                 // The checksum at exactly `expect` values, whatever arrives after them.
                 if a.expect == Some(sum.values) && !reported {
                     reported = true;
