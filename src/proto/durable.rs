@@ -29,6 +29,11 @@ pub enum Durable {
     /// Garbage collection forgot every instance below `below` (3.3.7). Not needed for agreement,
     /// only so that the log can drop what the acceptor no longer holds.
     Trimmed { below: Instance },
+    /// The value this acceptor voted for at `instance`, `vid`, was decided. Not needed for
+    /// agreement either: with it, a restarted acceptor still hands the decision to learners that
+    /// ask (3.3.4), where after a restart of every acceptor no process would otherwise know the
+    /// decisions between the slowest learner's version and the last ones decided.
+    Decided { instance: Instance, vid: Vid },
 }
 
 impl AcceptorState {
@@ -43,6 +48,14 @@ impl AcceptorState {
                 if instance >= self.trimmed_below {
                     let slot = self.slots.get_or_insert_with(instance, Slot::empty);
                     slot.vote = Some((v_rnd, v_vid, v_val));
+                }
+            }
+            Durable::Decided { instance, vid } => {
+                if let Some(slot) = self.slots.get_mut(instance)
+                    && let Some((_, v_vid, v_val)) = &slot.vote
+                    && *v_vid == vid
+                {
+                    slot.decided = Some((vid, v_val.clone()));
                 }
             }
         }
@@ -87,6 +100,10 @@ mod tests {
             v_vid: vid(1),
             v_val: val.clone(),
         });
+        // A decision of the voted value is remembered; one of another value is not (never written).
+        live.on_decision(4, vid(4), &val);
+        replayed.replay(Durable::Decided { instance: 4, vid: vid(4) });
+        replayed.replay(Durable::Decided { instance: 3, vid: vid(77) });
         assert_eq!(replayed, live);
         assert_eq!(replayed.rnd, r2);
     }

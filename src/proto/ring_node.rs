@@ -1076,7 +1076,16 @@ impl RingNode {
             .or_else(|| self.learner.proposed_value(instance, c_vid))
             .or_else(|| self.acceptor.as_ref().and_then(|a| a.value_of(instance, c_vid)));
         if let (Some(a), Some(v)) = (self.acceptor.as_mut(), val.as_ref()) {
+            // The first time the value this acceptor voted for is known decided, the log says so
+            // too (see `Durable::Decided`).
+            let first_of_own_vote = matches!(
+                a.slots.get(instance),
+                Some(Slot { vote: Some((_, vid, _)), decided: None }) if *vid == c_vid
+            );
             a.on_decision(instance, c_vid, v);
+            if self.cfg.stable_storage && first_of_own_vote {
+                self.out.push(Action::Persist(Durable::Decided { instance, vid: c_vid }));
+            }
         }
         if let Some(c) = self.coordinator.as_mut() {
             c.on_decided(instance);

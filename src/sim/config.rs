@@ -20,6 +20,10 @@ pub struct SimConfig {
     /// How long a disk sync takes, at least and at most: from a fast SSD's flush to a slow disk's.
     pub disk_sync_us_min: Tick,
     pub disk_sync_us_max: Tick,
+    /// Learners hand out a checkpoint after this many instances (0: never); the simulated
+    /// application stores it with its state at once, and a restarted process starts its learner
+    /// from the last one stored (`proto::learner_checkpoint`).
+    pub checkpoint_interval_instances: u64,
     /// Faults happen during `0..fault_phase_us`; proposals are made during it too.
     pub fault_phase_us: Tick,
     /// After the fault phase, everything proposed by correct proposers must be delivered within this.
@@ -68,6 +72,8 @@ impl SimConfig {
             value_choice: ValueChoice::HighestVRnd,
             in_flight_events_max: 200_000,
             messages_max: 5_000_000,
+            // Drawn last, so the draws above stay what they were for every seed.
+            checkpoint_interval_instances: [0, 3, 16][rng.range(0, 2) as usize],
         }
     }
 

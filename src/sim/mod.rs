@@ -49,6 +49,8 @@ pub struct Coverage {
     pub crashes: usize,
     /// More than f acceptors were down at once (recoverable runs only: they come back from disk).
     pub majority_down: usize,
+    /// A restarted learner went on from its stored checkpoint.
+    pub checkpoint_resumes: usize,
 }
 
 impl Coverage {
@@ -61,6 +63,7 @@ impl Coverage {
         let acceptors: Vec<NodeId> = (0..(2 * report.config.f as NodeId + 1)).collect();
         let down = report.plan.acceptors_down_at_once_max(&acceptors);
         self.majority_down += usize::from(down > report.config.f);
+        self.checkpoint_resumes += usize::from(report.learners_resumed > 0);
     }
 }
 
@@ -68,11 +71,12 @@ impl std::fmt::Display for Coverage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} had a majority of acceptors down at once, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
+            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} had a majority of acceptors down at once, {} restarted a learner from its checkpoint, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
             self.runs,
             self.new_rounds,
             self.crashes,
             self.majority_down,
+            self.checkpoint_resumes,
             self.phase1_in_pieces,
             self.state_transfer
         )

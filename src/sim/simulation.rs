@@ -16,7 +16,10 @@ use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
 
-use crate::proto::{Action, Boot, ClusterConfig, NodeConfig, NodeId, RingNode, Tick, ValueId};
+use crate::proto::{
+    Action, Boot, ClusterConfig, Instance, LearnerCheckpoint, NodeConfig, NodeId, RingNode, Tick,
+    ValueId,
+};
 use crate::wire;
 
 use super::config::SimConfig;
@@ -44,6 +47,8 @@ pub struct SimReport {
     pub learners_needing_state_transfer: usize,
     /// Phase 1B messages that held only a piece of the acceptor's log (Phase 1 in pieces).
     pub phase1b_pieces_sent: u64,
+    /// Restarts whose learner went on from a stored checkpoint.
+    pub learners_resumed: u64,
     /// The state of every process at the end, for diagnosing a failed seed.
     pub processes: Vec<ProcessSummary>,
 }
@@ -121,6 +126,9 @@ enum Event {
     Heal,
 }
 
+/// What a simulated application applied: the deliveries of its learner, in order.
+type Applied = Vec<(Instance, ValueId, Bytes)>;
+
 struct SimNode {
     core: Option<RingNode>,
     incarnation: u32,
@@ -129,6 +137,9 @@ struct SimNode {
     log: usize,
     /// The process' stable storage (used in recoverable runs); it outlives incarnations.
     disk: Disk,
+    /// The last learner checkpoint its application stored, with what the application had applied
+    /// then (the deliveries of its log up to that point); it outlives incarnations.
+    checkpoint: Option<(LearnerCheckpoint, Applied)>,
     /// Values this incarnation proposed.
     proposed: Vec<ValueId>,
     rounds_started_before: u64,
@@ -162,6 +173,7 @@ pub struct Simulation {
     messages_by_kind: [u64; 256],
     /// Phase 1B messages sent with `votes_below` short of the whole log.
     phase1b_pieces_sent: u64,
+    learners_resumed: u64,
     /// The run hit `in_flight_events_max` or `messages_max`.
     storm: bool,
     proposals_left: u64,
@@ -202,6 +214,7 @@ impl Simulation {
             messages_lost: 0,
             messages_by_kind: [0; 256],
             phase1b_pieces_sent: 0,
+            learners_resumed: 0,
             storm: false,
             proposals_left: 0,
             cfg,
@@ -223,6 +236,7 @@ impl Simulation {
         c.phase1b_bytes_max = self.cfg.phase1b_bytes_max;
         c.value_choice = self.cfg.value_choice;
         c.stable_storage = self.cfg.recoverable;
+        c.checkpoint_interval_instances = self.cfg.checkpoint_interval_instances;
         c
     }
 
@@ -237,13 +251,24 @@ impl Simulation {
         let i = usize::from(id);
         let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation + 1);
         let cfg = self.node_config(id, incarnation);
-        let core = RingNode::new(cfg, self.now, boot)
+        let mut core = RingNode::new(cfg, self.now, boot)
             .unwrap_or_else(|e| panic!("simulator built a bad config: {e}"));
+        let checkpoint = self.nodes.get_mut(i).and_then(|n| n.checkpoint.take());
+        // A learner with a stored checkpoint goes on from it, and its application from the state
+        // stored with it: the new incarnation's log begins with what the old one had applied.
+        let applied = match &checkpoint {
+            Some((cp, applied)) => {
+                core.resume_learner(cp);
+                self.learners_resumed += 1;
+                applied.clone()
+            }
+            None => Vec::new(),
+        };
         let log = self.history.logs.len();
         self.history.logs.push(LearnerLog {
             node: id,
             incarnation,
-            delivered: Vec::new(),
+            delivered: applied,
             alive_at_end: false,
             needs_state_transfer: false,
         });
@@ -256,6 +281,7 @@ impl Simulation {
                 Some(n) => std::mem::take(&mut n.disk),
                 None => Disk::new(self.cfg.sync_before_acting),
             },
+            checkpoint,
             proposed: Vec::new(),
             rounds_started_before: self.nodes.get(i).map_or(0, |n| n.rounds_started_before),
         };
@@ -475,8 +501,16 @@ impl Simulation {
                 self.history.logs[log].needs_state_transfer = true;
             }
             Action::Persist(_) => unreachable!("the disk takes every record"),
-            // Simulated processes keep no checkpoints (`checkpoint_interval_instances` is 0).
-            Action::Checkpoint(_) => {}
+            // The application stores the checkpoint with its state (the log so far) and says so.
+            Action::Checkpoint(cp) => {
+                let n = &mut self.nodes[i];
+                let applied = self.history.logs[n.log].delivered.clone();
+                let next_instance = cp.next_instance;
+                n.checkpoint = Some((*cp, applied));
+                if let Some(core) = n.core.as_mut() {
+                    core.set_stable_version(next_instance);
+                }
+            }
         }
     }
 
@@ -566,6 +600,7 @@ impl Simulation {
                 .unwrap_or(0),
             rounds_started,
             phase1b_pieces_sent: self.phase1b_pieces_sent,
+            learners_resumed: self.learners_resumed,
             learners_needing_state_transfer: self
                 .history
                 .logs
@@ -605,6 +640,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
                 rounds_started: 0,
                 learners_needing_state_transfer: 0,
                 phase1b_pieces_sent: 0,
+                learners_resumed: 0,
                 processes: Vec::new(),
             }
         }

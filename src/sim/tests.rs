@@ -27,12 +27,14 @@ fn all_seeds_pass(protocol: Protocol, f: usize) {
         // well below what the seeds reach today (printed on failure), so only a real loss trips them.
         // Today (300 seeds in both modes, 600 runs each): 78–95% change coordinator or ring, 79–80%
         // crash processes, 27–32% have a majority of acceptors down at once (recoverable runs),
-        // 30–41% run Phase 1 in pieces, 82–86% leave a learner needing state transfer.
+        // 48–51% restart a learner from its checkpoint, 31–40% run Phase 1 in pieces, 50–55%
+        // leave a learner needing state transfer.
         let tenth = coverage.runs / 10;
         assert!(
             coverage.new_rounds >= 5 * tenth
                 && coverage.crashes >= 5 * tenth
                 && coverage.majority_down >= tenth
+                && coverage.checkpoint_resumes >= tenth
                 && coverage.phase1_in_pieces >= tenth
                 && coverage.state_transfer >= tenth,
             "{protocol:?} f={f}: the seeds no longer exercise enough: {coverage}"

@@ -141,6 +141,7 @@ impl AcceptorLog {
         match record {
             Durable::Promise { rnd } => self.rnd = self.rnd.max(*rnd),
             Durable::Trimmed { below } => self.trimmed_below = self.trimmed_below.max(*below),
+            Durable::Decided { .. } => {}
             Durable::Vote { instance, v_rnd, .. } => {
                 self.rnd = self.rnd.max(*v_rnd);
                 self.max_instance = self.max_instance.max(Some(*instance));

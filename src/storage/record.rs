@@ -6,6 +6,7 @@
 //! body   := PROMISE rnd u64
 //!         | VOTE    instance u64 | v_rnd u64 | v_vid.rnd u64 | v_vid.seq u64 | values u32 | region
 //!         | TRIMMED below u64
+//!         | DECIDED instance u64 | vid.rnd u64 | vid.seq u64
 //! ```
 //!
 //! All integers little-endian. `crc32` (CRC-32, as the wire's frames) covers `body_len`, `lsn` and the
@@ -31,6 +32,7 @@ pub const RECORD_ALIGN_BYTES: usize = 8;
 const KIND_PROMISE: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_TRIMMED: u8 = 3;
+const KIND_DECIDED: u8 = 4;
 
 /// Bytes of a vote's body before its region: kind, instance, v_rnd, v_vid (rnd, seq), value count.
 const VOTE_FIELDS_BYTES: usize = 1 + 8 + 8 + 8 + 8 + 4;
@@ -49,6 +51,7 @@ pub enum BadRecord {
 fn body_len(record: &Durable) -> usize {
     match record {
         Durable::Promise { .. } | Durable::Trimmed { .. } => 1 + 8,
+        Durable::Decided { .. } => 1 + 3 * 8,
         Durable::Vote { v_val, .. } => VOTE_FIELDS_BYTES + v_val.region().len(),
     }
 }
@@ -74,6 +77,13 @@ pub fn encode(record: &Durable, lsn: u64, out: &mut Vec<u8>) {
         Durable::Trimmed { below } => {
             out.push(KIND_TRIMMED);
             out.extend_from_slice(&below.to_le_bytes());
+            None
+        }
+        Durable::Decided { instance, vid } => {
+            out.push(KIND_DECIDED);
+            for word in [*instance, vid.rnd.0, vid.seq] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
             None
         }
         Durable::Vote { instance, v_rnd, v_vid, v_val } => {
@@ -153,6 +163,10 @@ fn decode_body(body: &[u8]) -> Option<Durable> {
     match *body.first()? {
         KIND_PROMISE if body.len() == 9 => Some(Durable::Promise { rnd: Round(word(1)?) }),
         KIND_TRIMMED if body.len() == 9 => Some(Durable::Trimmed { below: word(1)? }),
+        KIND_DECIDED if body.len() == 25 => Some(Durable::Decided {
+            instance: word(1)?,
+            vid: Vid { rnd: Round(word(9)?), seq: word(17)? },
+        }),
         KIND_VOTE if body.len() >= VOTE_FIELDS_BYTES => {
             let values = u32::from_le_bytes(body.get(33..37)?.try_into().ok()?);
             let region = Bytes::copy_from_slice(&body[VOTE_FIELDS_BYTES..]);
@@ -205,6 +219,7 @@ mod tests {
         let v_vid = Vid { rnd: Round(0x1_0003), seq: 42 };
         round_trip(Durable::Promise { rnd: Round(0x5_0001) }, 1);
         round_trip(Durable::Trimmed { below: 900 }, 2);
+        round_trip(Durable::Decided { instance: 5, vid: Vid { rnd: Round(3), seq: 8 } }, 3);
         round_trip(Durable::Vote { instance: 77, v_rnd: Round(0x2_0003), v_vid, v_val }, u64::MAX);
         let noop = Batch::empty();
         let vote = Durable::Vote { instance: 3, v_rnd: Round(9), v_vid, v_val: noop };
