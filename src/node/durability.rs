@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use crate::proto::types::{NodeId, Tick};
-use crate::proto::{Action, Boot};
+use crate::proto::{Action, Boot, Durable};
 use crate::storage::{AcceptorLog, SEGMENT_BYTES_DEFAULT, StorageError};
 
 use super::config::{ASYNC_SYNC_INTERVAL_US, StorageMode};
@@ -77,13 +77,19 @@ impl Durability {
     /// interval has passed. An error means the node must stop: what it would send next could
     /// reveal a promise or vote the disk does not hold.
     pub fn persist(&mut self, actions: &[Action], now: Tick) -> Result<(), StorageError> {
+        let mut gating = false;
         for action in actions {
             if let Action::Persist(record) = action {
                 self.log.append(record)?;
+                gating |= matches!(record, Durable::Promise { .. } | Durable::Vote { .. });
             }
         }
         match self.mode {
-            StorageMode::Sync => self.log.sync(),
+            // Only promises and votes must be on disk before the node acts: a trim point or a
+            // decision lost in a crash costs nothing but a little more to keep or to ask for, so
+            // those alone are written and ride on the next sync.
+            StorageMode::Sync if gating => self.log.sync(),
+            StorageMode::Sync => self.log.write(),
             StorageMode::Async | StorageMode::Memory => {
                 self.log.write()?;
                 if now.saturating_sub(self.synced_at) >= ASYNC_SYNC_INTERVAL_US {
