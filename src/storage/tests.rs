@@ -60,6 +60,13 @@ fn vote(log: &mut AcceptorLog, rnd: Round, instances: std::ops::Range<u64>, payl
     }
 }
 
+/// Writes a log in `dir` holding votes in round `rnd` for `instances`, synced, and closes it.
+fn written(dir: &Path, rnd: Round, instances: std::ops::Range<u64>, payload_bytes: usize) {
+    let mut opened = open(dir).unwrap();
+    vote(&mut opened.log, rnd, instances, payload_bytes);
+    opened.log.sync().unwrap();
+}
+
 /// The acceptor state the same steps give in memory.
 fn expected(
     rnd: Round,
@@ -185,10 +192,7 @@ fn a_torn_tail_is_dropped_with_a_warning_and_the_log_goes_on() {
 #[test]
 fn damage_before_the_end_is_refused_naming_the_file() {
     let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
-    vote(&mut opened.log, Round(0x1_0001), 0..20, 4096);
-    opened.log.sync().unwrap();
-    drop(opened);
+    written(&dir.0, Round(0x1_0001), 0..20, 4096);
     let path = last_segment(&dir.0);
     let file = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut byte = [0u8; 1];
@@ -228,10 +232,7 @@ fn strangers_and_gaps_are_refused() {
     assert!(matches!(e, StorageError::NotALog { .. }), "{e}");
 
     let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
-    vote(&mut opened.log, Round(1), 0..600, 32 * 1024);
-    opened.log.sync().unwrap();
-    drop(opened);
+    written(&dir.0, Round(1), 0..600, 32 * 1024);
     fs::remove_file(segment::segment_path(&dir.0, 2)).unwrap();
     let e = open(&dir.0).unwrap_err();
     assert!(matches!(e, StorageError::MissingSegment { seq: 2, .. }), "{e}");
@@ -249,10 +250,7 @@ fn a_disk_without_room_for_a_segment_is_refused_as_full() {
 #[test]
 fn a_segment_whose_creation_a_crash_interrupted_is_removed() {
     let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
-    vote(&mut opened.log, Round(1), 0..3, 1024);
-    opened.log.sync().unwrap();
-    drop(opened);
+    written(&dir.0, Round(1), 0..3, 1024);
     // The next segment's file exists, preallocated, but its header never reached the disk.
     fs::write(segment::segment_path(&dir.0, 2), vec![0; 4096]).unwrap();
     let again = open(&dir.0).unwrap();
