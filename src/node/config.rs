@@ -205,6 +205,9 @@ pub struct ClusterFile {
 /// this was kept always (bench/RESULTS.md); a learner that falls further behind than this recovers
 /// by state transfer.
 pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
+/// The most decided instances an acceptor keeps for lagging learners, however small they are:
+/// well inside the span of an acceptor's slot buffer (`proto::instance_map`).
+pub const RETAINED_INSTANCES_MAX: u64 = 100_000;
 
 /// Bytes of batches a process's receive buffers and batch arenas allocate up front: twice what its
 /// acceptor keeps, for the batches in flight and for chunks that a few late batches still pin.
@@ -450,9 +453,12 @@ impl ClusterFile {
         c.window_instances = self.window_instances;
         c.window_instances_min = c.window_instances_min.min(self.window_instances);
         c.window_bytes = self.window_bytes;
-        // Keep about RETAINED_BYTES of decided batches for lagging learners (3.3.7), whatever the
-        // batch; the arenas this process writes batches in are sized for them from the start.
-        c.gc_retain_instances = (RETAINED_BYTES / self.batch_bytes.max(1)) as u64;
+        // Keep up to RETAINED_BYTES of decided batches for lagging learners (3.3.7), however full
+        // the batches are (the arenas this process writes batches in are sized for them from the
+        // start), and at most RETAINED_INSTANCES_MAX instances. Counted in instances alone (64 MiB
+        // of full 32 KB batches, 2,048), a load of small values made that 0.3 s of history.
+        c.gc_retain_instances = RETAINED_INSTANCES_MAX;
+        c.gc_retain_bytes = RETAINED_BYTES as u64;
         c.arena_reserve_bytes = BUFFER_RESERVE_BYTES;
         let t = &self.timeouts;
         let set = |slot: &mut u64, v: Option<u64>| {

@@ -22,6 +22,14 @@ impl Slot {
     pub(crate) fn empty() -> Slot {
         Slot { vote: None, decided: None }
     }
+
+    /// Bytes of values this slot keeps alive. A decision is almost always the batch voted for (one
+    /// shared region), so the larger of the two counts, not their sum.
+    fn bytes(&self) -> u64 {
+        let vote = self.vote.as_ref().map_or(0, |(_, _, b)| b.bytes());
+        let decided = self.decided.as_ref().map_or(0, |(_, b)| b.bytes());
+        vote.max(decided) as u64
+    }
 }
 
 /// The state an acceptor must not forget (thesis 3.3.5: rnd, v-rnd, v-val, v-vid; the ring is carried
@@ -34,6 +42,9 @@ pub struct AcceptorState {
     pub slots: InstanceMap<Slot>,
     /// Instances below this were garbage-collected (3.3.7).
     pub trimmed_below: Instance,
+    /// Bytes of values the slots keep alive ([`Slot::bytes`] summed), which garbage collection
+    /// bounds ([`AcceptorState::trim_to_bytes`]).
+    held_bytes: u64,
 }
 
 /// Outcome of a Phase 1A or Phase 2A at an acceptor.
@@ -90,9 +101,21 @@ impl AcceptorState {
             return Verdict::Refused { rnd: self.rnd };
         }
         self.rnd = c_rnd;
-        let slot = self.slots.get_or_insert_with(instance, Slot::empty);
-        slot.vote = Some((c_rnd, c_vid, c_val.clone()));
+        self.change_slot(instance, |slot| slot.vote = Some((c_rnd, c_vid, c_val.clone())));
         Verdict::Accepted
+    }
+
+    /// Applies `change` to the slot of `instance` (made if missing), keeping `held_bytes` right.
+    pub(crate) fn change_slot(&mut self, instance: Instance, change: impl FnOnce(&mut Slot)) {
+        let slot = self.slots.get_or_insert_with(instance, Slot::empty);
+        let before = slot.bytes();
+        change(slot);
+        self.held_bytes = self.held_bytes - before + slot.bytes();
+    }
+
+    /// Bytes of values held (see [`Slot::bytes`]).
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
     }
 
     /// Whether this acceptor voted for `c_vid` in round `c_rnd` at `instance` (the M-Ring Phase 2B
@@ -120,8 +143,7 @@ impl AcceptorState {
         if instance < self.trimmed_below {
             return;
         }
-        let slot = self.slots.get_or_insert_with(instance, Slot::empty);
-        slot.decided = Some((c_vid, c_val.clone()));
+        self.change_slot(instance, |slot| slot.decided = Some((c_vid, c_val.clone())));
     }
 
     /// The decision of `instance`, if known.
@@ -135,7 +157,24 @@ impl AcceptorState {
             return;
         }
         self.trimmed_below = below;
+        let dropped: u64 =
+            self.slots.iter().take_while(|&(i, _)| i < below).map(|(_, s)| s.bytes()).sum();
+        self.held_bytes -= dropped;
         self.slots.remove_below(below);
+    }
+
+    /// Garbage collection by memory: forgets the lowest instances, never `ceiling` or above, while
+    /// the slots hold more than `bytes_max` of values. Returns the trim point it left.
+    pub fn trim_to_bytes(&mut self, bytes_max: u64, ceiling: Instance) -> Instance {
+        while self.held_bytes > bytes_max
+            && let Some(lowest) = self.slots.first_key()
+            && lowest < ceiling
+        {
+            let slot = self.slots.remove(lowest).expect("the first key is there");
+            self.held_bytes -= slot.bytes();
+            self.trimmed_below = lowest + 1;
+        }
+        self.trimmed_below
     }
 }
 
@@ -145,6 +184,34 @@ mod tests {
 
     fn vid(seq: u64) -> Vid {
         Vid { rnd: Round(1 << 16), seq }
+    }
+
+    #[test]
+    fn held_bytes_follow_votes_decisions_and_trims() {
+        use super::super::types::{Value, ValueId};
+        let batch = |n: usize| {
+            Batch::new(vec![Value {
+                id: ValueId { proposer: 0, incarnation: 0, seq: n as u64 },
+                payload: bytes::Bytes::from(vec![0; n]),
+            }])
+        };
+        let mut a = AcceptorState::default();
+        for i in 0..10 {
+            a.on_phase2a(Round(1), i, vid(i), &batch(100));
+        }
+        let one = batch(100).bytes() as u64;
+        assert_eq!(a.held_bytes(), 10 * one);
+        // The decision of the batch voted for adds nothing; a larger one counts instead.
+        a.on_decision(3, vid(3), &batch(100));
+        a.on_decision(4, vid(44), &batch(300));
+        assert_eq!(a.held_bytes(), 9 * one + batch(300).bytes() as u64);
+        a.trim(2);
+        assert_eq!(a.held_bytes(), 7 * one + batch(300).bytes() as u64);
+        // By memory: the lowest go until the rest fits, never at or above the ceiling.
+        assert_eq!(a.trim_to_bytes(3 * one, 8), 7);
+        assert_eq!(a.held_bytes(), 3 * one);
+        assert_eq!(a.trim_to_bytes(0, 9), 9);
+        assert_eq!((a.held_bytes(), a.trimmed_below), (one, 9));
     }
 
     #[test]

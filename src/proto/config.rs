@@ -95,6 +95,11 @@ pub struct NodeConfig {
     /// Acceptors keep this many decided instances below the garbage-collection point, so learners that
     /// lag a little can still catch up from them (3.3.7).
     pub gc_retain_instances: u64,
+    /// ... and at most this many bytes of values in all (u64::MAX: the instance count alone
+    /// decides). Instances are as large as the load makes them: a bound in instances alone is
+    /// minutes of history under a light load and a fraction of a second under a heavy load of small
+    /// values, while what a lagging learner may need from memory is a matter of bytes.
+    pub gc_retain_bytes: u64,
     /// Bytes of batches written by this process (its proposer's, its coordinator's) that its own
     /// acceptor and learner may hold at once, chiefly the decided ones kept for garbage collection;
     /// the arenas those batches are written in allocate this much up front so they need not grow
@@ -167,6 +172,7 @@ impl NodeConfig {
             coordinator_queue_bytes_max: 8 * 1024 * 1024,
             flow_backlog_instances_max: 1024,
             gc_retain_instances: 100_000,
+            gc_retain_bytes: u64::MAX,
             arena_reserve_bytes: 0,
             retransmit_instances_max: 64,
             phase1b_bytes_max: 1024 * 1024,

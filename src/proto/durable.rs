@@ -15,7 +15,7 @@
 //! acceptor had when the last durable one was written. Decisions are not recorded: a restarted
 //! acceptor learns them again (3.3.4), and only promises and votes matter for agreement.
 
-use super::acceptor::{AcceptorState, Slot};
+use super::acceptor::AcceptorState;
 use super::types::{Batch, Instance, Round, Vid};
 
 /// One change of an acceptor's state that must survive a crash.
@@ -46,16 +46,16 @@ impl AcceptorState {
             Durable::Vote { instance, v_rnd, v_vid, v_val } => {
                 self.rnd = self.rnd.max(v_rnd);
                 if instance >= self.trimmed_below {
-                    let slot = self.slots.get_or_insert_with(instance, Slot::empty);
-                    slot.vote = Some((v_rnd, v_vid, v_val));
+                    self.change_slot(instance, |slot| slot.vote = Some((v_rnd, v_vid, v_val)));
                 }
             }
             Durable::Decided { instance, vid } => {
-                if let Some(slot) = self.slots.get_mut(instance)
-                    && let Some((_, v_vid, v_val)) = &slot.vote
-                    && *v_vid == vid
-                {
-                    slot.decided = Some((vid, v_val.clone()));
+                let voted = self.slots.get(instance).and_then(|slot| match &slot.vote {
+                    Some((_, v_vid, v_val)) if *v_vid == vid => Some(v_val.clone()),
+                    _ => None,
+                });
+                if let Some(v_val) = voted {
+                    self.change_slot(instance, |slot| slot.decided = Some((vid, v_val)));
                 }
             }
         }

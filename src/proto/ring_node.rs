@@ -1031,7 +1031,8 @@ impl RingNode {
     }
 
     /// 3.3.7: trim below the version f+1 processes have reached, but keep what the slowest process
-    /// still needs, up to a retention margin (`gc_retain_instances`) below that version.
+    /// still needs, up to a retention margin below that version: `gc_retain_instances` instances
+    /// and `gc_retain_bytes` bytes of values, whichever is less.
     ///
     /// The thesis may discard as soon as f+1 learners applied a decision, and brings the others up
     /// to date from a learner. Keeping the margin lets a lagging learner catch up from the
@@ -1054,10 +1055,13 @@ impl RingNode {
         let (_, &mut reached_by_quorum, _) = versions.select_nth_unstable_by(f, |x, y| y.cmp(x));
         // `slowest` is at most the quorum's version: no process loses what it has not applied.
         let below = reached_by_quorum.saturating_sub(self.cfg.gc_retain_instances).max(slowest);
-        if self.cfg.stable_storage && below > a.trimmed_below {
+        let trimmed_before = a.trimmed_below;
+        a.trim(below);
+        // Then by memory: what is kept for laggards may not exceed `gc_retain_bytes` either.
+        let below = a.trim_to_bytes(self.cfg.gc_retain_bytes, reached_by_quorum);
+        if self.cfg.stable_storage && below > trimmed_before {
             self.out.push(Action::Persist(Durable::Trimmed { below }));
         }
-        a.trim(below);
     }
 
     // ---------------------------------------------------------------------------------------------
