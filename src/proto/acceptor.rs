@@ -113,7 +113,7 @@ impl AcceptorState {
         self.held_bytes = self.held_bytes - before + slot.bytes();
     }
 
-    /// Bytes of values held (see [`Slot::bytes`]).
+    /// Bytes of values the slots keep alive: per slot, the larger of its vote and its decision.
     pub fn held_bytes(&self) -> u64 {
         self.held_bytes
     }
