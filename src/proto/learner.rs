@@ -89,6 +89,29 @@ impl Learner {
         self.dedup = Dedup::from_snapshot(&cp.delivered);
     }
 
+    /// Jumps to `cp`, a later point of the same stream: the state of a learner that is ahead,
+    /// brought here by state transfer (3.3.7) while this one was turned away by every acceptor.
+    /// Everything below `cp.next_instance` counts as delivered from now on (the application
+    /// restores its state from the same snapshot), decisions held below it are dropped, and the
+    /// learner asks acceptors again from there. Returns false, changing nothing, when `cp` is not
+    /// ahead of this learner.
+    pub fn install(&mut self, now: Tick, cp: &LearnerCheckpoint) -> bool {
+        if cp.next_instance <= self.next_instance {
+            return false;
+        }
+        self.next_instance = cp.next_instance;
+        self.known_below = self.known_below.max(cp.next_instance);
+        self.dedup = Dedup::from_snapshot(&cp.delivered);
+        self.decided.remove_below(cp.next_instance);
+        self.proposed.remove_below(cp.next_instance);
+        self.last_progress_at = now;
+        self.retransmit_sent_at = None;
+        self.trimmed_by.clear();
+        self.lacking_by.clear();
+        self.stalled = false;
+        true
+    }
+
     /// Decided instances held but not delivered yet (out of order), the backlog flow control watches.
     pub fn backlog_instances(&self) -> usize {
         self.decided.len()
@@ -338,6 +361,40 @@ mod tests {
             l.on_tick(200, 100, 64, &[1, 2, 3]),
             Some(LearnerRequest::Retransmit { from: 0, to: 6, preferential: 1 })
         );
+    }
+
+    #[test]
+    fn an_installed_snapshot_moves_the_learner_past_the_trim_point() {
+        let mut l = Learner::new(0, 0);
+        l.on_decision(3, vid(3), Some(batch(&[3])));
+        l.on_decision(10, vid(10), Some(batch(&[7, 10])));
+        l.on_decision(11, vid(11), Some(batch(&[11])));
+        l.saw_decided_below(50);
+        for a in 0..3 {
+            l.on_trimmed(a, 10);
+        }
+        assert!(matches!(
+            l.on_tick(1_000, 100, 64, &[0, 1, 2]),
+            Some(LearnerRequest::NeedsStateTransfer { next_instance: 0, .. })
+        ));
+        let donor = LearnerCheckpoint {
+            next_instance: 10,
+            delivered: vec![crate::proto::learner_checkpoint::DeliveredSeqs {
+                proposer: 1,
+                incarnation: 0,
+                below: 8,
+                above: vec![],
+            }],
+        };
+        assert!(!l.install(1_000, &LearnerCheckpoint { next_instance: 0, delivered: vec![] }));
+        assert!(l.install(1_000, &donor));
+        assert!(!l.is_stalled());
+        assert!(l.is_decided(9) && !l.is_decided(12));
+        let mut out = Vec::new();
+        l.deliver_ready(1_000, u64::MAX, |i, b| out.extend(b.values().map(|v| (i, v.id.seq))));
+        assert_eq!(out, vec![(10, 10), (11, 11)], "7 was delivered below the snapshot");
+        assert_eq!(l.checkpoint().next_instance, 12);
+        assert!(!l.install(2_000, &donor), "a snapshot behind the learner changes nothing");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 use super::batch_arena::BatchArena;
+use super::learner_checkpoint::DeliveredSeqs;
 use super::types::{Batch, NodeId, Tick, VALUE_OVERHEAD_BYTES, ValueId};
 
 /// Bytes of a chunk of the proposer's arena: large enough to hold many batches, small enough that
@@ -162,6 +163,41 @@ impl Proposer {
         }
     }
 
+    /// The learner of this process installed a snapshot (state transfer, 3.3.7): `delivered` says
+    /// which of our values the stream delivered below it, and they were never delivered here one
+    /// by one. Exact per batch (a batch some of whose values were delivered before counts them
+    /// again), so no value the stream lacks is forgotten, and none it has is resent for ever.
+    pub fn on_installed(&mut self, delivered: &[DeliveredSeqs]) {
+        let Some(ours) =
+            delivered.iter().find(|d| d.proposer == self.id && d.incarnation == self.incarnation)
+        else {
+            return;
+        };
+        let mut at = 0;
+        while let Some(p) = self.pending.get_mut(at) {
+            if p.sent_at.is_none() {
+                // Never sent, so never delivered; and neither is anything after it.
+                break;
+            }
+            let below = ours.below.clamp(p.first_seq, p.end_seq) - p.first_seq;
+            let above =
+                ours.above.iter().filter(|&&s| s >= p.first_seq.max(ours.below) && s < p.end_seq);
+            let delivered_in_batch = below + above.count() as u64;
+            let len = p.end_seq - p.first_seq;
+            let undelivered = u32::try_from(len - delivered_in_batch.min(len)).unwrap_or(u32::MAX);
+            if undelivered < p.undelivered {
+                self.pending_values -= (p.undelivered - undelivered) as usize;
+                p.undelivered = undelivered;
+            }
+            if p.undelivered == 0 {
+                self.pending_bytes -= p.batch.bytes();
+                self.pending.remove(at);
+            } else {
+                at += 1;
+            }
+        }
+    }
+
     pub fn pending_values(&self) -> usize {
         self.pending_values
     }
@@ -221,6 +257,31 @@ mod tests {
         p.on_delivered_run(id(0), 1);
         p.on_delivered_run(id(4), 9);
         assert_eq!(p.pending_values(), 0);
+    }
+
+    #[test]
+    fn an_installed_snapshot_settles_exactly_the_values_it_delivered() {
+        let mut p = Proposer::new(1, 0, 2 * (VALUE_OVERHEAD_BYTES + 1), 100, 1 << 20);
+        for _ in 0..7 {
+            p.propose(b"x").unwrap();
+        }
+        // Batches [0, 1], [2, 3], [4, 5] sent; [6] never sent.
+        for _ in 0..3 {
+            p.take_unsent(0).expect("a batch");
+        }
+        let id = |seq| ValueId { proposer: 1, incarnation: 0, seq };
+        p.on_delivered(id(2));
+        assert_eq!(p.pending_values(), 6);
+        // The stream delivered 0..4 and 5: value 2, counted before, is not counted twice, 4 is
+        // still owed, and another incarnation's entry is not ours.
+        p.on_installed(&[
+            DeliveredSeqs { proposer: 1, incarnation: 0, below: 4, above: vec![5] },
+            DeliveredSeqs { proposer: 1, incarnation: 9, below: 100, above: vec![] },
+        ]);
+        assert_eq!(p.pending_values(), 2, "4 and the unsent 6 are left");
+        let mut overdue = Vec::new();
+        p.take_overdue(1_000_000, 10, &mut overdue);
+        assert_eq!(overdue.iter().map(ids).collect::<Vec<_>>(), [vec![4, 5]]);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Counters {
     /// U-Ring Phase 2As not voted for because they named a proposal this process does not hold
     /// (the coordinator resends them with the value).
     pub phase2a_value_missing: u64,
+    /// Snapshots installed by state transfer (3.3.7), see [`RingNode::install_snapshot`].
+    pub snapshots_installed: u64,
 }
 
 /// Hops a proposal may travel before it is dropped: enough to go around the largest ring twice, small
@@ -306,6 +308,43 @@ impl RingNode {
         self.learner.resume(cp);
         self.checkpointed_at = cp.next_instance;
         self.stable_version = cp.next_instance;
+    }
+
+    /// Installs `cp`, taken by a learner that is ahead, at this running process (state transfer,
+    /// 3.3.7): the learner goes on from `cp.next_instance`, its proposer stops waiting for the
+    /// values `cp` says were delivered, and decided instances from there on are delivered at once.
+    /// The driver puts the application's state from the same snapshot in front of those deliveries.
+    /// Returns false, changing nothing, when `cp` is not ahead of this learner.
+    pub fn install_snapshot(&mut self, now: Tick, cp: &LearnerCheckpoint) -> bool {
+        self.now = self.now.max(now);
+        if !self.learner.install(self.now, cp) {
+            return false;
+        }
+        if let Some(p) = self.proposer.as_mut() {
+            p.on_installed(&cp.delivered);
+        }
+        self.checkpointed_at = cp.next_instance;
+        self.stable_version = self.stable_version.max(cp.next_instance);
+        self.counters.snapshots_installed += 1;
+        self.deliver_ready();
+        self.pump();
+        true
+    }
+
+    /// Processes whose reported version is at least `min_version`, highest first: the learners a
+    /// learner that needs state transfer may ask for a snapshot. Versions are the stored ones when
+    /// learners checkpoint (`checkpoint_interval_instances`), and only a process that stored one
+    /// has a snapshot to give.
+    pub fn snapshot_donors(&self, min_version: Instance) -> Vec<NodeId> {
+        let me = self.cfg.id;
+        let mut donors: Vec<(Instance, NodeId)> = self
+            .fd
+            .applied_versions()
+            .filter(|&(n, v)| n != me && v >= min_version && v > 0 && self.fd.alive(n, self.now))
+            .map(|(n, v)| (v, n))
+            .collect();
+        donors.sort_unstable_by(|a, b| b.cmp(a));
+        donors.into_iter().map(|(_, n)| n).collect()
     }
 
     /// The application stored its state and the checkpoint at `next_instance` (with
