@@ -12,4 +12,6 @@ pub mod node;
 pub mod proto;
 pub mod sim;
 pub mod storage;
+#[cfg(test)]
+mod temp_dir;
 pub mod wire;

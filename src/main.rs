@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ringsmr::io::BackendChoice;
 use ringsmr::io::scheduling::Scheduling;
 use ringsmr::node::baseline::RingSenders;
-use ringsmr::node::checkpoint_file;
+use ringsmr::node::checksum::StreamChecksum;
 use ringsmr::node::config::StorageMode;
 use ringsmr::node::{
     BenchSpec, ClusterFile, ControlServer, LoadSpec, Node, NodeOptions, ProtocolName, Role,
@@ -224,13 +224,14 @@ struct NodeArgs {
     /// values: learners (and restarts of one) can be compared at every multiple they all passed.
     #[arg(long)]
     checksum_every: Option<u64>,
-    /// Keep the learner's checkpoint (with the delivered stream's checksum) in this file, and
-    /// start from it when it exists: a restarted node delivers from where its checkpoint stood.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// Instances between two checkpoints.
-    #[arg(long, default_value_t = 1000)]
+    /// Store a snapshot (the learner's checkpoint and the delivered stream's checksum) every this
+    /// many instances (0: never). A restarted node goes on from its snapshot, and a learner that
+    /// fell behind what the acceptors keep is given a snapshot by one that is ahead.
+    #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
+    /// Where the snapshot is kept (default: the node's directory in the cluster file).
+    #[arg(long)]
+    snapshot_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -369,26 +370,14 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let resumed = match &a.checkpoint {
-        Some(path) => checkpoint_file::load(path)?,
-        None => None,
-    };
+    let backend = BackendChoice::from_env()?;
     let opts = NodeOptions {
-        backend: BackendChoice::from_env()?,
-        checkpoint_interval_instances: if a.checkpoint.is_some() {
-            a.checkpoint_every.max(1)
-        } else {
-            0
-        },
+        backend,
+        checkpoint_interval_instances: a.checkpoint_every,
+        snapshot_dir: a.snapshot_dir.clone(),
         ..NodeOptions::default()
     };
-    let mut node = Node::start_from(&cluster, a.id, opts, resumed.as_ref().map(|(_, cp)| cp))?;
-    if let Some((sum, cp)) = &resumed {
-        eprintln!(
-            "ringsmr: node {}: learner resumed from its checkpoint at instance {} ({} values)",
-            a.id, cp.next_instance, sum.values
-        );
-    }
+    let mut node = Node::start(&cluster, a.id, opts)?;
     eprintln!(
         "ringsmr: node {} of cluster {} up on {} ({} backend)",
         a.id,
@@ -398,7 +387,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
     );
     // The control endpoint is how `ringsmr bench` reaches this process. Without it the node still
     // runs the protocol, so only an address the cluster file names explicitly is a must.
-    let control = match ControlServer::start(&cluster, a.id, opts.backend, node.backend()) {
+    let control = match ControlServer::start(&cluster, a.id, backend, node.backend()) {
         Ok(c) => {
             eprintln!("ringsmr: node {} takes bench commands on {}", a.id, c.local_addr());
             Some(c)
@@ -410,7 +399,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let started = Instant::now();
-    let mut sum = resumed.map(|(sum, _)| sum).unwrap_or_default();
+    let mut sum = StreamChecksum::default();
     // The order of every delivery since the start, for `ringsmr bench` to compare learners.
     let mut trace = StreamTrace::default();
     // Only a line that prints it needs the payload checksum kept up to date during a bench load.
@@ -453,11 +442,27 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
             }
         }
         // `try_recv` stops at a checkpoint: the stream's checksum is exactly the checkpoint's.
-        if let Some(cp) = node.take_checkpoint()
-            && let Some(path) = &a.checkpoint
-        {
-            checkpoint_file::save(path, &sum, &cp)?;
-            node.checkpoint_stored(cp.next_instance);
+        if let Some(cp) = node.take_checkpoint() {
+            let state = sum.to_bytes();
+            node.store_snapshot(&cp, |w| w.write_all(&state))?;
+        }
+        // The stream goes on from a snapshot: the one stored before a restart, or one that state
+        // transfer brought. Its checksum is the state.
+        if let Some(snapshot) = node.take_installed_snapshot() {
+            let at = snapshot.checkpoint.next_instance;
+            let state = snapshot.state.read_all()?;
+            sum = StreamChecksum::from_bytes(&state).ok_or_else(|| {
+                anyhow::anyhow!("the snapshot at instance {at} does not hold a stream checksum")
+            })?;
+            eprintln!(
+                "ringsmr: node {}: state restored from the snapshot at instance {at} ({} values)",
+                a.id, sum.values
+            );
+            if a.expect == Some(sum.values) && !reported {
+                reported = true;
+                writeln!(out, "delivered {} checksum {:016x}", sum.values, sum.value())?;
+                out.flush()?;
+            }
         }
         if let Some(c) = &control {
             let sum = payload_checksum_read.then_some(&mut sum);

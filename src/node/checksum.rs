@@ -62,6 +62,22 @@ impl StreamChecksum {
     pub fn resumed(hash: u64, values: u64) -> StreamChecksum {
         StreamChecksum { hash, values }
     }
+
+    /// The checksum as an application state of 16 bytes (`ringsmr node` stores it in its
+    /// snapshots): hash, then values, little-endian.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.hash.to_le_bytes());
+        b[8..].copy_from_slice(&self.values.to_le_bytes());
+        b
+    }
+
+    /// The checksum [`StreamChecksum::to_bytes`] wrote; `None` for bytes of another length.
+    pub fn from_bytes(b: &[u8]) -> Option<StreamChecksum> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        Some(StreamChecksum::resumed(word(0), word(8)))
+    }
 }
 
 /// A stream's checksum after its first `values` values.

@@ -12,7 +12,8 @@
 //! window_bytes = 1048576
 //! socket_buffer_bytes = 4194304
 //! storage = "sync"              # "memory" (default), "async" or "sync": see `StorageMode`
-//! data_dir = "/var/lib/ringsmr"  # acceptor logs go to <data_dir>/node-<id>
+//! data_dir = "/var/lib/ringsmr"  # acceptor logs and learner snapshots go to <data_dir>/node-<id>
+//! retain_instances = 100000     # decided instances acceptors keep for lagging learners, at most
 //!
 //! [multicast]                   # M-Ring Paxos only
 //! group = "239.255.82.1:7400"
@@ -25,12 +26,17 @@
 //! control = "127.0.0.1:8000"    # optional; the default is `address` with port + 1000
 //! storage = "memory"            # optional; overrides the cluster's for this node
 //! data_dir = "/data/n0"         # optional; this node's log directory itself
+//! snapshot = "127.0.0.1:9000"   # optional; the default is `address` with port + 2000
 //! ```
 //!
 //! `control` is where the node process takes commands from `ringsmr bench` (see
 //! [`control`](super::control)): a separate, slow TCP endpoint, so the benchmark's coordination never
 //! shares a socket or a thread with the protocol's links. It must differ from every node's
 //! `address` and from the other nodes' `control`.
+//!
+//! `snapshot` is where a learner that stores snapshots (`NodeOptions::checkpoint_interval_instances`)
+//! serves them to a learner that fell behind what the acceptors keep (state transfer, see
+//! [`snapshot`](super::snapshot)); it must differ from every other endpoint.
 //!
 //! Unknown keys are refused (a misspelt bound must not silently fall back to its default); every
 //! refusal names the field.
@@ -112,10 +118,16 @@ pub struct NodeEntry {
     /// This node's log directory; `None`: `<cluster data_dir>/node-<id>`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// Where the node serves its learner snapshot for state transfer; `None`: `address` with
+    /// port + 2000 ([`NodeEntry::snapshot_address`]).
+    #[serde(default)]
+    pub snapshot: Option<SocketAddr>,
 }
 
 /// How far above its data port a node's control endpoint listens when `control` is not set.
 pub const CONTROL_PORT_OFFSET: u16 = 1000;
+/// How far above its data port a node serves snapshots when `snapshot` is not set.
+pub const SNAPSHOT_PORT_OFFSET: u16 = 2000;
 
 impl NodeEntry {
     /// Where the node's control endpoint listens: `control`, or `address` with port + 1000. `None`
@@ -123,6 +135,15 @@ impl NodeEntry {
     pub fn control_address(&self) -> Option<SocketAddr> {
         self.control.or_else(|| {
             let port = self.address.port().checked_add(CONTROL_PORT_OFFSET)?;
+            Some(SocketAddr::new(self.address.ip(), port))
+        })
+    }
+
+    /// Where the node serves snapshots: `snapshot`, or `address` with port + 2000. `None` when that
+    /// default would pass port 65535 ([`ClusterFile::validate`] refuses such a file).
+    pub fn snapshot_address(&self) -> Option<SocketAddr> {
+        self.snapshot.or_else(|| {
+            let port = self.address.port().checked_add(SNAPSHOT_PORT_OFFSET)?;
             Some(SocketAddr::new(self.address.ip(), port))
         })
     }
@@ -182,10 +203,16 @@ pub struct ClusterFile {
     pub socket_buffer_bytes: usize,
     #[serde(default = "default_storage")]
     pub storage: StorageMode,
-    /// Where the acceptors' logs go, one directory per node (`node-<id>`), unless a node names its
-    /// own `data_dir`. Needed when an acceptor's storage is not `memory`.
+    /// Where the acceptors' logs and the learners' snapshots go, one directory per node
+    /// (`node-<id>`), unless a node names its own `data_dir`. Needed when an acceptor's storage is
+    /// not `memory`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The most decided instances an acceptor keeps for lagging learners (3.3.7), at most
+    /// [`RETAINED_INSTANCES_MAX`]; it also keeps at most [`RETAINED_BYTES`] of them. A learner that
+    /// falls further behind is brought back by state transfer.
+    #[serde(default = "default_retain_instances")]
+    pub retain_instances: u64,
     pub multicast: Option<MulticastSection>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
@@ -226,6 +253,9 @@ fn default_window_bytes() -> usize {
 fn default_socket_buffer_bytes() -> usize {
     4 * 1024 * 1024
 }
+fn default_retain_instances() -> u64 {
+    RETAINED_INSTANCES_MAX
+}
 fn default_storage() -> StorageMode {
     StorageMode::Memory
 }
@@ -264,6 +294,7 @@ impl ClusterFile {
             socket_buffer_bytes: default_socket_buffer_bytes(),
             storage: StorageMode::Memory,
             data_dir: None,
+            retain_instances: RETAINED_INSTANCES_MAX,
             multicast: (protocol == ProtocolName::Mring).then(|| MulticastSection {
                 group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 82, 1), base_port + nodes),
                 interface: Ipv4Addr::LOCALHOST,
@@ -283,21 +314,22 @@ impl ClusterFile {
                     control: None,
                     storage: None,
                     data_dir: None,
+                    snapshot: None,
                 })
                 .collect(),
         }
     }
 
-    /// [`ClusterFile::local`] on loopback ports that were free a moment ago: data and control
-    /// ports of every node and a multicast port. (The default control port, data port + 1000, is
-    /// not taken from the OS and may be in use.)
+    /// [`ClusterFile::local`] on loopback ports that were free a moment ago: data, control and
+    /// snapshot ports of every node and a multicast port. (The default control and snapshot ports,
+    /// data port + 1000 and + 2000, are not taken from the OS and may be in use.)
     pub fn local_on_free_ports(
         protocol: ProtocolName,
         nodes: u16,
         f: usize,
     ) -> Result<ClusterFile, ClusterFileError> {
         let ports =
-            crate::io::socket::free_loopback_ports(2 * usize::from(nodes) + 1).map_err(|e| {
+            crate::io::socket::free_loopback_ports(3 * usize::from(nodes) + 1).map_err(|e| {
                 ClusterFileError::Invalid {
                     field: "node.address".into(),
                     reason: format!("no free loopback port: {e}"),
@@ -305,10 +337,13 @@ impl ClusterFile {
             })?;
         let mut c = ClusterFile::local(protocol, nodes, f, 0);
         let (data_ports, rest) = ports.split_at(usize::from(nodes));
-        let (control_ports, multicast_port) = rest.split_at(usize::from(nodes));
-        for ((n, data), control) in c.nodes.iter_mut().zip(data_ports).zip(control_ports) {
+        let (control_ports, rest) = rest.split_at(usize::from(nodes));
+        let (snapshot_ports, multicast_port) = rest.split_at(usize::from(nodes));
+        let ports = data_ports.iter().zip(control_ports).zip(snapshot_ports);
+        for (n, ((data, control), snapshot)) in c.nodes.iter_mut().zip(ports) {
             n.address.set_port(*data);
             n.control = Some(SocketAddr::new(n.address.ip(), *control));
+            n.snapshot = Some(SocketAddr::new(n.address.ip(), *snapshot));
         }
         if let (Some(m), Some(port)) = (c.multicast.as_mut(), multicast_port.first()) {
             m.group.set_port(*port);
@@ -363,6 +398,31 @@ impl ClusterFile {
                     format!("{control} is node {}'s control address too; they must differ", m.id),
                 );
             }
+            let Some(snapshot) = n.snapshot_address() else {
+                return invalid(
+                    format!("node[{i}].snapshot"),
+                    format!(
+                        "is not set and its default ({}'s port + {SNAPSHOT_PORT_OFFSET}) passes \
+                         65535; set `snapshot` to a free address",
+                        n.address
+                    ),
+                );
+            };
+            let taken = |m: &NodeEntry| {
+                m.address == snapshot
+                    || m.control_address() == Some(snapshot)
+                    || (m.id < n.id && m.snapshot_address() == Some(snapshot))
+            };
+            if let Some(m) = self.nodes.iter().find(|m| taken(m)) {
+                return invalid(
+                    format!("node[{i}].snapshot"),
+                    format!(
+                        "{snapshot} is one of node {}'s endpoints too; give the snapshot \
+                         endpoint a port of its own",
+                        m.id
+                    ),
+                );
+            }
             let acceptor = n.roles.contains(&Role::Acceptor);
             if acceptor != self.ring.contains(&n.id) {
                 return invalid(
@@ -384,6 +444,12 @@ impl ClusterFile {
                      for the whole cluster)",
                 );
             }
+        }
+        if !(1..=RETAINED_INSTANCES_MAX).contains(&self.retain_instances) {
+            return invalid(
+                "retain_instances",
+                format!("must be between 1 and {RETAINED_INSTANCES_MAX}"),
+            );
         }
         if self.socket_buffer_bytes < 64 * 1024 {
             return invalid("socket_buffer_bytes", "must be at least 65536");
@@ -415,6 +481,13 @@ impl ClusterFile {
         Ok(())
     }
 
+    /// Node `id`'s own directory: its `data_dir`, or `<cluster data_dir>/node-<id>`; `None` when
+    /// neither is set. Its acceptor log and its learner snapshot live there.
+    pub fn node_dir(&self, id: NodeId) -> Option<PathBuf> {
+        let n = self.nodes.get(usize::from(id))?;
+        n.data_dir.clone().or_else(|| self.data_dir.as_ref().map(|d| d.join(format!("node-{id}"))))
+    }
+
     /// The storage mode of acceptor `id` and the directory of its log (`None` without a
     /// `data_dir`); `None` for an acceptor that keeps its state in memory, and for any other node.
     pub fn storage_of(&self, id: NodeId) -> Option<(StorageMode, Option<PathBuf>)> {
@@ -423,11 +496,7 @@ impl ClusterFile {
         if mode == StorageMode::Memory {
             return None;
         }
-        let dir = n
-            .data_dir
-            .clone()
-            .or_else(|| self.data_dir.as_ref().map(|d| d.join(format!("node-{id}"))));
-        Some((mode, dir))
+        Some((mode, self.node_dir(id)))
     }
 
     /// The protocol core's configuration of process `id`.
@@ -457,7 +526,7 @@ impl ClusterFile {
         // the batches are (the arenas this process writes batches in are sized for them from the
         // start), and at most RETAINED_INSTANCES_MAX instances. Counted in instances alone (64 MiB
         // of full 32 KB batches, 2,048), a load of small values made that 0.3 s of history.
-        c.gc_retain_instances = RETAINED_INSTANCES_MAX;
+        c.gc_retain_instances = self.retain_instances;
         c.gc_retain_bytes = RETAINED_BYTES as u64;
         c.arena_reserve_bytes = BUFFER_RESERVE_BYTES;
         let t = &self.timeouts;

@@ -19,6 +19,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
@@ -37,6 +38,9 @@ use super::durability::Durability;
 use super::links::Links;
 use super::multicast_link::MulticastLink;
 use super::runtime::{Runtime, RuntimeCounters};
+use super::snapshot::server::SnapshotServer;
+use super::snapshot::{Snapshot, SnapshotError, SnapshotStore};
+use super::state_transfer::StateTransfer;
 
 /// One delivered value: the instance that decided it, its identity and its payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,17 +52,30 @@ pub struct Delivery {
 
 /// The values one instance delivered, in order (see [`Node::try_recv_batch`]); payloads are slices
 /// of the batch as it arrived, so taking them copies nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct DeliveredBatch {
     pub instance: Instance,
     pub values: Batch,
-    /// Set (and `values` empty) on the marker the node puts between the batches below a learner
-    /// checkpoint and those above it: [`Node::take_checkpoint`] hands it out.
-    pub checkpoint: Option<Box<LearnerCheckpoint>>,
+    /// Set (and `values` empty) on a marker the node puts in the stream; `try_recv` and
+    /// `try_recv_batch` stop there and keep it for [`Node::take_checkpoint`] or
+    /// [`Node::take_installed_snapshot`].
+    pub marker: Option<Marker>,
+}
+
+/// A point in the delivery stream where the application has something to do before it goes on.
+#[derive(Debug)]
+pub enum Marker {
+    /// Every batch before it is below this learner checkpoint, every batch after it above: the
+    /// application stores its state with it ([`Node::store_snapshot`]).
+    Checkpoint(Box<LearnerCheckpoint>),
+    /// The stream goes on from this snapshot's version: the application replaces its state with
+    /// the snapshot's (at start, the snapshot this node stored last; later, one state transfer
+    /// brought from a learner that is ahead).
+    Installed(Box<Snapshot>),
 }
 
 /// How to run a node.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct NodeOptions {
     pub backend: BackendChoice,
     /// Pin the node's thread to this core.
@@ -72,10 +89,15 @@ pub struct NodeOptions {
     /// waits for the application.
     pub deliveries_capacity: usize,
     /// Hand the application a learner checkpoint ([`Node::take_checkpoint`]) after at least this
-    /// many instances since the last (0: never). The application stores it with its own state and
-    /// says so ([`Node::checkpoint_stored`]); a restarted process passes it to
-    /// [`Node::start_from`]. Garbage collection then keeps what the stored checkpoint lacks.
+    /// many instances since the last (0: never). The application stores its state with it as the
+    /// node's snapshot ([`Node::store_snapshot`]); the node then reports that version, so
+    /// garbage collection keeps what the snapshot lacks, serves the snapshot to learners that
+    /// fell behind, and starts from it after a restart. A learner without checkpoints that falls
+    /// behind what the acceptors keep cannot be brought back.
     pub checkpoint_interval_instances: u64,
+    /// Where the node keeps its snapshot (with checkpoints); `None`: its directory in the cluster
+    /// file (`ClusterFile::node_dir`).
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -87,6 +109,7 @@ impl Default for NodeOptions {
             proposals_capacity: 65_536,
             deliveries_capacity: 16_384,
             checkpoint_interval_instances: 0,
+            snapshot_dir: None,
         }
     }
 }
@@ -105,6 +128,12 @@ pub enum NodeError {
         id: NodeId,
         #[source]
         source: crate::storage::StorageError,
+    },
+    #[error("node {id}: {source}")]
+    Snapshot {
+        id: NodeId,
+        #[source]
+        source: SnapshotError,
     },
 }
 
@@ -143,7 +172,7 @@ pub(crate) struct Shared {
     pub deliveries_held: AtomicBool,
     /// Rounds the node started as coordinator so far (`Counters::rounds_started`).
     pub rounds_started: AtomicU64,
-    /// The version the application stored ([`Node::checkpoint_stored`]).
+    /// The version of the snapshot this node stored ([`Node::store_snapshot`]).
     pub stable_version: AtomicU64,
     consumer: OnceLock<Thread>,
     /// The kernel's id of the node thread, so other threads can read its CPU time.
@@ -169,8 +198,12 @@ pub struct Node {
     deliveries: rtrb::Consumer<DeliveredBatch>,
     /// The batch `try_recv` is handing out value by value.
     current: Option<(Instance, IntoValues)>,
-    /// A learner checkpoint reached in the delivery queue and not yet taken.
-    checkpoint: Option<Box<LearnerCheckpoint>>,
+    /// A marker reached in the delivery queue and not yet taken.
+    marker: Option<Marker>,
+    /// Where the node keeps its snapshot, with checkpoints.
+    snapshots: Option<Arc<SnapshotStore>>,
+    /// Serves that snapshot to learners that fell behind; stops when the node is dropped.
+    snapshot_server: Option<SnapshotServer>,
     waker: Waker,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<NodeReport>>,
@@ -212,19 +245,11 @@ fn listen(reactor: &mut Reactor, address: SocketAddr) -> Result<(), NodeError> {
 impl Node {
     /// Starts process `id` of `cluster`: binds its address, connects to the others (retrying until
     /// they are up) and runs the protocol on a new thread.
+    ///
+    /// With checkpoints, a snapshot this node stored before (in an earlier incarnation of the
+    /// process) is where it goes on from: the first thing in its delivery stream is then
+    /// [`Marker::Installed`] with that snapshot, and deliveries follow from its version.
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
-        Node::start_from(cluster, id, opts, None)
-    }
-
-    /// [`Node::start`], with the learner going on from `resume`, the checkpoint an earlier
-    /// incarnation of this process handed its application (which restored its own state from the
-    /// same point): it delivers from `resume.next_instance` on.
-    pub fn start_from(
-        cluster: &ClusterFile,
-        id: NodeId,
-        opts: NodeOptions,
-        resume: Option<&LearnerCheckpoint>,
-    ) -> Result<Node, NodeError> {
         let mut cfg = cluster.node_config(id)?;
         cfg.checkpoint_interval_instances = opts.checkpoint_interval_instances;
         cfg.incarnation = incarnation_now();
@@ -259,12 +284,50 @@ impl Node {
         };
         let mut core = RingNode::new(cfg, 0, boot)
             .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
-        if let Some(cp) = resume {
-            core.resume_learner(cp);
-        }
         let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
-        let (deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
+        let (mut deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
         let shared = Arc::new(Shared::default());
+        let (snapshots, snapshot_server, state_transfer) = if opts.checkpoint_interval_instances > 0
+        {
+            let dir =
+                opts.snapshot_dir.clone().or_else(|| cluster.node_dir(id)).ok_or_else(|| {
+                    NodeError::Start {
+                        id,
+                        what:
+                            "checkpoints need a directory for the node's snapshot: set `data_dir` \
+                           in the cluster file, or the node's snapshot directory"
+                                .into(),
+                    }
+                })?;
+            let snapshot_err = |source| NodeError::Snapshot { id, source };
+            let (store, stored) =
+                SnapshotStore::open(&dir, cluster.cluster_id).map_err(snapshot_err)?;
+            if let Some(snapshot) = stored {
+                core.resume_learner(&snapshot.checkpoint);
+                shared.stable_version.store(snapshot.checkpoint.next_instance, Ordering::Release);
+                let marker = DeliveredBatch {
+                    instance: snapshot.checkpoint.next_instance,
+                    values: Batch::empty(),
+                    marker: Some(Marker::Installed(Box::new(snapshot))),
+                };
+                let pushed = deliveries_tx.push(marker);
+                assert!(pushed.is_ok(), "an empty delivery queue takes the first marker");
+            }
+            let store = Arc::new(store);
+            let address = entry.snapshot_address().expect("validated: the cluster file names it");
+            let server = SnapshotServer::start(address, Arc::clone(&store)).map_err(|e| {
+                NodeError::Start { id, what: format!("serving snapshots on {address}: {e}") }
+            })?;
+            let endpoints = cluster
+                .nodes
+                .iter()
+                .map(|n| n.snapshot_address().expect("validated: the cluster file names it"))
+                .collect();
+            let transfer = StateTransfer::new(Arc::clone(&store), id, endpoints);
+            (Some(store), Some(server), Some(transfer))
+        } else {
+            (None, None, None)
+        };
         let runtime = Runtime {
             core,
             reactor,
@@ -279,6 +342,7 @@ impl Node {
             multicast,
             proposals: proposals_rx,
             deliveries: deliveries_tx,
+            state_transfer,
             shared: Arc::clone(&shared),
         };
         let core_to_pin = opts.core;
@@ -310,7 +374,9 @@ impl Node {
             next_value_id: first_value_id,
             deliveries: deliveries_rx,
             current: None,
-            checkpoint: None,
+            marker: None,
+            snapshots,
+            snapshot_server,
             waker,
             shared,
             thread: Some(thread),
@@ -374,17 +440,60 @@ impl Node {
 
     /// The learner checkpoint the delivery stream has reached, if any: taken when every value
     /// before it was handed out by `try_recv` (which stops there) and none after it. The
-    /// application stores it with its own state at this point, then calls
-    /// [`Node::checkpoint_stored`].
+    /// application stores its state at this point with it ([`Node::store_snapshot`]).
     pub fn take_checkpoint(&mut self) -> Option<LearnerCheckpoint> {
-        self.checkpoint.take().map(|cp| *cp)
+        match self.marker.take() {
+            Some(Marker::Checkpoint(cp)) => Some(*cp),
+            other => {
+                self.marker = other;
+                None
+            }
+        }
     }
 
-    /// The application stored its state with the checkpoint at `next_instance`: the node reports
-    /// that as its version, and acceptors may forget what comes before it (3.3.7).
-    pub fn checkpoint_stored(&self, next_instance: Instance) {
-        self.shared.stable_version.fetch_max(next_instance, Ordering::AcqRel);
-        self.waker.wake();
+    /// The snapshot the delivery stream has reached, if any ([`Marker::Installed`]): the
+    /// application replaces its state with the snapshot's (reading [`Snapshot::state`] to the
+    /// end), then goes on with the deliveries after it, which continue from
+    /// `snapshot.checkpoint.next_instance`. The snapshot is already this node's stored one.
+    pub fn take_installed_snapshot(&mut self) -> Option<Snapshot> {
+        match self.marker.take() {
+            Some(Marker::Installed(s)) => Some(*s),
+            other => {
+                self.marker = other;
+                None
+            }
+        }
+    }
+
+    /// Stores the application's state at checkpoint `cp` (the one [`Node::take_checkpoint`] just
+    /// handed out) as this node's snapshot: `write_state` writes the state. Once it is durable
+    /// the node reports `cp`'s version, so acceptors may forget what comes before it (3.3.7),
+    /// and serves the snapshot to learners that fell behind. `Ok(false)`: a newer snapshot is
+    /// stored already (state transfer brought one), and nothing was written.
+    pub fn store_snapshot(
+        &self,
+        cp: &LearnerCheckpoint,
+        write_state: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<bool, NodeError> {
+        let id = self.id;
+        let Some(store) = self.snapshots.as_ref() else {
+            return Err(NodeError::Start {
+                id,
+                what: "this node stores no snapshots: start it with checkpoints on".into(),
+            });
+        };
+        let stored =
+            store.save(cp, write_state).map_err(|source| NodeError::Snapshot { id, source })?;
+        if stored {
+            self.shared.stable_version.fetch_max(cp.next_instance, Ordering::AcqRel);
+            self.waker.wake();
+        }
+        Ok(stored)
+    }
+
+    /// Where the node serves its snapshot, with checkpoints.
+    pub fn snapshot_address(&self) -> Option<SocketAddr> {
+        self.snapshot_server.as_ref().map(SnapshotServer::local_addr)
     }
 
     /// The values of the next delivered instance (or what `try_recv` left of the current one), if
@@ -392,7 +501,7 @@ impl Node {
     pub fn try_recv_batch(&mut self) -> Option<DeliveredBatch> {
         match self.current.take() {
             Some((instance, values)) if values.len() > 0 => {
-                Some(DeliveredBatch { instance, values: values.rest(), checkpoint: None })
+                Some(DeliveredBatch { instance, values: values.rest(), marker: None })
             }
             _ => self.pop_delivery(),
         }
@@ -400,24 +509,24 @@ impl Node {
 
     /// The next batch of the delivery queue. Taking one while the node holds decided instances
     /// back for want of room wakes it, so it delivers them without waiting for other input.
-    /// Stops at a checkpoint marker, which it keeps for [`Node::take_checkpoint`]; the next call
-    /// goes on past it.
+    /// Stops at a marker, which it keeps for [`Node::take_checkpoint`] or
+    /// [`Node::take_installed_snapshot`]; once it is taken, the next call goes on past it.
     fn pop_delivery(&mut self) -> Option<DeliveredBatch> {
-        if self.checkpoint.is_some() {
+        if self.marker.is_some() {
             return None;
         }
         let b = self.deliveries.pop().ok()?;
         if self.shared.deliveries_held.swap(false, Ordering::AcqRel) {
             self.waker.wake();
         }
-        if b.checkpoint.is_some() {
-            self.checkpoint = b.checkpoint;
+        if b.marker.is_some() {
+            self.marker = b.marker;
             return None;
         }
         Some(b)
     }
 
-    /// Waits up to `timeout` for the next delivered value; returns `None` at once at a checkpoint.
+    /// Waits up to `timeout` for the next delivered value; returns `None` at once at a marker.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Delivery> {
         let _ = self.shared.consumer.set(std::thread::current());
         let deadline = Instant::now() + timeout;
@@ -426,8 +535,8 @@ impl Node {
                 return Some(d);
             }
             let now = Instant::now();
-            // A checkpoint reached is for the caller to take (`take_checkpoint`) before more comes.
-            if now >= deadline || self.checkpoint.is_some() {
+            // A marker reached is for the caller to take before more comes.
+            if now >= deadline || self.marker.is_some() {
                 return None;
             }
             // The node unparks us after it delivered; the bound covers a consumer that moved to

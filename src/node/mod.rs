@@ -7,7 +7,6 @@
 
 pub mod baseline;
 pub mod bench;
-pub mod checkpoint_file;
 pub mod checksum;
 pub mod config;
 pub mod control;
@@ -19,13 +18,15 @@ pub mod load;
 mod multicast_link;
 mod proposal_stamps;
 mod runtime;
+pub mod snapshot;
+mod state_transfer;
 
 pub use bench::{BenchError, BenchSpec, run_bench};
 pub use checksum::{StreamChecksum, StreamTrace};
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
 pub use control::{ControlError, ControlServer};
 pub use handle::{
-    DeliveredBatch, Delivery, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
+    DeliveredBatch, Delivery, Marker, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
 };
 pub use load::{LoadReport, LoadSpec, NodeLoadReport, Workload, run_local};
 pub use runtime::RuntimeCounters;

@@ -13,6 +13,9 @@
 //!                  Deliver -> deliveries ring (a batch per instance);     SetTimer -> next wake-up
 //!   (the core delivers no more batches than the deliveries ring has room for: a slow application
 //!    slows the coordinator through flow control, never this loop)
+//!   NeedsStateTransfer -> a fetch on its own thread (`state_transfer`); once it brought a
+//!                  snapshot, a later iteration installs it in the core and puts a marker in the
+//!                  deliveries ring ahead of the deliveries that follow it
 //!   flush: every send of this iteration in one submission (and the last datagram)
 //! ```
 //!
@@ -38,9 +41,10 @@ use crate::proto::{Action, Batch, RingNode};
 use crate::wire::{self, HELLO_BYTES, Hello};
 
 use super::durability::Durability;
-use super::handle::{DeliveredBatch, NodeReport, Shared};
+use super::handle::{DeliveredBatch, Marker, NodeReport, Shared};
 use super::links::{LinkRole, Links};
 use super::multicast_link::MulticastLink;
+use super::state_transfer::StateTransfer;
 
 /// Proposals taken from the application per loop iteration, so a flood of them cannot starve the
 /// network.
@@ -79,6 +83,8 @@ pub(crate) struct Runtime {
     pub multicast: Option<MulticastLink>,
     pub proposals: rtrb::Consumer<Bytes>,
     pub deliveries: rtrb::Producer<DeliveredBatch>,
+    /// With checkpoints: fetches and installs snapshots when the learner falls behind the trim.
+    pub state_transfer: Option<StateTransfer>,
     pub shared: Arc<Shared>,
 }
 
@@ -227,6 +233,7 @@ impl Runtime {
             let now = self.now();
             // Every delivery of this iteration fits: the application only frees slots meanwhile.
             self.core.set_delivery_room(now, self.deliveries.slots());
+            self.install_fetched_snapshot(now);
             self.links.connect_due(now, &mut self.reactor);
             let core_may_take = refused_at_pending.is_none_or(|p| self.core.pending_values() < p);
             let timeout = if (!self.proposals.is_empty() && core_may_take) || room_freed {
@@ -331,11 +338,8 @@ impl Runtime {
                     Action::Deliver { instance, values } => {
                         delivered_values += values.len() as u64;
                         delivered_now = true;
-                        let pushed = self.deliveries.push(DeliveredBatch {
-                            instance,
-                            values,
-                            checkpoint: None,
-                        });
+                        let pushed =
+                            self.deliveries.push(DeliveredBatch { instance, values, marker: None });
                         assert!(pushed.is_ok(), "the core delivered beyond the room it was given");
                     }
                     Action::SetTimer { at } => timer_at = at,
@@ -347,7 +351,7 @@ impl Runtime {
                         let marker = DeliveredBatch {
                             instance: cp.next_instance,
                             values: Batch::empty(),
-                            checkpoint: Some(cp),
+                            marker: Some(Marker::Checkpoint(cp)),
                         };
                         let pushed = self.deliveries.push(marker);
                         assert!(
@@ -357,9 +361,19 @@ impl Runtime {
                         delivered_now = true;
                     }
                     Action::NeedsStateTransfer { next_instance, trimmed_below } => {
+                        let how = match self.state_transfer.as_mut() {
+                            Some(t) => {
+                                t.needed(trimmed_below);
+                                "fetching a snapshot from a learner that is ahead"
+                            }
+                            None => {
+                                "it stores no snapshots and so cannot be given one: run learners \
+                                 with checkpoints"
+                            }
+                        };
                         eprintln!(
                             "ringsmr: node {me}: learner needs state transfer (next instance \
-                             {next_instance}, acceptors trimmed below {trimmed_below})"
+                             {next_instance}, acceptors trimmed below {trimmed_below}): {how}"
                         );
                     }
                 }
@@ -383,6 +397,9 @@ impl Runtime {
                 self.shared.delivered_values.store(delivered_values, Ordering::Release);
                 self.shared.unpark_consumer();
             }
+            if let Some(t) = self.state_transfer.as_mut() {
+                t.poll(now, &self.core);
+            }
         }
         NodeReport {
             backend: self.reactor.backend_name(),
@@ -394,6 +411,41 @@ impl Runtime {
             links_lost: self.links.links_lost,
             storage_error,
         }
+    }
+}
+
+impl Runtime {
+    /// Installs a snapshot state transfer brought, when there is one and the deliveries ring has
+    /// room for its marker (and the checkpoint slot the core keeps): the marker goes in first, so
+    /// the application replaces its state before it applies anything decided after the snapshot.
+    /// Called right after the delivery room was set, with no delivery of this iteration pending.
+    fn install_fetched_snapshot(&mut self, now: Tick) {
+        let Some(t) = self.state_transfer.as_mut() else { return };
+        if self.deliveries.slots() < 2 {
+            return;
+        }
+        let Some(snapshot) = t.take_ready() else { return };
+        let version = snapshot.checkpoint.next_instance;
+        if version <= self.core.delivered_below() {
+            return;
+        }
+        let cp = snapshot.checkpoint.clone();
+        let marker = DeliveredBatch {
+            instance: version,
+            values: Batch::empty(),
+            marker: Some(Marker::Installed(Box::new(snapshot))),
+        };
+        let pushed = self.deliveries.push(marker);
+        assert!(pushed.is_ok(), "room was checked");
+        self.shared.stable_version.fetch_max(version, Ordering::AcqRel);
+        self.core.set_delivery_room(now, self.deliveries.slots());
+        let installed = self.core.install_snapshot(now, &cp);
+        debug_assert!(installed, "the learner was behind the snapshot");
+        self.shared.unpark_consumer();
+        eprintln!(
+            "ringsmr: node {}: installed a snapshot at instance {version} by state transfer",
+            self.core.id()
+        );
     }
 }
 

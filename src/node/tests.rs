@@ -14,7 +14,8 @@ fn cluster_on_free_ports(protocol: ProtocolName) -> ClusterFile {
 fn three_nodes_agree(backend: BackendChoice) {
     let cluster = cluster_on_free_ports(ProtocolName::Uring);
     let opts = NodeOptions { backend, ..NodeOptions::default() };
-    let mut nodes: Vec<Node> = (0..3).map(|id| Node::start(&cluster, id, opts).unwrap()).collect();
+    let mut nodes: Vec<Node> =
+        (0..3).map(|id| Node::start(&cluster, id, opts.clone()).unwrap()).collect();
     const VALUES: u64 = 20_000;
     let mut sums = vec![StreamChecksum::default(); 3];
     let mut proposed = 0u64;

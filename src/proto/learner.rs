@@ -131,6 +131,11 @@ impl Learner {
 
     /// A Phase 2A value (M-Ring multicast, or U-Ring Phase 2A/2B passing by). Returns true if it
     /// completed an instance whose decision had arrived without its value (the caller then delivers).
+    ///
+    /// A stalled learner (waiting for state transfer) keeps no value and no decision: most of what
+    /// it would hold until the snapshot comes lies below the snapshot's version, and holding it
+    /// would count as backlog and throttle every other learner through flow control (3.3.6) for as
+    /// long as the transfer takes. After the install it asks the acceptors for what it lacks.
     pub fn on_proposed(
         &mut self,
         c_rnd: Round,
@@ -139,7 +144,7 @@ impl Learner {
         c_val: &Batch,
     ) -> bool {
         self.saw_instance(instance);
-        if instance < self.next_instance {
+        if instance < self.next_instance || self.stalled {
             return false;
         }
         if let Some(d) = self.decided.get_mut(instance) {
@@ -170,7 +175,8 @@ impl Learner {
     /// the value; the learner then fetches it like a gap.
     pub fn on_decision(&mut self, instance: Instance, c_vid: Vid, c_val: Option<Batch>) {
         self.saw_instance(instance);
-        if instance < self.next_instance {
+        // A stalled learner keeps nothing (see `on_proposed`).
+        if instance < self.next_instance || self.stalled {
             return;
         }
         let entry = self.decided.get_or_insert_with(instance, || Decided { vid: c_vid, val: None });
@@ -280,6 +286,9 @@ impl Learner {
         let turned_away = |a: &NodeId| self.trimmed_by.contains(a) || self.lacking_by.contains(a);
         if !self.trimmed_by.is_empty() && serving_acceptors.iter().all(turned_away) {
             self.stalled = true;
+            // What is held waits for a snapshot that may lie beyond it (see `on_proposed`).
+            self.decided = InstanceMap::new();
+            self.proposed = InstanceMap::new();
             return Some(LearnerRequest::NeedsStateTransfer {
                 next_instance: self.next_instance,
                 trimmed_below: self.trimmed_below,
@@ -387,11 +396,20 @@ mod tests {
             }],
         };
         assert!(!l.install(1_000, &LearnerCheckpoint { next_instance: 0, delivered: vec![] }));
+        l.on_decision(12, vid(12), Some(batch(&[12])));
+        assert_eq!(l.backlog_instances(), 0, "a stalled learner holds nothing");
         assert!(l.install(1_000, &donor));
         assert!(!l.is_stalled());
-        assert!(l.is_decided(9) && !l.is_decided(12));
+        assert!(l.is_decided(9) && !l.is_decided(10));
+        assert_eq!(
+            l.on_tick(2_000, 100, 64, &[0, 1, 2]),
+            Some(LearnerRequest::Retransmit { from: 10, to: 50, preferential: 3 }),
+            "it asks the acceptors again, from the snapshot on"
+        );
+        l.on_decision(10, vid(10), Some(batch(&[7, 10])));
+        l.on_decision(11, vid(11), Some(batch(&[11])));
         let mut out = Vec::new();
-        l.deliver_ready(1_000, u64::MAX, |i, b| out.extend(b.values().map(|v| (i, v.id.seq))));
+        l.deliver_ready(2_000, u64::MAX, |i, b| out.extend(b.values().map(|v| (i, v.id.seq))));
         assert_eq!(out, vec![(10, 10), (11, 11)], "7 was delivered below the snapshot");
         assert_eq!(l.checkpoint().next_instance, 12);
         assert!(!l.install(2_000, &donor), "a snapshot behind the learner changes nothing");

@@ -4,31 +4,12 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 
 use super::*;
 use crate::proto::{AcceptorState, Batch, Durable, Round, Value, ValueId, Vid};
-
-/// A directory of its own under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ringsmr-storage-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::temp_dir::TempDir;
 
 const CLUSTER: u32 = 7;
 const NODE: u16 = 1;
@@ -85,8 +66,8 @@ fn expected(
 
 #[test]
 fn a_new_log_is_empty_and_what_is_synced_comes_back() {
-    let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
+    let dir = TempDir::new("storage");
+    let mut opened = open(dir.path()).unwrap();
     assert_eq!(opened.state, AcceptorState::default());
     assert!(opened.warnings.is_empty());
     let rnd = Round(0x3_0002);
@@ -98,19 +79,19 @@ fn a_new_log_is_empty_and_what_is_synced_comes_back() {
     assert!(opened.log.is_synced());
     drop(opened);
 
-    let mut again = open(&dir.0).unwrap();
+    let mut again = open(dir.path()).unwrap();
     assert_eq!(again.state, expected(rnd, 0..50, 4096, 10));
     // It goes on where it stopped, and that comes back too.
     vote(&mut again.log, rnd, 50..60, 4096);
     again.log.sync().unwrap();
     drop(again);
-    assert_eq!(open(&dir.0).unwrap().state, expected(rnd, 0..60, 4096, 10));
+    assert_eq!(open(dir.path()).unwrap().state, expected(rnd, 0..60, 4096, 10));
 }
 
 #[test]
 fn a_later_vote_for_an_instance_replaces_the_earlier_and_promises_only_rise() {
-    let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
+    let dir = TempDir::new("storage");
+    let mut opened = open(dir.path()).unwrap();
     let (low, high) = (Round(0x1_0001), Round(0x2_0002));
     let first = batch(1, 64);
     let second = batch(2, 64);
@@ -121,15 +102,15 @@ fn a_later_vote_for_an_instance_replaces_the_earlier_and_promises_only_rise() {
     log.append(&Durable::Promise { rnd: low }).unwrap(); // a stale promise lowers nothing
     log.sync().unwrap();
     drop(opened);
-    let state = open(&dir.0).unwrap().state;
+    let state = open(dir.path()).unwrap().state;
     assert_eq!(state.rnd, high);
     assert_eq!(state.slots.get(5).unwrap().vote, Some((high, vid(2), second)));
 }
 
 #[test]
 fn segments_roll_over_and_trimmed_ones_are_removed() {
-    let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
+    let dir = TempDir::new("storage");
+    let mut opened = open(dir.path()).unwrap();
     let rnd = Round(0x1_0001);
     // 32 KiB votes: 8 MiB segments hold about 255 of them.
     vote(&mut opened.log, rnd, 0..700, 32 * 1024);
@@ -139,10 +120,10 @@ fn segments_roll_over_and_trimmed_ones_are_removed() {
     opened.log.append(&Durable::Trimmed { below: 600 }).unwrap();
     opened.log.sync().unwrap();
     assert_eq!(opened.log.segments(), 1);
-    let files = fs::read_dir(&dir.0).unwrap().count();
+    let files = fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(files, 1);
     drop(opened);
-    assert_eq!(open(&dir.0).unwrap().state, expected(rnd, 0..700, 32 * 1024, 600));
+    assert_eq!(open(dir.path()).unwrap().state, expected(rnd, 0..700, 32 * 1024, 600));
 }
 
 /// The path of the last segment and where its records end.
@@ -159,12 +140,12 @@ fn written_end(path: &Path) -> usize {
 
 #[test]
 fn a_torn_tail_is_dropped_with_a_warning_and_the_log_goes_on() {
-    let dir = TempDir::new();
-    let mut opened = open(&dir.0).unwrap();
+    let dir = TempDir::new("storage");
+    let mut opened = open(dir.path()).unwrap();
     let rnd = Round(0x1_0001);
     vote(&mut opened.log, rnd, 0..20, 4096);
     opened.log.sync().unwrap();
-    let path = last_segment(&dir.0);
+    let path = last_segment(dir.path());
     let synced_end = written_end(&path);
     vote(&mut opened.log, rnd, 20..21, 4096);
     opened.log.write().unwrap();
@@ -175,7 +156,7 @@ fn a_torn_tail_is_dropped_with_a_warning_and_the_log_goes_on() {
     let half = (synced_end + end) / 2;
     file.write_all_at(&vec![0; end - half], half as u64).unwrap();
 
-    let mut again = open(&dir.0).unwrap();
+    let mut again = open(dir.path()).unwrap();
     assert_eq!(again.state, expected(rnd, 0..20, 4096, 0));
     assert_eq!(again.warnings.len(), 1, "{:?}", again.warnings);
     assert!(again.warnings[0].contains("torn tail"), "{}", again.warnings[0]);
@@ -184,16 +165,16 @@ fn a_torn_tail_is_dropped_with_a_warning_and_the_log_goes_on() {
     vote(&mut again.log, rnd, 20..25, 4096);
     again.log.sync().unwrap();
     drop(again);
-    let third = open(&dir.0).unwrap();
+    let third = open(dir.path()).unwrap();
     assert!(third.warnings.is_empty(), "{:?}", third.warnings);
     assert_eq!(third.state, expected(rnd, 0..25, 4096, 0));
 }
 
 #[test]
 fn damage_before_the_end_is_refused_naming_the_file() {
-    let dir = TempDir::new();
-    written(&dir.0, Round(0x1_0001), 0..20, 4096);
-    let path = last_segment(&dir.0);
+    let dir = TempDir::new("storage");
+    written(dir.path(), Round(0x1_0001), 0..20, 4096);
+    let path = last_segment(dir.path());
     let file = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut byte = [0u8; 1];
     // A byte inside the fifth vote's values.
@@ -203,58 +184,58 @@ fn damage_before_the_end_is_refused_naming_the_file() {
     let at = (segment::SEGMENT_HEADER_BYTES + 4 * record_bytes + 200) as u64;
     file.read_exact_at(&mut byte, at).unwrap();
     file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
-    let e = open(&dir.0).unwrap_err();
+    let e = open(dir.path()).unwrap_err();
     assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
     let message = e.to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("Refusing to start"), "{message}");
     // Refusing changed nothing: the same start is refused again.
-    assert!(matches!(open(&dir.0).unwrap_err(), StorageError::Corrupt { .. }));
+    assert!(matches!(open(dir.path()).unwrap_err(), StorageError::Corrupt { .. }));
 }
 
 #[test]
 fn a_log_of_another_cluster_or_node_is_refused() {
-    let dir = TempDir::new();
-    drop(open(&dir.0).unwrap());
-    let e = AcceptorLog::open(&dir.0, CLUSTER + 1, NODE, SEGMENT_BYTES_MIN).unwrap_err();
+    let dir = TempDir::new("storage");
+    drop(open(dir.path()).unwrap());
+    let e = AcceptorLog::open(dir.path(), CLUSTER + 1, NODE, SEGMENT_BYTES_MIN).unwrap_err();
     assert!(matches!(e, StorageError::OtherCluster { found: CLUSTER, .. }), "{e}");
     assert!(e.to_string().contains("segment-"), "{e}");
-    let e = AcceptorLog::open(&dir.0, CLUSTER, NODE + 1, SEGMENT_BYTES_MIN).unwrap_err();
+    let e = AcceptorLog::open(dir.path(), CLUSTER, NODE + 1, SEGMENT_BYTES_MIN).unwrap_err();
     assert!(matches!(e, StorageError::OtherNode { found: NODE, .. }), "{e}");
 }
 
 #[test]
 fn strangers_and_gaps_are_refused() {
-    let dir = TempDir::new();
-    fs::create_dir_all(&dir.0).unwrap();
-    fs::write(segment::segment_path(&dir.0, 1), b"hello, not a log at all").unwrap();
-    let e = open(&dir.0).unwrap_err();
+    let dir = TempDir::new("storage");
+    fs::create_dir_all(dir.path()).unwrap();
+    fs::write(segment::segment_path(dir.path(), 1), b"hello, not a log at all").unwrap();
+    let e = open(dir.path()).unwrap_err();
     assert!(matches!(e, StorageError::NotALog { .. }), "{e}");
 
-    let dir = TempDir::new();
-    written(&dir.0, Round(1), 0..600, 32 * 1024);
-    fs::remove_file(segment::segment_path(&dir.0, 2)).unwrap();
-    let e = open(&dir.0).unwrap_err();
+    let dir = TempDir::new("storage");
+    written(dir.path(), Round(1), 0..600, 32 * 1024);
+    fs::remove_file(segment::segment_path(dir.path(), 2)).unwrap();
+    let e = open(dir.path()).unwrap_err();
     assert!(matches!(e, StorageError::MissingSegment { seq: 2, .. }), "{e}");
 }
 
 #[test]
 fn a_disk_without_room_for_a_segment_is_refused_as_full() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("storage");
     // No file system here has an exbibyte free.
-    let e = AcceptorLog::open(&dir.0, CLUSTER, NODE, 1 << 60).unwrap_err();
+    let e = AcceptorLog::open(dir.path(), CLUSTER, NODE, 1 << 60).unwrap_err();
     assert!(matches!(e, StorageError::DiskFull { .. }), "{e}");
     assert!(e.to_string().contains("disk full"), "{e}");
 }
 
 #[test]
 fn a_segment_whose_creation_a_crash_interrupted_is_removed() {
-    let dir = TempDir::new();
-    written(&dir.0, Round(1), 0..3, 1024);
+    let dir = TempDir::new("storage");
+    written(dir.path(), Round(1), 0..3, 1024);
     // The next segment's file exists, preallocated, but its header never reached the disk.
-    fs::write(segment::segment_path(&dir.0, 2), vec![0; 4096]).unwrap();
-    let again = open(&dir.0).unwrap();
+    fs::write(segment::segment_path(dir.path(), 2), vec![0; 4096]).unwrap();
+    let again = open(dir.path()).unwrap();
     assert_eq!(again.warnings.len(), 1, "{:?}", again.warnings);
     assert_eq!(again.state, expected(Round(1), 0..3, 1024, 0));
-    assert!(!segment::segment_path(&dir.0, 2).exists());
+    assert!(!segment::segment_path(dir.path(), 2).exists());
 }

@@ -30,8 +30,10 @@ pub fn free_ports_for_restarts(n: usize) -> Vec<u16> {
     let mut port = 20_000 + ((std::process::id() as u16).wrapping_add(skip) % 10_000);
     while ports.len() < n {
         port = if port >= 31_000 { 20_000 } else { port + 1 };
-        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_ok();
+        // The data port, and the control and snapshot ports a node derives from it.
+        let free = [port, port + 1000, port + 2000]
+            .iter()
+            .all(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if free {
             ports.push(port);
         }
