@@ -17,6 +17,39 @@
 //! println!("{} values delivered on {}", report.delivered_values, report.backend);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! An application whose state must survive restarts, and which a learner that fell behind can be
+//! given ([`snapshot`](super::snapshot)), stores a snapshot at each checkpoint the stream stops
+//! at, and replaces its state at each snapshot the stream stops at:
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use ringsmr::node::{ClusterFile, Node, NodeOptions, ProtocolName};
+//!
+//! # let cluster = ClusterFile::local(ProtocolName::Uring, 3, 1, 7000);
+//! let opts = NodeOptions {
+//!     checkpoint_interval_instances: 1000,
+//!     snapshot_dir: Some("/var/lib/app/node-0".into()),
+//!     ..NodeOptions::default()
+//! };
+//! let mut node = Node::start(&cluster, 0, opts)?;
+//! let mut total: u64 = 0; // the application's state: the sum of the first byte of every value
+//! loop {
+//!     while let Some(d) = node.try_recv() {
+//!         total += u64::from(d.payload.first().copied().unwrap_or(0));
+//!     }
+//!     if let Some(cp) = node.take_checkpoint() {
+//!         node.store_snapshot(&cp, |w| w.write_all(&total.to_le_bytes()))?;
+//!     }
+//!     if let Some(mut snapshot) = node.take_installed_snapshot() {
+//!         let mut state = [0u8; 8];
+//!         snapshot.state.read_exact(&mut state)?;
+//!         total = u64::from_le_bytes(state);
+//!     }
+//! #   break;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
