@@ -79,6 +79,19 @@ impl Disk {
         }
     }
 
+    /// The application installed a snapshot (state transfer, thesis 3.3.7): the deliveries and
+    /// checkpoints the core emitted before it and still held here are of instances the snapshot
+    /// already holds, and the call for state transfer was answered, so none of them may reach the
+    /// application now. Everything else held (messages, timers) still goes out once durable.
+    pub fn drop_superseded_by_snapshot(&mut self) {
+        self.held.retain(|(_, action)| {
+            !matches!(
+                action,
+                Action::Deliver { .. } | Action::Checkpoint(_) | Action::NeedsStateTransfer { .. }
+            )
+        });
+    }
+
     /// The process crashed: held actions are never performed; records no completed sync covered
     /// are lost, but for the first `torn_keep(n)` of the `n` that a sync in flight covered.
     pub fn crash(&mut self, torn_keep: impl FnOnce(usize) -> usize) {
@@ -140,6 +153,23 @@ mod tests {
         assert_eq!(released, vec![send(3)]);
         assert_eq!(d.recover().rnd, Round(6));
         assert_eq!(d.admit(send(4)), Some(send(4)), "nothing waits any more");
+    }
+
+    #[test]
+    fn an_installed_snapshot_drops_only_what_it_supersedes() {
+        let mut d = Disk::default();
+        d.admit(promise(1));
+        let deliver = Action::Deliver { instance: 3, values: crate::proto::Batch::new(Vec::new()) };
+        let checkpoint = Action::Checkpoint(Box::default());
+        let call = Action::NeedsStateTransfer { next_instance: 3, trimmed_below: 9 };
+        for action in [send(1), deliver, checkpoint, call, send(2)] {
+            assert_eq!(d.admit(action), None);
+        }
+        d.drop_superseded_by_snapshot();
+        let mut released = Vec::new();
+        let epoch = d.start_sync().unwrap();
+        d.sync_done(epoch, &mut released);
+        assert_eq!(released, vec![send(1), send(2)]);
     }
 
     #[test]

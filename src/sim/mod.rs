@@ -45,6 +45,8 @@ pub struct Coverage {
     pub phase1_in_pieces: usize,
     /// Some learner fell behind what every acceptor trimmed and needs state transfer.
     pub state_transfer: usize,
+    /// Some learner that needed state transfer installed a donor's snapshot (3.3.7).
+    pub snapshots_installed: usize,
     /// The run crashed and restarted processes.
     pub crashes: usize,
     /// More than f acceptors were down at once (recoverable runs only: they come back from disk).
@@ -59,6 +61,7 @@ impl Coverage {
         self.new_rounds += usize::from(report.rounds_started > 1);
         self.phase1_in_pieces += usize::from(report.phase1b_pieces_sent > 0);
         self.state_transfer += usize::from(report.learners_needing_state_transfer > 0);
+        self.snapshots_installed += usize::from(report.snapshots_installed > 0);
         self.crashes += usize::from(!report.plan.crashes.is_empty());
         let acceptors: Vec<NodeId> = (0..(2 * report.config.f as NodeId + 1)).collect();
         let down = report.plan.acceptors_down_at_once_max(&acceptors);
@@ -71,14 +74,15 @@ impl std::fmt::Display for Coverage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} had a majority of acceptors down at once, {} restarted a learner from its checkpoint, {} ran Phase 1 in pieces, {} left a learner needing state transfer",
+            "of {} runs: {} changed coordinator or ring, {} crashed processes, {} had a majority of acceptors down at once, {} restarted a learner from its checkpoint, {} ran Phase 1 in pieces, {} had a learner needing state transfer, {} installed a snapshot by state transfer",
             self.runs,
             self.new_rounds,
             self.crashes,
             self.majority_down,
             self.checkpoint_resumes,
             self.phase1_in_pieces,
-            self.state_transfer
+            self.state_transfer,
+            self.snapshots_installed
         )
     }
 }

@@ -9,6 +9,15 @@
 //!
 //! Every message is encoded by `wire` when sent and decoded when it arrives, so the codec is exercised
 //! by every run. Everything random comes from the seed: `RINGSMR_SEED=<n>` replays a run exactly.
+//!
+//! State transfer (thesis 3.3.7): a learner that every acceptor turned away, because they trimmed
+//! what it misses, is brought up to date by a learner with a sufficiently recent version. The
+//! simulated application fetches, after a transfer delay, the checkpoint a donor named by the core
+//! stored with its state, installs both, and keeps them as its own; a learner no donor can serve yet
+//! asks again later. Only stored checkpoints are snapshots: a donor's live learner may be ahead of
+//! what its application applied (deliveries wait behind unsynced records), so it has no consistent
+//! state to give. The deliveries before an install stay in the history as a finished log, and the
+//! learner goes on in a new log that starts with the donor's state, so both are checked.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,6 +37,14 @@ use super::faults::{FaultPlan, NetworkFaults};
 use super::invariants::{self, History, LearnerLog, Violation};
 use super::network;
 use super::rng::Rng;
+
+/// How long fetching a snapshot from a donor takes, at least and at most: a round trip and the copy
+/// of a checkpoint with the application's state, from a small state on a LAN to a larger one.
+const STATE_TRANSFER_US_MIN: Tick = 300;
+const STATE_TRANSFER_US_MAX: Tick = 3_000;
+/// How long a learner that found no donor waits before asking again (no learner may have stored a
+/// recent enough checkpoint yet, or none that has is up; with checkpoints off none ever will).
+const STATE_TRANSFER_RETRY_US: Tick = 5_000;
 
 /// What a run did and what the checkers found.
 #[derive(Debug)]
@@ -49,6 +66,8 @@ pub struct SimReport {
     pub phase1b_pieces_sent: u64,
     /// Restarts whose learner went on from a stored checkpoint.
     pub learners_resumed: u64,
+    /// Snapshots a learner needing state transfer installed from a donor (3.3.7).
+    pub snapshots_installed: u64,
     /// The state of every process at the end, for diagnosing a failed seed.
     pub processes: Vec<ProcessSummary>,
 }
@@ -117,6 +136,12 @@ enum Event {
         node: NodeId,
         epoch: u64,
     },
+    /// `node`'s application has fetched a donor's snapshot, if one had a recent enough one
+    /// (state transfer, 3.3.7); only for the incarnation that asked.
+    StateTransfer {
+        node: NodeId,
+        incarnation: u32,
+    },
     Crash {
         node: NodeId,
     },
@@ -143,6 +168,9 @@ struct SimNode {
     /// Values this incarnation proposed.
     proposed: Vec<ValueId>,
     rounds_started_before: u64,
+    /// The learner asked for state transfer and has not installed a snapshot yet: the trim point a
+    /// snapshot must reach. A [`Event::StateTransfer`] is scheduled while this is set.
+    state_transfer_wanted: Option<Instance>,
 }
 
 /// The simulation of one seed.
@@ -161,6 +189,8 @@ pub struct Simulation {
     work_rng: Rng,
     /// Disk latencies and how much of a sync in flight a crash leaves.
     disk_rng: Rng,
+    /// How long state transfers take.
+    transfer_rng: Rng,
     history: History,
     actions: Vec<Action>,
     /// Actions a completed sync released (reused).
@@ -174,6 +204,7 @@ pub struct Simulation {
     /// Phase 1B messages sent with `votes_below` short of the whole log.
     phase1b_pieces_sent: u64,
     learners_resumed: u64,
+    snapshots_installed: u64,
     /// The run hit `in_flight_events_max` or `messages_max`.
     storm: bool,
     proposals_left: u64,
@@ -205,6 +236,8 @@ impl Simulation {
             net_rng: rng.fork(),
             work_rng: rng.fork(),
             disk_rng: rng.fork(),
+            // Forked last, so the streams above stay what they were for every seed.
+            transfer_rng: rng.fork(),
             history: History::default(),
             actions: Vec::new(),
             released: Vec::new(),
@@ -215,6 +248,7 @@ impl Simulation {
             messages_by_kind: [0; 256],
             phase1b_pieces_sent: 0,
             learners_resumed: 0,
+            snapshots_installed: 0,
             storm: false,
             proposals_left: 0,
             cfg,
@@ -284,6 +318,7 @@ impl Simulation {
             checkpoint,
             proposed: Vec::new(),
             rounds_started_before: self.nodes.get(i).map_or(0, |n| n.rounds_started_before),
+            state_transfer_wanted: None,
         };
         if i < self.nodes.len() {
             self.nodes[i] = node;
@@ -336,8 +371,10 @@ impl Simulation {
         self.finish()
     }
 
-    /// Every proposal was made, and every learner that is up (and not waiting for state transfer)
-    /// delivered every value the processes that are up proposed: the liveness checker will pass.
+    /// Every proposal was made, and every learner that is up (and not waiting for a state transfer
+    /// no donor can serve) delivered every value the processes that are up proposed: the liveness
+    /// checker will pass. A learner a donor can serve is waited for: it installs the snapshot within
+    /// a transfer delay and must then catch up like any other.
     fn settled(&self) -> bool {
         if self.proposals_left > 0 {
             return false;
@@ -350,8 +387,12 @@ impl Simulation {
             .collect();
         self.nodes
             .iter()
-            .filter(|n| n.core.as_ref().is_some_and(|c| !c.needs_state_transfer()))
-            .all(|n| {
+            .enumerate()
+            .filter(|&(i, n)| {
+                n.core.as_ref().is_some_and(|c| !c.needs_state_transfer())
+                    || self.snapshot_for(i as NodeId).is_some()
+            })
+            .all(|(_, n)| {
                 let delivered: std::collections::HashSet<ValueId> =
                     self.history.logs[n.log].delivered.iter().map(|(_, v, _)| *v).collect();
                 required.iter().all(|v| delivered.contains(v))
@@ -413,6 +454,7 @@ impl Simulation {
                 self.released = released;
                 self.start_sync(node);
             }
+            Event::StateTransfer { node, incarnation } => self.transfer_state(node, incarnation),
             Event::Crash { node } => self.crash(node),
             Event::Restart { node } => self.restart(node),
             Event::Heal => {
@@ -423,6 +465,65 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// The snapshot learner `id` would install now: the stored checkpoint of the first donor its
+    /// core names (highest reported version first) that is up here and whose checkpoint reaches
+    /// the trim point and is ahead of the learner. `None` if `id` is not waiting for state transfer
+    /// or no donor can serve it yet.
+    fn snapshot_for(&self, id: NodeId) -> Option<&(LearnerCheckpoint, Applied)> {
+        let n = &self.nodes[usize::from(id)];
+        let core = n.core.as_ref()?;
+        let trimmed_below = n.state_transfer_wanted?;
+        if !core.needs_state_transfer() {
+            return None;
+        }
+        core.snapshot_donors(trimmed_below).into_iter().find_map(|donor| {
+            let d = &self.nodes[usize::from(donor)];
+            d.core.as_ref()?;
+            d.checkpoint.as_ref().filter(|(cp, _)| {
+                cp.next_instance >= trimmed_below && cp.next_instance > core.delivered_below()
+            })
+        })
+    }
+
+    /// The state transfer learner `id` asked for (3.3.7): its application installs a donor's
+    /// snapshot, or asks again later when no donor has one.
+    fn transfer_state(&mut self, id: NodeId, incarnation: u32) {
+        let i = usize::from(id);
+        let n = &mut self.nodes[i];
+        if n.incarnation != incarnation || n.state_transfer_wanted.is_none() {
+            return; // asked by an incarnation that crashed since
+        }
+        if !n.core.as_ref().is_some_and(RingNode::needs_state_transfer) {
+            n.state_transfer_wanted = None; // down, or got going without a snapshot
+            return;
+        }
+        let Some((cp, applied)) = self.snapshot_for(id).cloned() else {
+            let at = self.now + STATE_TRANSFER_RETRY_US;
+            self.schedule(at, Event::StateTransfer { node: id, incarnation });
+            return;
+        };
+        let n = &mut self.nodes[i];
+        let installed = n.core.as_mut().is_some_and(|c| c.install_snapshot(self.now, &cp));
+        assert!(installed, "a snapshot ahead of a stalled learner was refused");
+        n.state_transfer_wanted = None;
+        // What the core emitted before the install and the disk still holds is below the snapshot.
+        n.disk.drop_superseded_by_snapshot();
+        // The deliveries so far stay checked in the log they were made in; the application now
+        // holds the donor's state, and a new log goes on from it.
+        n.log = self.history.logs.len();
+        self.history.logs.push(LearnerLog {
+            node: id,
+            incarnation,
+            delivered: applied.clone(),
+            alive_at_end: false,
+            needs_state_transfer: false,
+        });
+        // A real process keeps the fetched snapshot as its own: a restart goes on from it.
+        n.checkpoint = Some((cp, applied));
+        self.snapshots_installed += 1;
+        self.drain(id);
     }
 
     fn partitioned(&self, a: NodeId, b: NodeId) -> bool {
@@ -496,9 +597,19 @@ impl Simulation {
                 let generation = n.timer_generation;
                 self.schedule(at.max(self.now), Event::Timer { node: id, generation });
             }
-            Action::NeedsStateTransfer { .. } => {
-                let log = self.nodes[i].log;
-                self.history.logs[log].needs_state_transfer = true;
+            Action::NeedsStateTransfer { trimmed_below, .. } => {
+                let n = &mut self.nodes[i];
+                self.history.logs[n.log].needs_state_transfer = true;
+                // One transfer in progress per learner: a later call only raises what it must reach.
+                let scheduled = n.state_transfer_wanted.is_some();
+                n.state_transfer_wanted =
+                    Some(n.state_transfer_wanted.map_or(trimmed_below, |t| t.max(trimmed_below)));
+                if !scheduled {
+                    let delay =
+                        self.transfer_rng.range(STATE_TRANSFER_US_MIN, STATE_TRANSFER_US_MAX);
+                    let incarnation = n.incarnation;
+                    self.schedule(self.now + delay, Event::StateTransfer { node: id, incarnation });
+                }
             }
             Action::Persist(_) => unreachable!("the disk takes every record"),
             // The application stores the checkpoint with its state (the log so far) and says so.
@@ -601,6 +712,7 @@ impl Simulation {
             rounds_started,
             phase1b_pieces_sent: self.phase1b_pieces_sent,
             learners_resumed: self.learners_resumed,
+            snapshots_installed: self.snapshots_installed,
             learners_needing_state_transfer: self
                 .history
                 .logs
@@ -641,6 +753,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
                 learners_needing_state_transfer: 0,
                 phase1b_pieces_sent: 0,
                 learners_resumed: 0,
+                snapshots_installed: 0,
                 processes: Vec::new(),
             }
         }

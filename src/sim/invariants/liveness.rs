@@ -1,7 +1,8 @@
 //! Liveness after healing (thesis 2.2.3 I, validity, under the partial synchrony of 2.1): once faults
 //! stop, every value proposed by a proposer that stayed up must be delivered by every learner that is
 //! up at the end. The one excuse is a learner that reported it needs state transfer (every acceptor
-//! trimmed what it misses, 3.3.7), which the run counts separately.
+//! trimmed what it misses, 3.3.7) and has installed no snapshot since, which the run counts
+//! separately: one that installed a snapshot goes on in a new log, held to catch up like any other.
 
 use std::collections::HashSet;
 

@@ -20,13 +20,15 @@ use bytes::Bytes;
 use crate::proto::{Instance, NodeId, Tick, ValueId};
 use crate::wire::Kind;
 
-/// What one incarnation of one learner delivered, in order.
+/// What one incarnation of one learner delivered, in order. A learner that installs a snapshot by
+/// state transfer (3.3.7) goes on in a new log of the same incarnation, starting with the donor's
+/// state: the deliveries before the install stay checked for order and integrity in this one.
 #[derive(Debug, Clone)]
 pub struct LearnerLog {
     pub node: NodeId,
     pub incarnation: u32,
     pub delivered: Vec<(Instance, ValueId, Bytes)>,
-    /// Alive at the end of the run (the last incarnation of a process that is up).
+    /// Alive at the end of the run (the last log of the last incarnation of a process that is up).
     pub alive_at_end: bool,
     /// Reported that only state transfer can bring it up to date.
     pub needs_state_transfer: bool,
