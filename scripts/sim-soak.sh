@@ -46,9 +46,9 @@ for protocol in uring mring; do
         echo "  replay: cargo run --release -- sim --protocol $protocol --f $f --seed $seed"
       done
     fi
-    # Every slice ends with its "N seeds, M failed" line; one without it died before finishing.
+    # Every slice ends with its "N seeds (...), M failed" line; one without it died before finishing.
     for slice in "$out/$protocol-$f-"*.txt; do
-      if ! grep -q '^[0-9]* seeds, [0-9]* failed' "$slice"; then
+      if ! grep -q '^[0-9]* seeds (each in-memory and recoverable), [0-9]* failed' "$slice"; then
         failed_any=1
         echo "  a slice died before finishing its seeds; its last output:"
         tail -n 5 "$slice" | sed 's/^/    /'

@@ -300,7 +300,6 @@ impl RingNode {
         self.learner.next_instance()
     }
 
-    /// The learner needs state transfer (every acceptor trimmed what it misses).
     /// Starts the learner from `cp`, the checkpoint an earlier incarnation of this process emitted
     /// and its application stored with its state (`learner_checkpoint`). Only right after
     /// [`RingNode::new`], before any input.
@@ -362,6 +361,8 @@ impl RingNode {
         }
     }
 
+    /// The learner needs state transfer (every acceptor trimmed what it misses) and has not
+    /// installed a snapshot since.
     pub fn needs_state_transfer(&self) -> bool {
         self.learner.is_stalled()
     }
