@@ -1,5 +1,8 @@
-"""Plots scripts/storage-bench.sh's CSV: p50 and p99 latency against throughput, one line per
-acceptor storage mode, medians over repetitions (thesis Fig. 5.1)."""
+"""Plots scripts/storage-bench.sh's (or netns-storage-bench.sh's) CSV: p50 and p99 latency against
+throughput, one line per acceptor storage mode, medians over repetitions (thesis Fig. 5.1).
+
+    plot-storage.py CSV PNG [TITLE]
+"""
 import csv
 import statistics
 import sys
@@ -30,7 +33,8 @@ for ax, title in zip(axes, ["p50", "p99"]):
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-fig.suptitle("3-node U-Ring Paxos, 1 KB values, 32 KB batches: load raised by values outstanding")
+title = "3-node U-Ring Paxos, 1 KB values, 32 KB batches: load raised by values outstanding"
+fig.suptitle(sys.argv[3] if len(sys.argv) > 3 else title)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
 print(f"wrote {sys.argv[2]}")
