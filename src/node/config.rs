@@ -260,6 +260,30 @@ fn default_storage() -> StorageMode {
     StorageMode::Memory
 }
 
+/// Node `i`'s `field` endpoint, `address` (what [`NodeEntry`] derived: the field, or the data
+/// port + `offset`), or the refusal of a default that would pass port 65535.
+fn derived_endpoint(
+    i: usize,
+    n: &NodeEntry,
+    field: &str,
+    offset: u16,
+    address: Option<SocketAddr>,
+) -> Result<SocketAddr, ClusterFileError> {
+    address.map_or_else(
+        || {
+            invalid(
+                format!("node[{i}].{field}"),
+                format!(
+                    "is not set and its default ({}'s port + {offset}) passes 65535; set \
+                     `{field}` to a free address",
+                    n.address
+                ),
+            )
+        },
+        Ok,
+    )
+}
+
 /// The largest datagram an M-Ring batch may fill (IPv4 UDP payload limit, less headers).
 const MULTICAST_BATCH_BYTES_MAX: usize = 60 * 1024;
 
@@ -372,16 +396,8 @@ impl ClusterFile {
                     format!("{} is used twice", n.address),
                 );
             }
-            let Some(control) = n.control_address() else {
-                return invalid(
-                    format!("node[{i}].control"),
-                    format!(
-                        "is not set and its default ({}'s port + {CONTROL_PORT_OFFSET}) passes \
-                         65535; set `control` to a free address",
-                        n.address
-                    ),
-                );
-            };
+            let control =
+                derived_endpoint(i, n, "control", CONTROL_PORT_OFFSET, n.control_address())?;
             if let Some(m) = self.nodes.iter().find(|m| m.address == control) {
                 return invalid(
                     format!("node[{i}].control"),
@@ -398,16 +414,8 @@ impl ClusterFile {
                     format!("{control} is node {}'s control address too; they must differ", m.id),
                 );
             }
-            let Some(snapshot) = n.snapshot_address() else {
-                return invalid(
-                    format!("node[{i}].snapshot"),
-                    format!(
-                        "is not set and its default ({}'s port + {SNAPSHOT_PORT_OFFSET}) passes \
-                         65535; set `snapshot` to a free address",
-                        n.address
-                    ),
-                );
-            };
+            let snapshot =
+                derived_endpoint(i, n, "snapshot", SNAPSHOT_PORT_OFFSET, n.snapshot_address())?;
             let taken = |m: &NodeEntry| {
                 m.address == snapshot
                     || m.control_address() == Some(snapshot)
@@ -658,6 +666,31 @@ roles = ["acceptor"]
         let e =
             refusal(&GOOD.replace("roles = [\"acceptor\"]", "roles = [\"acceptor\"]\ncontrol = 5"));
         assert!(e.contains("control"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_defaults_to_port_plus_2000_and_must_be_distinct() {
+        let f = ClusterFile::parse(GOOD).unwrap();
+        assert_eq!(f.nodes[1].snapshot_address(), Some("127.0.0.1:9001".parse().unwrap()));
+        // On another node's control endpoint, or on another node's snapshot endpoint.
+        let e = refusal(&GOOD.replace(
+            "address = \"127.0.0.1:7001\"",
+            "address = \"127.0.0.1:7001\"\nsnapshot = \"127.0.0.1:8002\"",
+        ));
+        assert!(e.contains("`node[1].snapshot`") && e.contains("node 2's endpoints"), "{e}");
+        let e = refusal(&GOOD.replace(
+            "address = \"127.0.0.1:7002\"",
+            "address = \"127.0.0.1:7002\"\nsnapshot = \"127.0.0.1:9000\"",
+        ));
+        assert!(e.contains("`node[2].snapshot`") && e.contains("node 0's endpoints"), "{e}");
+        // A default that would pass port 65535 (the control endpoint's, port + 1000, does not).
+        let e = refusal(&GOOD.replace(
+            "address = \"127.0.0.1:7002\"",
+            "address = \"127.0.0.1:64000\"\ncontrol = \"127.0.0.1:8002\"",
+        ));
+        assert!(e.contains("`node[2].snapshot`") && e.contains("65535"), "{e}");
+        let e = refusal(&format!("retain_instances = 0\n{GOOD}"));
+        assert!(e.contains("`retain_instances`"), "{e}");
     }
 
     #[test]

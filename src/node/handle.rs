@@ -475,10 +475,18 @@ impl Node {
     /// before it was handed out by `try_recv` (which stops there) and none after it. The
     /// application stores its state at this point with it ([`Node::store_snapshot`]).
     pub fn take_checkpoint(&mut self) -> Option<LearnerCheckpoint> {
-        match self.marker.take() {
-            Some(Marker::Checkpoint(cp)) => Some(*cp),
-            other => {
-                self.marker = other;
+        self.take_marker(|m| match m {
+            Marker::Checkpoint(cp) => Ok(*cp),
+            other => Err(other),
+        })
+    }
+
+    /// The marker the stream stopped at, if `pick` takes it (`Ok`); one it hands back stays.
+    fn take_marker<T>(&mut self, pick: impl FnOnce(Marker) -> Result<T, Marker>) -> Option<T> {
+        match pick(self.marker.take()?) {
+            Ok(taken) => Some(taken),
+            Err(kept) => {
+                self.marker = Some(kept);
                 None
             }
         }
@@ -489,13 +497,10 @@ impl Node {
     /// end), then goes on with the deliveries after it, which continue from
     /// `snapshot.checkpoint.next_instance`. The snapshot is already this node's stored one.
     pub fn take_installed_snapshot(&mut self) -> Option<Snapshot> {
-        match self.marker.take() {
-            Some(Marker::Installed(s)) => Some(*s),
-            other => {
-                self.marker = other;
-                None
-            }
-        }
+        self.take_marker(|m| match m {
+            Marker::Installed(s) => Ok(*s),
+            other => Err(other),
+        })
     }
 
     /// Stores the application's state at checkpoint `cp` (the one [`Node::take_checkpoint`] just
