@@ -39,6 +39,7 @@ use super::decided_ids::DecidedIds;
 use super::durable::Durable;
 use super::failure_detector::FailureDetector;
 use super::flow_control::FlowWindow;
+use super::instance_map::InstanceMap;
 use super::learner::{Learner, LearnerRequest};
 use super::learner_checkpoint::LearnerCheckpoint;
 use super::msg::{Carried, Msg};
@@ -183,6 +184,9 @@ pub struct RingNode {
     coordinator_arena: BatchArena,
     /// M-Ring: decisions of this step, waiting to ride on its next Phase 2A (see [`DecidedIds`]).
     decided_pending: DecidedIds,
+    /// M-Ring: Phase 2Bs that reached this acceptor before the Phase 2A it votes on (see
+    /// `on_phase2b`), passed on once it votes.
+    phase2b_early: InstanceMap<(Round, Vid, Ring)>,
     /// Instances the application can take now (see [`RingNode::set_delivery_room`]).
     delivery_room: u64,
     /// With checkpoints: the learner's next instance at the last [`Action::Checkpoint`], and the
@@ -251,6 +255,7 @@ impl RingNode {
             last_flow_notice_at: None,
             coordinator_arena,
             decided_pending: DecidedIds::NONE,
+            phase2b_early: InstanceMap::new(),
             delivery_room: u64::MAX,
             checkpointed_at: 0,
             stable_version: 0,
@@ -999,7 +1004,14 @@ impl RingNode {
                     self.send(next, Msg::Phase2B { c_rnd, instance, c_vid, ring });
                 }
             }
-            (Protocol::MRing, _) => {}
+            // ... the others pass on a Phase 2B that came before this vote.
+            (Protocol::MRing, _) => {
+                if let Some((rnd, vid, early_ring)) = self.phase2b_early.remove(instance)
+                    && (rnd, vid) == (c_rnd, c_vid)
+                {
+                    self.on_phase2b(rnd, instance, vid, early_ring);
+                }
+            }
             // U-Ring: the last acceptor decides (Alg. 3 Task 4) ...
             (Protocol::URing, Some(p)) if p == f => {
                 self.learn_decision(instance, c_vid, Some(val));
@@ -1026,7 +1038,17 @@ impl RingNode {
             return;
         }
         if !voted {
+            // The Phase 2B of the acceptor before us on the ring came over TCP ahead of the
+            // coordinator's multicast Phase 2A, which is usual with two or more acceptors before
+            // the coordinator (f >= 2): the vote follows in a moment. Dropping the Phase 2B would
+            // stall the instance until the coordinator's retry (`phase_retry_us`); it waits here
+            // instead, one per instance, and only within the window of open instances.
             self.counters.phase2b_without_vote += 1;
+            let window_end =
+                self.learner.next_instance() + 4 * u64::from(self.cfg.window_instances);
+            if self.acceptor.is_some() && instance < window_end {
+                self.phase2b_early.insert(instance, (c_rnd, c_vid, ring));
+            }
             return;
         }
         if ring.last() == me {
@@ -1082,6 +1104,8 @@ impl RingNode {
     /// U-Ring (`bench/RESULTS.md`, eighth session). A process never heard from counts as version
     /// 0, so until every process reported, the margin alone decides.
     fn garbage_collect(&mut self) {
+        // Early Phase 2Bs of instances decided meanwhile (their Phase 2A never came here).
+        self.phase2b_early.remove_below(self.learner.next_instance());
         let Some(a) = self.acceptor.as_mut() else { return };
         let versions = &mut self.gc_versions;
         versions.clear();
