@@ -210,13 +210,14 @@ fn a_learner_killed_under_load_resumes_from_its_checkpoint_with_the_same_stream(
 }
 
 /// Issue 4's state-transfer line. Acceptors keep 100 decided instances for laggards; nodes 0 and 1
-/// propose at 100,000 values/s each (about 600 instances/s), node 2 only learns, and every learner
-/// stores a snapshot every 20 instances.
+/// propose 8,000,000 values each as fast as the cluster takes them, node 2 only learns, and every
+/// learner stores a snapshot every 20 instances.
 ///
-/// 1. Node 2 is stopped (SIGSTOP) while the others deliver 600,000 more values, some 18 times what
-///    the acceptors keep; resumed (SIGCONT), it is turned away by every acceptor, fetches a
-///    snapshot from a learner that is ahead, installs it, and delivers again.
-/// 2. Node 2 is killed (SIGKILL) while the others deliver 600,000 more, then started again: it
+/// 1. Node 2 is stopped (SIGSTOP) while the others deliver 2,000,000 more values, some 50 times
+///    what the acceptors keep; resumed (SIGCONT), it is turned away by every acceptor, fetches a
+///    snapshot from a learner that is ahead, installs it, and delivers again, keeping up with the
+///    load from then on.
+/// 2. Node 2 is killed (SIGKILL) while the others deliver 2,000,000 more, then started again: it
 ///    resumes from its own snapshot (the one it fetched or stored since), is behind the trim
 ///    point again, and comes back by state transfer again.
 ///
@@ -225,8 +226,8 @@ fn a_learner_killed_under_load_resumes_from_its_checkpoint_with_the_same_stream(
 #[test]
 fn a_learner_stopped_while_the_others_run_far_past_the_trim_point_comes_back_by_state_transfer() {
     use nix::sys::signal::Signal;
-    const EACH: u64 = 2_000_000;
-    const FAR: u64 = 600_000;
+    const EACH: u64 = 8_000_000;
+    const FAR: u64 = 2_000_000;
     let dir = TempDir::new("state-transfer");
     let file = sync_cluster_retaining(&dir, 46, 100);
     let args = |id: usize| {
@@ -234,8 +235,6 @@ fn a_learner_stopped_while_the_others_run_far_past_the_trim_point_comes_back_by_
         [
             "--propose",
             &propose.to_string(),
-            "--propose-rate",
-            "100000",
             "--expect",
             &(2 * EACH).to_string(),
             "--checkpoint-every",

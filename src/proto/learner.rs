@@ -35,6 +35,10 @@ pub struct Learner {
     last_progress_at: Tick,
     /// When the last retransmission request went out, if one is outstanding.
     retransmit_sent_at: Option<Tick>,
+    /// The answer to a retransmission request made progress and a gap may remain: the learner is
+    /// catching up on instances decided long ago, and asks for the next ones at once instead of
+    /// after another gap timeout.
+    catching_up: bool,
     /// Index into the acceptor list of the acceptor asked next.
     preferential: usize,
     /// Acceptors that answered "trimmed" for `next_instance`, and the highest trim point they named.
@@ -63,6 +67,7 @@ impl Learner {
             dedup: Dedup::default(),
             last_progress_at: now,
             retransmit_sent_at: None,
+            catching_up: false,
             preferential,
             trimmed_by: Vec::new(),
             lacking_by: Vec::new(),
@@ -106,6 +111,8 @@ impl Learner {
         self.proposed.remove_below(cp.next_instance);
         self.last_progress_at = now;
         self.retransmit_sent_at = None;
+        // What the stream decided since the snapshot was taken is all old: ask at once.
+        self.catching_up = true;
         self.trimmed_by.clear();
         self.lacking_by.clear();
         self.stalled = false;
@@ -238,6 +245,7 @@ impl Learner {
         let delivered = self.next_instance - start;
         if delivered > 0 {
             self.last_progress_at = now;
+            self.catching_up |= self.retransmit_sent_at.is_some();
             self.retransmit_sent_at = None;
             self.trimmed_by.clear();
             self.lacking_by.clear();
@@ -296,7 +304,16 @@ impl Learner {
         }
         let gap = self.known_below > self.next_instance
             && self.decided.get(self.next_instance).is_none_or(|d| d.val.is_none());
-        if !gap || now < self.last_progress_at + gap_timeout_us {
+        if !gap {
+            self.catching_up = false;
+            return None;
+        }
+        // A learner far behind (restarted, or just given a snapshot) would otherwise fetch
+        // `batch_instances_max` instances per gap timeout: 3,200 a second with the defaults, less
+        // than a busy ring decides, so it would never catch up. Once a request was answered it
+        // asks again at the next tick; a gap of messages merely in flight still waits.
+        let ask_now = self.catching_up && self.retransmit_sent_at.is_none();
+        if !ask_now && now < self.last_progress_at + gap_timeout_us {
             return None;
         }
         if let Some(sent) = self.retransmit_sent_at {
@@ -413,6 +430,35 @@ mod tests {
         assert_eq!(out, vec![(10, 10), (11, 11)], "7 was delivered below the snapshot");
         assert_eq!(l.checkpoint().next_instance, 12);
         assert!(!l.install(2_000, &donor), "a snapshot behind the learner changes nothing");
+    }
+
+    #[test]
+    fn a_learner_catching_up_asks_again_as_soon_as_an_answer_made_progress() {
+        let mut l = Learner::new(0, 0);
+        l.saw_decided_below(200);
+        assert_eq!(
+            l.on_tick(100, 100, 64, &[1, 2]),
+            Some(LearnerRequest::Retransmit { from: 0, to: 64, preferential: 0 })
+        );
+        for i in 0..64 {
+            l.on_decision(i, vid(i), Some(batch(&[i])));
+        }
+        assert_eq!(l.deliver_ready(101, u64::MAX, |_, _| {}), 64);
+        assert_eq!(
+            l.on_tick(102, 100, 64, &[1, 2]),
+            Some(LearnerRequest::Retransmit { from: 64, to: 128, preferential: 0 }),
+            "the next range at once, not a gap timeout later"
+        );
+        assert_eq!(l.on_tick(103, 100, 64, &[1, 2]), None, "one request outstanding at a time");
+        // Caught up: an ordinary gap (a message in flight) waits for the timeout again.
+        for i in 64..200 {
+            l.on_decision(i, vid(i), Some(batch(&[i])));
+        }
+        l.deliver_ready(104, u64::MAX, |_, _| {});
+        assert_eq!(l.on_tick(105, 100, 64, &[1, 2]), None);
+        l.on_decision(201, vid(201), Some(batch(&[201])));
+        assert_eq!(l.on_tick(106, 100, 64, &[1, 2]), None, "no gap timeout yet");
+        assert!(l.on_tick(204, 100, 64, &[1, 2]).is_some());
     }
 
     #[test]
