@@ -68,6 +68,28 @@ fn wait_for(lines: &Receiver<String>, what: &str, timeout: Duration) -> String {
     }
 }
 
+/// The first lines of `lines` that contain each of `what`, in whatever order they come, within
+/// `timeout` (lines that different threads of a process print may come in either order).
+fn wait_for_each(lines: &Receiver<String>, what: &[&str], timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut found: Vec<Option<String>> = vec![None; what.len()];
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                match what.iter().zip(&mut found).find(|(w, f)| f.is_none() && l.contains(**w)) {
+                    Some((_, f)) => *f = Some(l),
+                    None if !l.starts_with("progress") => eprintln!("  {l}"),
+                    None => {}
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("not all of {what:?} within {timeout:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the process exited before {what:?}"),
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
 /// The number of values in the next `progress N checksum X` line.
 fn progress(lines: &Receiver<String>) -> u64 {
     let line = wait_for(lines, "progress", Duration::from_secs(20));
@@ -262,13 +284,11 @@ fn a_learner_stopped_while_the_others_run_far_past_the_trim_point_comes_back_by_
     let stopped_at = progress(&stdout[0]);
     delivers_more(&stdout[0], FAR, Duration::from_secs(60));
     signal(&children, 2, Signal::SIGCONT);
-    let needs = wait_for(&err, "needs state transfer", Duration::from_secs(20));
-    eprintln!("{needs}");
-    let installed = wait_for(&err, "installed a snapshot", Duration::from_secs(20));
-    eprintln!("{installed}");
-    let restored = wait_for(&err, "state restored from the snapshot", Duration::from_secs(5));
-    eprintln!("{restored}");
-    let (_, values) = restored_at(&restored);
+    let transfer =
+        ["needs state transfer", "installing a snapshot", "state restored from the snapshot"];
+    let said = wait_for_each(&err, &transfer, Duration::from_secs(30));
+    eprintln!("{said:#?}");
+    let (_, values) = restored_at(&said[2]);
     assert!(
         values >= stopped_at + FAR / 2,
         "the snapshot ({values} values) is from far past where node 2 stopped ({stopped_at})"
@@ -285,11 +305,10 @@ fn a_learner_stopped_while_the_others_run_far_past_the_trim_point_comes_back_by_
     err = restart_err.unwrap();
     let own = wait_for(&err, "state restored from the snapshot", Duration::from_secs(10));
     eprintln!("{own}");
-    let installed = wait_for(&err, "installed a snapshot", Duration::from_secs(30));
-    eprintln!("{installed}");
-    let restored = wait_for(&err, "state restored from the snapshot", Duration::from_secs(5));
-    eprintln!("{restored}");
-    assert!(restored_at(&restored).1 >= restored_at(&own).1 + FAR / 2, "{own} / {restored}");
+    let said = wait_for_each(&err, &transfer, Duration::from_secs(30));
+    eprintln!("{said:#?}");
+    let restored = &said[2];
+    assert!(restored_at(restored).1 >= restored_at(&own).1 + FAR / 2, "{own} / {restored}");
     std::thread::spawn(move || err.iter().for_each(|l| eprintln!("{l}")));
 
     // The whole stream, everywhere: the same checksum at the same count.

@@ -429,6 +429,12 @@ impl Runtime {
         if version <= self.core.delivered_below() {
             return;
         }
+        // Said before the marker goes in: the application's own word on restoring the state
+        // comes after it.
+        eprintln!(
+            "ringsmr: node {}: installing a snapshot at instance {version} from state transfer",
+            self.core.id()
+        );
         let cp = snapshot.checkpoint.clone();
         let marker = DeliveredBatch {
             instance: version,
@@ -442,10 +448,6 @@ impl Runtime {
         let installed = self.core.install_snapshot(now, &cp);
         debug_assert!(installed, "the learner was behind the snapshot");
         self.shared.unpark_consumer();
-        eprintln!(
-            "ringsmr: node {}: installed a snapshot at instance {version} by state transfer",
-            self.core.id()
-        );
     }
 }
 
