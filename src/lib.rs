@@ -8,6 +8,7 @@
 
 pub mod chunks;
 pub mod io;
+pub mod multiring;
 pub mod node;
 pub mod proto;
 pub mod sim;
