@@ -326,10 +326,10 @@ impl Node {
                 opts.snapshot_dir.clone().or_else(|| cluster.node_dir(id)).ok_or_else(|| {
                     NodeError::Start {
                         id,
-                        what:
-                            "checkpoints need a directory for the node's snapshot: set `data_dir` \
-                           in the cluster file, or the node's snapshot directory"
-                                .into(),
+                        what: "checkpoints need a directory for the node's snapshot: set \
+                               `data_dir` in the cluster file, or a snapshot directory \
+                               (`ringsmr node --snapshot-dir DIR`, `NodeOptions::snapshot_dir`)"
+                            .into(),
                     }
                 })?;
             let snapshot_err = |source| NodeError::Snapshot { id, source };
