@@ -136,6 +136,13 @@ pub struct NodeConfig {
 
     /// How a new coordinator picks values from Phase 1B votes (always `HighestVRnd` outside tests).
     pub value_choice: ValueChoice,
+
+    /// Multi-Ring Paxos (thesis 5.2.1): λ, the instances this ring is expected to decide every
+    /// `skip_interval_us`; as coordinator, this process makes up for the ones it did not open with
+    /// skip instances (`skip`). 0: a ring of its own, no skips.
+    pub skip_lambda_instances: u64,
+    /// Δ: how often the coordinator compares its rate with λ.
+    pub skip_interval_us: Tick,
 }
 
 /// A configuration the core refuses, naming the field and the reason.
@@ -185,6 +192,8 @@ impl NodeConfig {
             gap_timeout_us: 20_000,
             ring_rejoin_delay_us: 200_000,
             value_choice: ValueChoice::HighestVRnd,
+            skip_lambda_instances: 0,
+            skip_interval_us: 1_000,
         }
     }
 
@@ -288,6 +297,9 @@ impl NodeConfig {
             if value < self.tick_interval_us {
                 return refuse(field, "must be at least tick_interval_us");
             }
+        }
+        if self.skip_lambda_instances > 0 && !(1..=60_000_000).contains(&self.skip_interval_us) {
+            return refuse("skip_interval_us", "must be between 1 us and 60 s");
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ use super::flow_control::FlowWindow;
 use super::instance_map::InstanceMap;
 use super::msg::Carried;
 use super::phase1::{Phase1, Step};
+use super::skip::SkipClock;
 use super::types::{Batch, Instance, NodeId, ProposalId, Ring, Round, Tick, Vid, Vote};
 
 #[derive(Debug)]
@@ -88,6 +89,9 @@ pub struct Coordinator {
     /// The batches one instance takes, reused.
     scratch: Vec<Batch>,
     pub window: FlowWindow,
+    /// Multi-Ring Paxos: the interval clock that makes up for instances this ring did not open
+    /// (`skip`); `None` for a ring of its own.
+    skip: Option<SkipClock>,
 }
 
 impl Coordinator {
@@ -116,7 +120,25 @@ impl Coordinator {
             queue_entries_max: usize::MAX,
             scratch: Vec::new(),
             window,
+            skip: None,
         }
+    }
+
+    /// Proposes skip instances by `clock` (Multi-Ring Paxos, see `skip`).
+    pub fn set_skip_clock(&mut self, clock: SkipClock) {
+        self.skip = Some(clock);
+    }
+
+    /// Closes the skip clock's intervals that ended by `now`.
+    pub fn skip_tick(&mut self, now: Tick) {
+        if let Some(clock) = self.skip.as_mut() {
+            clock.on_tick(now);
+        }
+    }
+
+    /// Whether skips are owed (an instance to open as soon as the window has room).
+    pub fn skips_owed(&self) -> bool {
+        self.skip.as_ref().is_some_and(|c| c.owed() > 0)
     }
 
     /// Bounds the queue to `entries_max` proposals and allocates room for them now, so queueing
@@ -142,6 +164,10 @@ impl Coordinator {
         self.queue
             .extend(old.queue.into_iter().map(|q| Queued { batch: q.batch, name_until: None }));
         self.window = old.window;
+        // The same process goes on owing what it owed: the intervals are the ring's, not the round's.
+        if old.skip.is_some() {
+            self.skip = old.skip;
+        }
     }
 
     pub fn in_phase1(&self) -> bool {
@@ -250,11 +276,21 @@ impl Coordinator {
                 }
             };
             self.next_instance += 1;
+            if val.skip_instances().is_none() {
+                self.skip.as_mut().map(SkipClock::on_opened);
+            }
             return Some(self.open_instance(instance, vid, val, None, now));
+        }
+        // What is owed goes first: learners hold other rings' values until this ring catches up.
+        if let Some(instances) = self.skip.as_mut().and_then(SkipClock::take_owed) {
+            let instance = self.next_instance;
+            self.next_instance += 1;
+            return Some(self.open_instance(instance, None, Batch::skip(instances), None, now));
         }
         let front = self.queue.pop_front()?;
         let instance = self.next_instance;
         self.next_instance += 1;
+        self.skip.as_mut().map(SkipClock::on_opened);
         if let Some(name_until) = front.name_until {
             // Every process holds it under its proposal id: the instance is that proposal, whole
             // (it came in one frame, so it goes in one again should Phase 2A have to carry it).

@@ -76,6 +76,11 @@ impl Learner {
         }
     }
 
+    /// When this learner last delivered an instance (or started).
+    pub fn last_progress_at(&self) -> Tick {
+        self.last_progress_at
+    }
+
     pub fn next_instance(&self) -> Instance {
         self.next_instance
     }
@@ -215,9 +220,11 @@ impl Learner {
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
             // A batch as its proposer formed it is checked in one step, without reading its values.
-            let whole_run_fresh = val
-                .run_start()
-                .is_some_and(|first| self.dedup.first_time_run(first, val.len() as u32));
+            // A skip is no proposer's value: two alike (same count) are both delivered.
+            let whole_run_fresh = val.skip_instances().is_some()
+                || val
+                    .run_start()
+                    .is_some_and(|first| self.dedup.first_time_run(first, val.len() as u32));
             let first_repeat = if whole_run_fresh {
                 None
             } else {

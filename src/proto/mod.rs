@@ -7,7 +7,7 @@
 //! One concept per file: the acceptor's state and rules (`acceptor`), Phase 1 value selection
 //! (`phase1`), the coordinator's window and batching (`coordinator`, `flow_control`), learning and
 //! gap detection (`learner`, `dedup`), proposing (`proposer`), failure suspicion
-//! (`failure_detector`), ring layout (`ring_layout`), per-instance state in reused buffers
+//! (`failure_detector`), ring layout (`ring_layout`), Multi-Ring Paxos' skip instances (`skip`), per-instance state in reused buffers
 //! (`instance_map`), and the node that ties them together (`ring_node`).
 
 #![forbid(unsafe_code)]
@@ -32,6 +32,7 @@ pub mod proposal_store;
 pub mod proposer;
 pub mod ring_layout;
 pub mod ring_node;
+pub mod skip;
 pub mod types;
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use super::msg::{Carried, Msg};
 use super::proposal_store::ProposalStore;
 use super::proposer::{Backpressure, Proposer};
 use super::ring_layout::{is_laid_out, lay_out};
+use super::skip::{CATCH_UP_US_MAX, SkipClock};
 use super::types::{Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Tick, ValueId, Vid};
 
 /// How a process (re)starts.
@@ -101,6 +102,10 @@ pub struct Counters {
     pub phase2a_value_missing: u64,
     /// Snapshots installed by state transfer (3.3.7), see [`RingNode::install_snapshot`].
     pub snapshots_installed: u64,
+    /// Skip instances this process opened as coordinator (Multi-Ring Paxos, `skip`) ...
+    pub skip_instances_opened: u64,
+    /// ... and the instances they stood for in all.
+    pub instances_skipped: u64,
 }
 
 /// Hops a proposal may travel before it is dropped: enough to go around the largest ring twice, small
@@ -559,6 +564,12 @@ impl RingNode {
             }
             // Only acceptors coordinate, so only they own rounds.
             Msg::Nack { rnd } => self.cfg.cluster.is_acceptor(rnd.owner()),
+            // Proposals come from processes of the cluster: none may pass for a skip (`skip`). A
+            // proposer's own batch is one run, checked by its first id.
+            Msg::Proposal { values, .. } => {
+                let ours = |id: ValueId| id.proposer < self.cfg.cluster.nodes;
+                values.run_start().map_or_else(|| values.ids().all(ours), ours)
+            }
             _ => true,
         }
     }
@@ -759,6 +770,7 @@ impl RingNode {
         }
         let Some(c) = self.coordinator.as_mut() else { return };
         c.window.on_tick(now);
+        c.skip_tick(now);
         self.send_phase1_requests();
         let retry_us = self.cfg.phase_retry_us;
         let Some(c) = self.coordinator.as_mut() else { return };
@@ -840,6 +852,13 @@ impl RingNode {
         let phase1 = (&self.cfg.cluster, self.cfg.value_choice);
         let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
         c.bound_queue(self.cfg.proposals_in_flight_max());
+        if self.cfg.skip_lambda_instances > 0 {
+            // The ring may have been halted since this process last saw it make progress: those
+            // intervals are owed too (5.4.7).
+            let since = self.learner.last_progress_at().max(now.saturating_sub(CATCH_UP_US_MAX));
+            let (lambda, interval_us) = (self.cfg.skip_lambda_instances, self.cfg.skip_interval_us);
+            c.set_skip_clock(SkipClock::new(lambda, interval_us, since));
+        }
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
         }
@@ -876,6 +895,10 @@ impl RingNode {
             let Some(p) = c.next_proposal(self.now, batch_bytes_max, window_bytes, arena) else {
                 return;
             };
+            if let Some(instances) = p.c_val.skip_instances() {
+                self.counters.skip_instances_opened += 1;
+                self.counters.instances_skipped += instances;
+            }
             self.send_phase2a(p);
             self.pump();
         }
