@@ -43,6 +43,8 @@ pub struct QueueFull<T> {
 #[derive(Debug)]
 struct GroupQueue<T> {
     group: u32,
+    /// Instances of this group merged per turn (its M).
+    instances_per_turn: u64,
     queue: VecDeque<Decided<T>>,
 }
 
@@ -51,8 +53,6 @@ struct GroupQueue<T> {
 pub struct Merge<T> {
     /// The subscribed groups, in group-id order: the order of the round-robin.
     groups: Vec<GroupQueue<T>>,
-    /// Instances of a group delivered per turn (M).
-    instances_per_turn: u64,
     /// Decided instances a group's queue holds at most.
     capacity: usize,
     /// Whose turn it is, and how many of its M instances are left in this turn.
@@ -65,20 +65,31 @@ impl<T> Merge<T> {
     /// instances of each per turn, at most `capacity` (at least 1) decided instances queued per
     /// group.
     pub fn new(groups: &[u32], instances_per_turn: u64, capacity: usize) -> Merge<T> {
-        assert!(instances_per_turn > 0 && capacity > 0, "M and the capacity are at least 1");
+        let turns: Vec<(u32, u64)> = groups.iter().map(|&g| (g, instances_per_turn)).collect();
+        Merge::with_turns(&turns, capacity)
+    }
+
+    /// A merge of `(group, M)` pairs: each group with an M of its own (thesis 5.2.1 weighs groups
+    /// of different rates this way). Every learner of a group must use the same M for it.
+    pub fn with_turns(groups: &[(u32, u64)], capacity: usize) -> Merge<T> {
+        assert!(capacity > 0, "the capacity is at least 1");
+        assert!(groups.iter().all(|&(_, m)| m > 0), "M is at least 1");
         let mut ids = groups.to_vec();
         ids.sort_unstable();
-        ids.dedup();
+        ids.dedup_by_key(|&mut (g, _)| g);
         assert!(!ids.is_empty(), "a learner subscribes to at least one group");
         Merge {
+            left_in_turn: ids[0].1,
             groups: ids
                 .into_iter()
-                .map(|group| GroupQueue { group, queue: VecDeque::with_capacity(capacity) })
+                .map(|(group, instances_per_turn)| GroupQueue {
+                    group,
+                    instances_per_turn,
+                    queue: VecDeque::with_capacity(capacity),
+                })
                 .collect(),
-            instances_per_turn,
             capacity,
             turn: 0,
-            left_in_turn: instances_per_turn,
         }
     }
 
@@ -148,23 +159,25 @@ impl<T> Merge<T> {
     /// once: idle rings that skip λΔ instances each per interval would otherwise cost a loop
     /// iteration per M of them.
     fn skip_whole_rounds(&mut self) {
-        if self.turn != 0 || self.left_in_turn != self.instances_per_turn {
+        if self.turn != 0 || self.left_in_turn != self.groups[0].instances_per_turn {
             return;
         }
-        let mut fewest = u64::MAX;
+        let mut rounds = u64::MAX;
         for g in &self.groups {
             match g.queue.front() {
-                Some(Decided::Skip { instances }) => fewest = fewest.min(*instances),
+                Some(Decided::Skip { instances }) => {
+                    rounds = rounds.min(*instances / g.instances_per_turn)
+                }
                 _ => return,
             }
         }
-        let rounds_instances = fewest / self.instances_per_turn * self.instances_per_turn;
-        if rounds_instances == 0 {
+        if rounds == 0 {
             return;
         }
         for g in &mut self.groups {
+            let per_turn = g.instances_per_turn;
             if let Some(Decided::Skip { instances }) = g.queue.front_mut() {
-                *instances -= rounds_instances;
+                *instances -= rounds * per_turn;
                 if *instances == 0 {
                     g.queue.pop_front();
                 }
@@ -177,7 +190,7 @@ impl<T> Merge<T> {
         self.left_in_turn -= n;
         if self.left_in_turn == 0 {
             self.turn = (self.turn + 1) % self.groups.len();
-            self.left_in_turn = self.instances_per_turn;
+            self.left_in_turn = self.groups[self.turn].instances_per_turn;
         }
     }
 }
@@ -237,7 +250,8 @@ mod tests {
         assert_eq!(drain(&mut m), [(1, 4), (2, 5)], "returns at once");
     }
 
-    /// Per group, a sequence of decisions; each learner gets them interleaved its own way.
+    /// Per group, a sequence of decisions; each learner gets them interleaved its own way. Each group
+    /// has an M of its own (`ms`).
     fn decisions() -> impl Strategy<Value = Vec<Vec<Decided<u64>>>> {
         let one = prop_oneof![
             3 => any::<u64>().prop_map(Decided::Value),
@@ -251,10 +265,11 @@ mod tests {
     fn learner(
         per_group: &[Vec<Decided<u64>>],
         subscribed: &[u32],
-        m: u64,
+        ms: &[u64],
         schedule: &[u8],
     ) -> Vec<(u32, u64)> {
-        let mut merge = Merge::new(subscribed, m, 64);
+        let turns: Vec<(u32, u64)> = subscribed.iter().map(|&g| (g, ms[g as usize])).collect();
+        let mut merge = Merge::with_turns(&turns, 64);
         let mut next: HashMap<u32, usize> = HashMap::new();
         let mut out = Vec::new();
         let mut picks = schedule.iter().cycle();
@@ -282,12 +297,12 @@ mod tests {
         #[test]
         fn learners_of_the_same_groups_deliver_the_same_sequence(
             per_group in decisions(),
-            m in 1u64..4,
+            ms in proptest::collection::vec(1u64..4, 4),
             a in proptest::collection::vec(any::<u8>(), 1..16),
             b in proptest::collection::vec(any::<u8>(), 1..16),
         ) {
             let groups = [0, 1, 2];
-            prop_assert_eq!(learner(&per_group, &groups, m, &a), learner(&per_group, &groups, m, &b));
+            prop_assert_eq!(learner(&per_group, &groups, &ms, &a), learner(&per_group, &groups, &ms, &b));
         }
 
         /// Uniform partial order (thesis 2.2.4): two learners with overlapping subscriptions
@@ -295,7 +310,7 @@ mod tests {
         #[test]
         fn overlapping_subscriptions_order_shared_messages_alike(
             per_group in decisions(),
-            m in 1u64..4,
+            ms in proptest::collection::vec(1u64..4, 4),
             a in proptest::collection::vec(any::<u8>(), 1..16),
             b in proptest::collection::vec(any::<u8>(), 1..16),
         ) {
@@ -312,8 +327,8 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let p = learner(&tagged, &[0, 1, 2], m, &a);
-            let q = learner(&tagged, &[1, 2, 3], m, &b);
+            let p = learner(&tagged, &[0, 1, 2], &ms, &a);
+            let q = learner(&tagged, &[1, 2, 3], &ms, &b);
             let shared = |d: &[(u32, u64)]| -> Vec<(u32, u64)> {
                 d.iter().copied().filter(|(g, _)| *g == 1 || *g == 2).collect()
             };

@@ -5,5 +5,7 @@
 //! skip instances at the coordinators and the node that runs a core per ring come next (issue 5).
 
 pub mod merge;
+pub mod ring_stream;
 
 pub use merge::{Decided, Merge, QueueFull};
+pub use ring_stream::RingCursor;
