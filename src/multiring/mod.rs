@@ -1,11 +1,26 @@
 //! Multi-Ring Paxos (thesis chapter 5): atomic multicast from many rings of Ring Paxos, one per
 //! group by default, merged deterministically at each learner so ordering scales with the rings.
 //!
-//! What exists so far: the learner's deterministic merge ([`merge`]). The groups' configuration,
-//! skip instances at the coordinators and the node that runs a core per ring come next (issue 5).
+//! - [`config`]: the Multi-Ring file (rings, groups, subscriptions, λ, Δ, M).
+//! - [`merge`]: the learners' deterministic merge (Algorithm 1, Task 4), pure.
+//! - [`ring_stream`]: one ring's deliveries as the merge's turns (no-ops and skips included).
+//! - [`node`]: a process: one Ring Paxos node per ring on a core of its own, `multicast(group,
+//!   bytes)`, and the merged delivery stream.
+//!
+//! The coordinators' skip instances (Algorithm 1, Task 2) live in the ring's core
+//! (`proto::skip`), since every coordinator of a ring must be able to propose them.
 
+pub mod config;
 pub mod merge;
+pub mod node;
 pub mod ring_stream;
 
+pub use config::{GroupId, MultiRingFile, ProcessId, RingId};
 pub use merge::{Decided, Merge, QueueFull};
+pub use node::{
+    MergedBatch, MultiRingError, MultiRingNode, MultiRingOptions, MultiRingReport,
+    MulticastDelivery, MulticastError,
+};
 pub use ring_stream::RingCursor;
+#[cfg(test)]
+mod tests;

@@ -131,6 +131,11 @@ pub struct NodeOptions {
     /// Where the node keeps its snapshot (with checkpoints); `None`: its directory in the cluster
     /// file (`ClusterFile::node_dir`).
     pub snapshot_dir: Option<PathBuf>,
+    /// Multi-Ring Paxos (`multiring`): λ, the instances the ring is expected to decide every
+    /// `skip_interval_us` (Δ); as coordinator, the node makes up for the rest with skip instances
+    /// (`proto::skip`). 0: no skips (a ring of its own).
+    pub skip_lambda_instances: u64,
+    pub skip_interval_us: u64,
 }
 
 impl Default for NodeOptions {
@@ -143,6 +148,8 @@ impl Default for NodeOptions {
             deliveries_capacity: 16_384,
             checkpoint_interval_instances: 0,
             snapshot_dir: None,
+            skip_lambda_instances: 0,
+            skip_interval_us: 1_000,
         }
     }
 }
@@ -285,6 +292,8 @@ impl Node {
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
         let mut cfg = cluster.node_config(id)?;
         cfg.checkpoint_interval_instances = opts.checkpoint_interval_instances;
+        cfg.skip_lambda_instances = opts.skip_lambda_instances;
+        cfg.skip_interval_us = opts.skip_interval_us;
         cfg.incarnation = incarnation_now();
         let first_value_id = ValueId { proposer: id, incarnation: cfg.incarnation, seq: 0 };
         let entry = &cluster.nodes[usize::from(id)];
