@@ -1,5 +1,7 @@
 //! The `ringsmr` command.
 
+mod multiring_cli;
+
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,15 +39,9 @@ enum ProtocolArg {
     Uring,
     /// M-Ring Paxos: ip-multicast values, votes along a ring of f+1 acceptors.
     Mring,
-}
-
-impl From<ProtocolArg> for Protocol {
-    fn from(p: ProtocolArg) -> Protocol {
-        match p {
-            ProtocolArg::Uring => Protocol::URing,
-            ProtocolArg::Mring => Protocol::MRing,
-        }
-    }
+    /// Multi-Ring Paxos: several rings (`--rings`, each `--ring-protocol`), one group each, merged
+    /// at the learners.
+    Multiring,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +109,8 @@ struct LocalArgs {
     /// directory under the system's temporary directory, removed at the end of the run.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    multiring: multiring_cli::MultiRingArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -232,6 +230,20 @@ struct NodeArgs {
     /// Where the snapshot is kept (default: the node's directory in the cluster file).
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
+    /// Multi-Ring file: the groups to multicast to, round-robin (default: every group of a ring
+    /// in which this process proposes).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<u32>,
+    /// Multi-Ring file: run a measured load of this many seconds (a window of messages per group,
+    /// or `--propose-rate` in all) and print its figures as one JSON line; then keep taking part.
+    #[arg(long)]
+    load_secs: Option<f64>,
+    /// Multi-Ring file, with `--load-secs`: write the merged delivery, sampled every
+    /// `--series-ms`, to this CSV.
+    #[arg(long)]
+    series: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    series_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -275,6 +287,7 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
     let protocol = match a.protocol {
         ProtocolArg::Uring => ProtocolName::Uring,
         ProtocolArg::Mring => ProtocolName::Mring,
+        ProtocolArg::Multiring => return run_local_multiring(a),
     };
     if a.nodes < 2 {
         bail!("--nodes must be at least 2");
@@ -315,6 +328,35 @@ fn run_local(a: LocalArgs) -> Result<ExitCode> {
     };
     a.w.print(&run_load(&spec)?)?;
     drop(scratch);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_local_multiring(a: LocalArgs) -> Result<ExitCode> {
+    if a.storage != StorageArg::Memory {
+        bail!(
+            "--storage with --protocol multiring: give each ring's cluster file a `storage` and run `ringsmr node` processes"
+        );
+    }
+    if a.w.baseline {
+        bail!("--baseline is for one ring; compare `--rings 1` with more instead");
+    }
+    let common = multiring_cli::LocalCommon {
+        processes: a.nodes,
+        f: a.f,
+        batch_bytes: a.batch,
+        window_instances: a.window,
+        window_bytes: a.window_bytes,
+        payload_bytes: a.w.payload,
+        duration_secs: a.w.duration,
+        outstanding: a.w.outstanding,
+    };
+    let report = multiring_cli::run_local_multiring(common, &a.multiring)?;
+    let mut out = io::stdout().lock();
+    if a.w.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -365,6 +407,20 @@ fn node_payload(id: u16, seq: u64, len: usize) -> Bytes {
 }
 
 fn run_node(a: NodeArgs) -> Result<ExitCode> {
+    if multiring_cli::is_multiring_file(&a.config)? {
+        let run = multiring_cli::NodeRun {
+            process: a.id,
+            propose: a.propose,
+            groups: a.groups.clone(),
+            payload_bytes: a.payload,
+            propose_rate: a.propose_rate,
+            expect: a.expect,
+            load_secs: a.load_secs,
+            series: a.series.clone(),
+            series_ms: a.series_ms,
+        };
+        return multiring_cli::run_node_multiring(&a.config, run);
+    }
     let cluster = ClusterFile::load(&a.config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -507,6 +563,11 @@ fn run_sim(
     if f == 0 || f > 3 {
         bail!("--f must be 1, 2 or 3 (the simulator runs 2f+1 acceptors), got {f}");
     }
+    let protocol = match protocol {
+        ProtocolArg::Uring => Protocol::URing,
+        ProtocolArg::Mring => Protocol::MRing,
+        ProtocolArg::Multiring => bail!("the Multi-Ring simulator is not built yet"),
+    };
     let single = seed.or_else(sim::replay_seed);
     let seeds: Vec<u64> = match single {
         Some(s) => vec![s],
@@ -516,7 +577,7 @@ fn run_sim(
     let mut out = io::stdout().lock();
     let mut failed = Vec::new();
     let mut coverage = sim::Coverage::default();
-    for cfg in seeds.iter().flat_map(|&s| SimConfig::in_both_storage_modes(protocol.into(), f, s)) {
+    for cfg in seeds.iter().flat_map(|&s| SimConfig::in_both_storage_modes(protocol, f, s)) {
         let s = cfg.seed;
         let report = sim::run(cfg);
         coverage.add(&report);

@@ -22,7 +22,8 @@
 //!
 //! [[learner]]
 //! process = 2
-//! groups = [1]                  # default: every group of every ring the process learns in
+//! groups = [1]                  # default: every group of every ring the process learns in;
+//!                               # [] delivers nothing (an acceptor or proposer only)
 //! ```
 //!
 //! A *process* takes part in every ring whose nodes it plays, one core thread per ring
@@ -264,9 +265,6 @@ impl MultiRingFile {
             learners,
         };
         for (i, l) in file.learners.iter().enumerate() {
-            if l.groups.is_empty() {
-                return invalid(format!("learner[{i}].groups"), "names no group");
-            }
             for g in &l.groups {
                 let Some(group) = file.group(*g) else {
                     return invalid(format!("learner[{i}].groups"), format!("no group {g}"));

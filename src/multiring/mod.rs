@@ -4,6 +4,7 @@
 //! - [`config`]: the Multi-Ring file (rings, groups, subscriptions, λ, Δ, M).
 //! - [`merge`]: the learners' deterministic merge (Algorithm 1, Task 4), pure.
 //! - [`ring_stream`]: one ring's deliveries as the merge's turns (no-ops and skips included).
+//! - [`load`]: the benchmark workload (`ringsmr local --protocol multiring`, `ringsmr node`).
 //! - [`node`]: a process: one Ring Paxos node per ring on a core of its own, `multicast(group,
 //!   bytes)`, and the merged delivery stream.
 //!
@@ -11,6 +12,7 @@
 //! (`proto::skip`), since every coordinator of a ring must be able to propose them.
 
 pub mod config;
+pub mod load;
 pub mod merge;
 pub mod node;
 pub mod ring_stream;

@@ -88,6 +88,8 @@ pub enum MultiRingError {
     NoRing { process: ProcessId },
     #[error("no group {group} in the Multi-Ring file")]
     NoGroup { group: GroupId },
+    #[error("load: {what}")]
+    Load { what: String },
     #[error(
         "process {process} cannot multicast to group {group}: it is no proposer of ring {ring}"
     )]
@@ -408,6 +410,13 @@ impl MultiRingNode {
     /// CPU time of each ring's node thread so far, in ring-id order.
     pub fn thread_cpu_times(&self) -> Vec<Option<Duration>> {
         self.members.iter().map(|m| m.node.thread_cpu_time()).collect()
+    }
+
+    /// Decided instances waiting for the merge, per ring this process merges (in ring-id order):
+    /// what the learner buffers (5.4.6).
+    pub fn queued_instances(&self) -> Vec<(RingId, usize)> {
+        let m = self.members.iter().filter(|m| m.merged);
+        m.map(|m| (m.ring, m.node.queued_deliveries())).collect()
     }
 
     /// Rings in which this process is a node but merges nothing: their deliveries go.

@@ -461,6 +461,11 @@ impl Node {
         }
     }
 
+    /// Delivered batches waiting in the delivery queue for the application.
+    pub fn queued_deliveries(&self) -> usize {
+        self.deliveries.slots()
+    }
+
     /// Room in the proposal queue.
     pub fn propose_slots(&self) -> usize {
         self.proposals.slots()
