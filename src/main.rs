@@ -415,6 +415,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
             payload_bytes: a.payload,
             propose_rate: a.propose_rate,
             expect: a.expect,
+            progress_ms: a.progress_ms,
             load_secs: a.load_secs,
             series: a.series.clone(),
             series_ms: a.series_ms,

@@ -244,6 +244,8 @@ pub struct NodeRun {
     /// Messages a second, in all (default: a window of 1,000 outstanding per group).
     pub propose_rate: Option<u64>,
     pub expect: Option<u64>,
+    /// Print `progress N checksum X at_ms T` this often.
+    pub progress_ms: Option<u64>,
     /// Run a measured load of this long instead, printing one JSON line with its figures.
     pub load_secs: Option<f64>,
     pub series: Option<PathBuf>,
@@ -348,7 +350,16 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
     let mut proposed = 0u64;
     let mut reported = false;
     let started = std::time::Instant::now();
+    let mut next_progress = r.progress_ms.map(|_| started);
     while !stop.load(Ordering::Relaxed) {
+        if let (Some(at), Some(ms)) = (next_progress, r.progress_ms)
+            && std::time::Instant::now() >= at
+        {
+            next_progress = Some(at + Duration::from_millis(ms));
+            let at_ms = started.elapsed().as_millis();
+            writeln!(out, "progress {} checksum {:016x} at_ms {at_ms}", sum.values, sum.value())?;
+            out.flush()?;
+        }
         let allowed = r.propose_rate.map_or(r.propose, |rate| {
             r.propose.min((started.elapsed().as_secs_f64() * rate as f64) as u64)
         });

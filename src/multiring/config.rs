@@ -4,7 +4,7 @@
 //! ```toml
 //! lambda_instances = 100        # λ: instances a ring is expected to decide per Δ (0: no skips)
 //! delta_us = 1000               # Δ: how often a coordinator compares its rate with λ
-//! merge_queue_instances = 4096  # decided instances a learner holds per ring before it pushes back
+//! merge_queue_instances = 1024  # decided instances a learner holds per ring before it pushes back
 //!
 //! [[ring]]
 //! id = 0
@@ -57,7 +57,9 @@ pub type ProcessId = u16;
 /// (5.4.6: too small a λ stalls the merge at high load). Skips cost the same whatever their count.
 pub const DEFAULT_LAMBDA_INSTANCES: u64 = 100;
 pub const DEFAULT_DELTA_US: u64 = 1_000;
-pub const DEFAULT_MERGE_QUEUE_INSTANCES: usize = 4_096;
+/// With 32 KB batches, 32 MiB per ring; flow control adds at most twice its backlog bound
+/// (`proto::flow_control`).
+pub const DEFAULT_MERGE_QUEUE_INSTANCES: usize = 1_024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

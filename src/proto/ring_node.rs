@@ -526,14 +526,15 @@ impl RingNode {
                 self.fd.on_heartbeat(from, acceptor_ready, decided_below, applied_below);
                 self.learner.saw_decided_below(decided_below);
             }
-            Msg::FlowNotice { learner, backlog_instances: _ } => {
+            Msg::FlowNotice { learner, backlog_instances } => {
                 if let Some(c) = self.coordinator.as_mut() {
-                    c.window.on_notice(self.now);
+                    let pause_above = self.cfg.flow_backlog_instances_max.saturating_mul(2);
+                    c.window.on_notice(self.now, backlog_instances, pause_above);
                 } else if from == learner && self.acceptor.is_some() {
                     // 3.3.6: the acceptor passes the notice on to the coordinator (one hop only, so a
                     // stale view of who coordinates cannot make it circle).
                     if let Some(leader) = self.fd.leader(&self.cfg.cluster, self.now) {
-                        self.send(leader, Msg::FlowNotice { learner, backlog_instances: 0 });
+                        self.send(leader, Msg::FlowNotice { learner, backlog_instances });
                     }
                 }
             }
