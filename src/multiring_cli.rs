@@ -28,6 +28,8 @@ pub enum Subscribe {
     /// Process p group p (5.4.3's first case: aggregate throughput, no merge); processes beyond
     /// the rings deliver nothing.
     One,
+    /// Process 0 every group, the others none (one learner, as in 5.4.4–5.4.7).
+    First,
 }
 
 /// Which processes of a `local` run multicast.
@@ -139,10 +141,16 @@ pub fn run_local_multiring(c: LocalCommon, a: &MultiRingArgs) -> Result<MultiRin
     };
     let processes = match a.subscribe {
         Subscribe::One => c.processes.max(a.rings as u16),
-        Subscribe::All => c.processes,
+        Subscribe::All | Subscribe::First => c.processes,
     };
     let learners: Vec<LearnerEntry> = match a.subscribe {
         Subscribe::All => Vec::new(),
+        Subscribe::First => (0..processes)
+            .map(|p| LearnerEntry {
+                process: p,
+                groups: if p == 0 { (0..a.rings).collect() } else { Vec::new() },
+            })
+            .collect(),
         Subscribe::One => (0..processes)
             .map(|p| LearnerEntry {
                 process: p,
@@ -385,12 +393,12 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
     let report = node.stop();
     for (ring, n) in &report.rings {
         eprintln!(
-            "ringsmr: process {} ring {ring}: {} values delivered, {:.2} s CPU, {} skip instances for {} instances",
+            "ringsmr: process {} ring {ring}: {} values delivered, {:.2} s CPU, {} skip instances opened, {} positions skipped",
             r.process,
             n.delivered_values,
             n.cpu.as_secs_f64(),
             n.core.skip_instances_opened,
-            n.core.instances_skipped
+            n.core.positions_skipped
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -1,24 +1,27 @@
 //! What the merge takes from one ring: its decided instances as turns (thesis 5.2.2, Algorithm 1
 //! lines 30–33: "wait for decide(k_i, v); if v ≠ ⊥ then deliver v; k_i ← k_i + 1").
 //!
-//! A ring's core hands its learner only the instances that deliver something, in instance order:
-//! an instance whose batch was empty (a no-op a new coordinator proposed) or held only repeats is
-//! not handed over. Each is still a turn of the round-robin, and every learner of the ring must
-//! count it alike, so the cursor turns the gap before each delivered instance into that many
-//! skipped turns. A skip instance (`proto::skip`) stands for as many turns as its count. Both
+//! The merge counts turns by logical position (`proto::skip`): every instance takes up one, a skip
+//! instance every position up to its target. A ring's core hands its learner only the instances
+//! that deliver something, in instance order: an instance whose batch was empty (a no-op a new
+//! coordinator proposed) or held only repeats is not handed over. Each still takes up a position,
+//! so the cursor turns the gap before each delivered instance into that many skipped turns. Both
 //! depend only on what the ring decided, never on what a learner happened to receive when.
 //!
 //! The node's merged delivery and the simulator's merge checker both go through here, so the
 //! checker judges the code that runs.
 
+use crate::proto::skip::positions_taken;
 use crate::proto::{Batch, Instance};
 
 use super::merge::Decided;
 
-/// One ring's position at one learner: the next instance it has not seen.
+/// One ring's position at one learner: the next instance it has not seen, and its logical
+/// position.
 #[derive(Debug, Clone, Default)]
 pub struct RingCursor {
     next_instance: Instance,
+    logical_next: u64,
 }
 
 impl RingCursor {
@@ -30,6 +33,11 @@ impl RingCursor {
     /// The next instance the ring has not handed over.
     pub fn next_instance(&self) -> Instance {
         self.next_instance
+    }
+
+    /// The logical position of the next instance.
+    pub fn logical_next(&self) -> u64 {
+        self.logical_next
     }
 
     /// The ring delivered `batch` in `instance`; returns what the merge takes, in order: the
@@ -49,8 +57,11 @@ impl RingCursor {
         let gap = instance - self.next_instance;
         self.next_instance = instance + 1;
         let before = (gap > 0).then_some(Decided::Skip { instances: gap });
-        let this = match batch.skip_instances() {
-            Some(instances) => Decided::Skip { instances },
+        let at = self.logical_next + gap;
+        let taken = positions_taken(batch, at);
+        self.logical_next = at + taken;
+        let this = match batch.skip_target() {
+            Some(_) => Decided::Skip { instances: taken },
             None => Decided::Value(value()),
         };
         [before, Some(this)]
@@ -77,11 +88,18 @@ mod tests {
             c.advance(3, &batch(2), || 'b'),
             [Some(Decided::Skip { instances: 2 }), Some(Decided::Value('b'))]
         );
+        // Instances 0..4 took up positions 0..4: a skip to 500 takes up 496.
         assert_eq!(
-            c.advance(4, &Batch::skip(500), || 'x'),
-            [None, Some(Decided::Skip { instances: 500 })]
+            c.advance(4, &Batch::skip_to(500), || 'x'),
+            [None, Some(Decided::Skip { instances: 496 })]
         );
-        assert_eq!(c.next_instance(), 5);
+        assert_eq!((c.next_instance(), c.logical_next()), (5, 500));
+        // A skip to a position passed takes up one.
+        assert_eq!(
+            c.advance(5, &Batch::skip_to(100), || 'x'),
+            [None, Some(Decided::Skip { instances: 1 })]
+        );
+        assert_eq!(c.logical_next(), 501);
     }
 
     #[test]

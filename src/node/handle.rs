@@ -315,6 +315,8 @@ impl Node {
         let backend = reactor.backend_name();
         let waker = reactor.waker();
         let started = Instant::now();
+        // The core's clock starts at 0 now; skip instances read the wall clock (`proto::skip`).
+        cfg.skip_clock_offset_us = shared_clock_now_us();
         let (durability, boot) = match cluster.storage_of(id) {
             None => (None, Boot::Fresh),
             Some((mode, dir)) => {
@@ -640,6 +642,13 @@ impl Node {
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
+}
+
+/// Microseconds since the skip instances' shared epoch on this host's wall clock (0 before it).
+fn shared_clock_now_us() -> u64 {
+    let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let epoch = Duration::from_secs(crate::proto::skip::SHARED_EPOCH_UNIX_S);
+    since_unix.saturating_sub(epoch).as_micros() as u64
 }
 
 impl Drop for Node {

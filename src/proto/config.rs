@@ -143,6 +143,10 @@ pub struct NodeConfig {
     pub skip_lambda_instances: u64,
     /// Δ: how often the coordinator compares its rate with λ.
     pub skip_interval_us: Tick,
+    /// Added to `now` to read the clock every ring's coordinator shares (`skip`): 0 in the
+    /// simulator, where all rings share virtual time; on real hosts the wall clock at the node's
+    /// start, so that coordinators on different hosts agree to within their clocks' skew.
+    pub skip_clock_offset_us: Tick,
 }
 
 /// A configuration the core refuses, naming the field and the reason.
@@ -194,6 +198,7 @@ impl NodeConfig {
             value_choice: ValueChoice::HighestVRnd,
             skip_lambda_instances: 0,
             skip_interval_us: 1_000,
+            skip_clock_offset_us: 0,
         }
     }
 
@@ -300,6 +305,13 @@ impl NodeConfig {
         }
         if self.skip_lambda_instances > 0 && !(1..=60_000_000).contains(&self.skip_interval_us) {
             return refuse("skip_interval_us", "must be between 1 us and 60 s");
+        }
+        // Logical positions grow by λ per Δ of the shared clock: at 10^9 a second they stay below
+        // 2^64 for five centuries from the shared clock's epoch.
+        if self.skip_lambda_instances.saturating_mul(1_000_000) / self.skip_interval_us.max(1)
+            > 1_000_000_000
+        {
+            return refuse("skip_lambda_instances", "more than 10^9 instances a second");
         }
         Ok(())
     }

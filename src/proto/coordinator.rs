@@ -129,16 +129,16 @@ impl Coordinator {
         self.skip = Some(clock);
     }
 
-    /// Closes the skip clock's intervals that ended by `now`.
+    /// Compares the ring's logical position with the shared clock, once every Δ.
     pub fn skip_tick(&mut self, now: Tick) {
         if let Some(clock) = self.skip.as_mut() {
             clock.on_tick(now);
         }
     }
 
-    /// Whether skips are owed (an instance to open as soon as the window has room).
-    pub fn skips_owed(&self) -> bool {
-        self.skip.as_ref().is_some_and(|c| c.owed() > 0)
+    /// Whether a skip is owed (an instance to open as soon as the window has room).
+    pub fn skip_owed(&self) -> bool {
+        self.skip.as_ref().is_some_and(|c| c.take_owed().is_some())
     }
 
     /// Bounds the queue to `entries_max` proposals and allocates room for them now, so queueing
@@ -154,8 +154,12 @@ impl Coordinator {
     /// re-proposes the ones some acceptor voted for, and learners skip the duplicates.
     pub fn inherit(&mut self, old: Coordinator) {
         // The new ring may differ from the one the proposals travelled: they go with their values.
+        // Open skips are not: queued, a skip would be batched with values into an instance that is
+        // no skip, and its value reach the application. Phase 1 re-proposes a skip some acceptor
+        // voted for; one nobody voted for is lost, and the next check of the skip clock owes it
+        // again.
         for (_, o) in old.open {
-            if !o.val.is_empty() {
+            if !o.val.is_empty() && o.val.skip_target().is_none() {
                 self.queue_bytes += o.val.bytes();
                 self.queue.push_back(Queued { batch: o.val, name_until: None });
             }
@@ -164,10 +168,6 @@ impl Coordinator {
         self.queue
             .extend(old.queue.into_iter().map(|q| Queued { batch: q.batch, name_until: None }));
         self.window = old.window;
-        // The same process goes on owing what it owed: the intervals are the ring's, not the round's.
-        if old.skip.is_some() {
-            self.skip = old.skip;
-        }
     }
 
     pub fn in_phase1(&self) -> bool {
@@ -266,6 +266,9 @@ impl Coordinator {
                 Step::Repropose { c_vid, c_val } => (Some(c_vid), c_val),
                 Step::NoOp => (None, Batch::empty()),
                 Step::Skip { to } => {
+                    if let Some(clock) = self.skip.as_mut() {
+                        clock.on_passed_over(to.saturating_sub(self.next_instance));
+                    }
                     self.next_instance = to;
                     continue;
                 }
@@ -276,21 +279,27 @@ impl Coordinator {
                 }
             };
             self.next_instance += 1;
-            if val.skip_instances().is_none() {
-                self.skip.as_mut().map(SkipClock::on_opened);
+            if let Some(clock) = self.skip.as_mut() {
+                clock.on_opened(&val);
             }
             return Some(self.open_instance(instance, vid, val, None, now));
         }
         // What is owed goes first: learners hold other rings' values until this ring catches up.
-        if let Some(instances) = self.skip.as_mut().and_then(SkipClock::take_owed) {
+        if let Some(clock) = self.skip.as_mut()
+            && let Some(target) = clock.take_owed()
+        {
+            let skip = Batch::skip_to(target);
+            clock.on_opened(&skip);
             let instance = self.next_instance;
             self.next_instance += 1;
-            return Some(self.open_instance(instance, None, Batch::skip(instances), None, now));
+            return Some(self.open_instance(instance, None, skip, None, now));
         }
         let front = self.queue.pop_front()?;
         let instance = self.next_instance;
         self.next_instance += 1;
-        self.skip.as_mut().map(SkipClock::on_opened);
+        if let Some(clock) = self.skip.as_mut() {
+            clock.on_passed_over(1); // a batch of values counts one
+        }
         if let Some(name_until) = front.name_until {
             // Every process holds it under its proposal id: the instance is that proposal, whole
             // (it came in one frame, so it goes in one again should Phase 2A have to carry it).

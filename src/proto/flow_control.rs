@@ -7,8 +7,8 @@
 //! Even the smallest window lets a ring decide an instance or two per round trip, thousands a
 //! second, which a learner whose application takes nothing (a Multi-Ring learner waiting for
 //! another ring, 5.4.7) would buffer without bound. A notice reporting a backlog beyond the pause
-//! bound therefore closes the window altogether; it opens again (at the floor) when a notice reports
-//! less, or after a grow interval without notices. A learner's buffer is then bounded by the pause
+//! bound therefore closes the window altogether; it opens again (at its halved size) when a notice
+//! reports less, or after a grow interval without notices. A learner's buffer is then bounded by the pause
 //! bound plus what a ring decides between two notices.
 
 use super::types::Tick;
@@ -101,14 +101,14 @@ mod tests {
     #[test]
     fn a_backlog_beyond_the_pause_bound_closes_the_window_until_it_shrinks_or_time_passes() {
         let mut w = FlowWindow::new(32, 2, 10, 0);
-        w.on_notice(0, 5000, 1000);
+        w.on_notice(0, 5000, 2000);
         assert_eq!(w.instances(), 0, "closed");
         w.on_tick(9);
         assert_eq!(w.instances(), 0, "still closed inside the grow interval");
-        w.on_notice(9, 1500, 1000);
-        assert_eq!(w.instances(), 2, "a smaller backlog opens it at the floor");
-        w.on_notice(12, 5000, 1000);
+        w.on_notice(9, 1500, 2000);
+        assert_eq!(w.instances(), 8, "a smaller backlog opens it, halved again");
+        w.on_notice(12, 5000, 2000);
         w.on_tick(22);
-        assert_eq!(w.instances(), 2, "a quiet grow interval opens it at the floor");
+        assert_eq!(w.instances(), 4, "a quiet grow interval opens it");
     }
 }

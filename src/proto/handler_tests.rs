@@ -897,7 +897,8 @@ fn a_flow_notice_halves_the_coordinators_window() {
     c.on_tick(0);
     c.on_message(1, 1, promise_without_votes(r(1, 0)));
     drain(&mut c);
-    c.on_message(2, 1, Msg::FlowNotice { learner: 2, backlog_instances: 5_000 });
+    // Above the notice bound (1,024), below the pause bound (2,048).
+    c.on_message(2, 1, Msg::FlowNotice { learner: 2, backlog_instances: 1_500 });
     for _ in 0..20 {
         c.propose(3, &[7u8; 40]).unwrap();
     }
@@ -914,7 +915,8 @@ fn an_acceptor_forwards_a_learners_flow_notice_to_the_coordinator() {
     a.on_message(0, 3, Msg::FlowNotice { learner: 3, backlog_instances: 5_000 });
     assert_eq!(
         drain(&mut a),
-        vec![Action::Send { to: 0, msg: Msg::FlowNotice { learner: 3, backlog_instances: 0 } }]
+        vec![Action::Send { to: 0, msg: Msg::FlowNotice { learner: 3, backlog_instances: 5_000 } }],
+        "the coordinator needs the backlog to tell a slow learner from a stalled one"
     );
 }
 

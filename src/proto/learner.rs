@@ -12,6 +12,7 @@
 use super::dedup::Dedup;
 use super::instance_map::InstanceMap;
 use super::learner_checkpoint::LearnerCheckpoint;
+use super::skip::positions_taken;
 use super::types::{Batch, BatchBuilder, Instance, NodeId, Round, Tick, Vid};
 
 /// A decided instance waiting for its turn (or for its value).
@@ -48,6 +49,9 @@ pub struct Learner {
     trimmed_below: Instance,
     /// Set once every acceptor trimmed what this learner needs.
     stalled: bool,
+    /// The logical positions the skip instances delivered so far took up beyond one each
+    /// (Multi-Ring Paxos, `skip`): the logical position of `next_instance` is the sum.
+    skipped_extra: u64,
 }
 
 /// What the learner wants its node to do after a tick.
@@ -73,12 +77,13 @@ impl Learner {
             lacking_by: Vec::new(),
             trimmed_below: 0,
             stalled: false,
+            skipped_extra: 0,
         }
     }
 
-    /// When this learner last delivered an instance (or started).
-    pub fn last_progress_at(&self) -> Tick {
-        self.last_progress_at
+    /// The logical position of the next instance (Multi-Ring Paxos, `skip`).
+    pub fn logical_next_instance(&self) -> u64 {
+        self.next_instance.saturating_add(self.skipped_extra)
     }
 
     pub fn next_instance(&self) -> Instance {
@@ -87,7 +92,11 @@ impl Learner {
 
     /// The learner's own state now (see `learner_checkpoint`).
     pub fn checkpoint(&self) -> LearnerCheckpoint {
-        LearnerCheckpoint { next_instance: self.next_instance, delivered: self.dedup.snapshot() }
+        LearnerCheckpoint {
+            next_instance: self.next_instance,
+            delivered: self.dedup.snapshot(),
+            skipped_extra: self.skipped_extra,
+        }
     }
 
     /// Goes on from `cp`, as if it had delivered everything below `cp.next_instance` (it has, in an
@@ -97,6 +106,7 @@ impl Learner {
         self.next_instance = cp.next_instance;
         self.known_below = self.known_below.max(cp.next_instance);
         self.dedup = Dedup::from_snapshot(&cp.delivered);
+        self.skipped_extra = cp.skipped_extra;
     }
 
     /// Jumps to `cp`, a later point of the same stream: the state of a learner that is ahead,
@@ -112,6 +122,7 @@ impl Learner {
         self.next_instance = cp.next_instance;
         self.known_below = self.known_below.max(cp.next_instance);
         self.dedup = Dedup::from_snapshot(&cp.delivered);
+        self.skipped_extra = cp.skipped_extra;
         self.decided.remove_below(cp.next_instance);
         self.proposed.remove_below(cp.next_instance);
         self.last_progress_at = now;
@@ -220,8 +231,13 @@ impl Learner {
             // Repeats are rare (a proposer resent a value that was decided after all): the batch is
             // copied without them only when one turns up.
             // A batch as its proposer formed it is checked in one step, without reading its values.
-            // A skip is no proposer's value: two alike (same count) are both delivered.
-            let whole_run_fresh = val.skip_instances().is_some()
+            // A skip is no proposer's value: two alike (same target) are both delivered.
+            let skip = val.skip_target().is_some();
+            if skip {
+                let at = self.next_instance.saturating_add(self.skipped_extra);
+                self.skipped_extra += positions_taken(&val, at) - 1;
+            }
+            let whole_run_fresh = skip
                 || val
                     .run_start()
                     .is_some_and(|first| self.dedup.first_time_run(first, val.len() as u32));
@@ -418,8 +434,9 @@ mod tests {
                 below: 8,
                 above: vec![],
             }],
+            skipped_extra: 0,
         };
-        assert!(!l.install(1_000, &LearnerCheckpoint { next_instance: 0, delivered: vec![] }));
+        assert!(!l.install(1_000, &LearnerCheckpoint::default()));
         l.on_decision(12, vid(12), Some(batch(&[12])));
         assert_eq!(l.backlog_instances(), 0, "a stalled learner holds nothing");
         assert!(l.install(1_000, &donor));

@@ -11,9 +11,13 @@
 //! hands it back to [`RingNode::resume_learner`](super::RingNode::resume_learner).
 //!
 //! ```text
-//! checkpoint := next_instance u64 | incarnations u32 | incarnation*
+//! checkpoint := next_instance u64 | incarnations u32 | incarnation* | skipped_extra u64
 //! incarnation := proposer u16 | incarnation u32 | below u64 | above u32 | seq u64 * above
 //! ```
+//!
+//! `skipped_extra` (Multi-Ring Paxos: the logical positions the skip instances delivered took up
+//! beyond one each, `proto::skip`) came later: a checkpoint that ends before it was written without it, and reads
+//! as 0.
 
 use super::types::{Instance, NodeId};
 
@@ -33,6 +37,8 @@ pub struct LearnerCheckpoint {
     pub next_instance: Instance,
     /// Sorted by proposer and incarnation.
     pub delivered: Vec<DeliveredSeqs>,
+    /// The logical position of `next_instance` less `next_instance` (see the module docs).
+    pub skipped_extra: u64,
 }
 
 /// Bytes that do not hold a checkpoint.
@@ -53,6 +59,7 @@ impl LearnerCheckpoint {
                 out.extend_from_slice(&seq.to_le_bytes());
             }
         }
+        out.extend_from_slice(&self.skipped_extra.to_le_bytes());
     }
 
     pub fn decode(buf: &[u8]) -> Result<LearnerCheckpoint, BadCheckpoint> {
@@ -76,10 +83,11 @@ impl LearnerCheckpoint {
             let above = (0..k).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
             delivered.push(DeliveredSeqs { proposer, incarnation, below, above });
         }
+        let skipped_extra = if r.0.is_empty() { 0 } else { r.u64()? };
         if !r.0.is_empty() {
             return Err(BadCheckpoint("bytes after the last entry"));
         }
-        Ok(LearnerCheckpoint { next_instance, delivered })
+        Ok(LearnerCheckpoint { next_instance, delivered, skipped_extra })
     }
 }
 
@@ -116,13 +124,18 @@ mod tests {
                 DeliveredSeqs { proposer: 0, incarnation: 7, below: 99, above: vec![101, 105] },
                 DeliveredSeqs { proposer: 2, incarnation: 1, below: 0, above: vec![] },
             ],
+            skipped_extra: 77,
         };
         let mut bytes = Vec::new();
         cp.encode(&mut bytes);
-        assert_eq!(LearnerCheckpoint::decode(&bytes), Ok(cp));
-        for len in 0..bytes.len() {
+        assert_eq!(LearnerCheckpoint::decode(&bytes), Ok(cp.clone()));
+        let without_skips = bytes.len() - 8;
+        for len in (0..bytes.len()).filter(|&len| len != without_skips) {
             assert!(LearnerCheckpoint::decode(&bytes[..len]).is_err(), "cut at {len}");
         }
+        // Written before skip instances existed: it reads, with nothing skipped.
+        let old = LearnerCheckpoint { skipped_extra: 0, ..cp };
+        assert_eq!(LearnerCheckpoint::decode(&bytes[..without_skips]), Ok(old));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(LearnerCheckpoint::decode(&longer).is_err());

@@ -46,7 +46,7 @@ use super::msg::{Carried, Msg};
 use super::proposal_store::ProposalStore;
 use super::proposer::{Backpressure, Proposer};
 use super::ring_layout::{is_laid_out, lay_out};
-use super::skip::{CATCH_UP_US_MAX, SkipClock};
+use super::skip::SkipClock;
 use super::types::{Batch, Instance, NodeId, RING_MEMBERS_MAX, Ring, Round, Tick, ValueId, Vid};
 
 /// How a process (re)starts.
@@ -102,10 +102,10 @@ pub struct Counters {
     pub phase2a_value_missing: u64,
     /// Snapshots installed by state transfer (3.3.7), see [`RingNode::install_snapshot`].
     pub snapshots_installed: u64,
-    /// Skip instances this process opened as coordinator (Multi-Ring Paxos, `skip`) ...
+    /// Skip instances this process opened as coordinator (Multi-Ring Paxos, `skip`).
     pub skip_instances_opened: u64,
-    /// ... and the instances they stood for in all.
-    pub instances_skipped: u64,
+    /// Logical positions the skip instances this process delivered took up beyond one each.
+    pub positions_skipped: u64,
 }
 
 /// Hops a proposal may travel before it is dropped: enough to go around the largest ring twice, small
@@ -854,11 +854,11 @@ impl RingNode {
         let mut c = Coordinator::new(c_rnd, ring, from, phase1, now, window);
         c.bound_queue(self.cfg.proposals_in_flight_max());
         if self.cfg.skip_lambda_instances > 0 {
-            // The ring may have been halted since this process last saw it make progress: those
-            // intervals are owed too (5.4.7).
-            let since = self.learner.last_progress_at().max(now.saturating_sub(CATCH_UP_US_MAX));
+            // From the logical position of the first instance it did not deliver (`skip`).
             let (lambda, interval_us) = (self.cfg.skip_lambda_instances, self.cfg.skip_interval_us);
-            c.set_skip_clock(SkipClock::new(lambda, interval_us, since));
+            let offset_us = self.cfg.skip_clock_offset_us;
+            let logical = self.learner.logical_next_instance();
+            c.set_skip_clock(SkipClock::new(lambda, interval_us, offset_us, logical));
         }
         if let Some(old) = self.coordinator.take() {
             c.inherit(old);
@@ -896,9 +896,8 @@ impl RingNode {
             let Some(p) = c.next_proposal(self.now, batch_bytes_max, window_bytes, arena) else {
                 return;
             };
-            if let Some(instances) = p.c_val.skip_instances() {
+            if p.c_val.skip_target().is_some() {
                 self.counters.skip_instances_opened += 1;
-                self.counters.instances_skipped += instances;
             }
             self.send_phase2a(p);
             self.pump();
@@ -1236,6 +1235,8 @@ impl RingNode {
             }
         });
         self.counters.instances_delivered += delivered;
+        self.counters.positions_skipped =
+            self.learner.logical_next_instance() - self.learner.next_instance();
         if deliver_to_app {
             self.delivery_room -= delivered;
         }

@@ -20,6 +20,7 @@ fn checkpoint(next_instance: u64) -> LearnerCheckpoint {
     LearnerCheckpoint {
         next_instance,
         delivered: vec![DeliveredSeqs { proposer: 1, incarnation: 2, below: 40, above: vec![42] }],
+        skipped_extra: 5,
     }
 }
 
