@@ -238,6 +238,10 @@ struct NodeArgs {
     /// or `--propose-rate` in all) and print its figures as one JSON line; then keep taking part.
     #[arg(long)]
     load_secs: Option<f64>,
+    /// Multi-Ring file, with `--load-secs`: messages of its own this process keeps in flight per
+    /// group (without `--propose-rate`).
+    #[arg(long, default_value_t = 1000)]
+    outstanding: usize,
     /// Multi-Ring file, with `--load-secs`: write the merged delivery, sampled every
     /// `--series-ms`, to this CSV.
     #[arg(long)]
@@ -417,6 +421,7 @@ fn run_node(a: NodeArgs) -> Result<ExitCode> {
             expect: a.expect,
             progress_ms: a.progress_ms,
             load_secs: a.load_secs,
+            outstanding: a.outstanding,
             series: a.series.clone(),
             series_ms: a.series_ms,
         };

@@ -256,6 +256,7 @@ pub struct NodeRun {
     pub progress_ms: Option<u64>,
     /// Run a measured load of this long instead, printing one JSON line with its figures.
     pub load_secs: Option<f64>,
+    pub outstanding: usize,
     pub series: Option<PathBuf>,
     pub series_ms: u64,
 }
@@ -310,7 +311,7 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
                         step_secs: None,
                         oscillate_secs: None,
                     },
-                    None => Offered::Window { outstanding: 1000 },
+                    None => Offered::Window { outstanding: r.outstanding.max(1) },
                 };
                 (g, offered)
             })
