@@ -115,15 +115,22 @@ impl Link {
 
     /// Checks that the process is the node of the cluster file the bench meant.
     fn check_info(&mut self, cluster: &ClusterFile) -> Result<(), BenchError> {
+        let protocol = format!("{:?}", cluster.protocol).to_lowercase();
         match self.call(&Command::Info {}, QUICK_REPLY_TIMEOUT)? {
-            Reply::Info { node, cluster_id, .. }
-                if node == self.id && cluster_id == cluster.cluster_id =>
+            // A Multi-Ring process serves on the control address of its node in its lowest ring,
+            // so a bench given that ring's cluster file finds it there, with the right ids.
+            Reply::Info { protocol: p, .. } if p == "multiring" => Err(self.error(
+                "this is a Multi-Ring process (it runs a Multi-Ring file, not this cluster file): \
+                 bench it with `ringsmr bench --config` its Multi-Ring file",
+            )),
+            Reply::Info { node, cluster_id, protocol: p, .. }
+                if node == self.id && cluster_id == cluster.cluster_id && p == protocol =>
             {
                 Ok(())
             }
-            Reply::Info { node, cluster_id, .. } => Err(self.error(format!(
-                "this is node {node} of cluster {cluster_id}, not node {} of cluster {}: is it \
-                 running another cluster file?",
+            Reply::Info { node, cluster_id, protocol: p, .. } => Err(self.error(format!(
+                "this is node {node} of cluster {cluster_id} ({p}), not node {} of cluster {} \
+                 ({protocol}): is it running another cluster file?",
                 self.id, cluster.cluster_id
             ))),
             other => Err(self.unexpected(&other)),

@@ -35,7 +35,11 @@
 //!
 //! The transport under these commands (bounded lines, the connection limit, the hand-off of a load
 //! to the thread that owns the node, the bench's end of a connection) is `node::control_transport`.
-//! It knows no command set, so that a process of another kind can serve its own over it.
+//! It knows no command set, so that a Multi-Ring process can serve its own over it from
+//! `multiring::control` while `node` stays below `multiring` (`tests/layering.rs`). A Multi-Ring
+//! process serves on the `control` address of the node it plays in its lowest-id ring, answers
+//! `info` with `"protocol": "multiring"` and its process id, and takes `multi_load` instead of
+//! `load`; the bench of one ring sees that protocol and refuses to drive it.
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener};

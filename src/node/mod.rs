@@ -4,7 +4,7 @@
 //! workload ([`load`]) with its raw-transport [`baseline`], the control endpoint of a node process
 //! ([`control`]) and the benchmark of a cluster of node processes driven through it
 //! ([`bench`](mod@bench)); `control_transport` is the line-delimited JSON both ends of a control
-//! endpoint speak, whatever the commands.
+//! endpoint speak, whatever the process (a Multi-Ring process serves its own commands over it).
 
 pub mod baseline;
 pub mod bench;
