@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ringsmr::io::BackendChoice;
 use ringsmr::io::scheduling::Scheduling;
+use ringsmr::multiring::load::MultiRingLoadReport;
 use ringsmr::node::baseline::RingSenders;
 use ringsmr::node::checksum::StreamChecksum;
 use ringsmr::node::config::StorageMode;
@@ -49,8 +50,9 @@ enum Command {
     /// Start a cluster inside this process on loopback (real sockets), load it for a while and print
     /// throughput, latency and CPU. With no options: 3-node U-Ring Paxos, 10 s.
     Local(LocalArgs),
-    /// Run one process of the cluster described by a cluster file. It also listens for `ringsmr
-    /// bench` on the node's `control` address.
+    /// Run one process of the cluster described by a cluster file (or a Multi-Ring file). It also
+    /// listens for `ringsmr bench` on the node's `control` address (Multi-Ring: its node's in its
+    /// lowest ring).
     Node(NodeArgs),
     /// Load a cluster of `ringsmr node` processes (possibly on other hosts) through their control
     /// endpoints and print throughput, latency and CPU like `local`.
@@ -183,11 +185,24 @@ impl WorkloadArgs {
         }
         Ok(())
     }
+
+    /// Prints a Multi-Ring `report` the same way (`local` and `bench` alike).
+    fn print_multiring(&self, report: &MultiRingLoadReport) -> Result<()> {
+        let mut out = io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", report.to_json())?;
+        } else {
+            write!(out, "{}", report.table())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// The cluster file (TOML) the node processes run.
+    /// The cluster file (TOML) the node processes run, or the Multi-Ring file (`[[ring]]` tables;
+    /// each process then serves on its node's `control` in its lowest ring; `--outstanding` is per
+    /// group, and there is no `--baseline`).
     #[arg(long)]
     config: std::path::PathBuf,
     #[command(flatten)]
@@ -230,8 +245,8 @@ struct NodeArgs {
     /// Where the snapshot is kept (default: the node's directory in the cluster file).
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
-    /// Multi-Ring file: the groups to multicast to, round-robin (default: every group of a ring
-    /// in which this process proposes).
+    /// Multi-Ring file: the groups to multicast to, round-robin, and those a `ringsmr bench` load
+    /// multicasts to (default: every group of a ring in which this process proposes).
     #[arg(long, value_delimiter = ',')]
     groups: Vec<u32>,
     /// Multi-Ring file: run a measured load of this many seconds (a window of messages per group,
@@ -355,16 +370,27 @@ fn run_local_multiring(a: LocalArgs) -> Result<ExitCode> {
         outstanding: a.w.outstanding,
     };
     let report = multiring_cli::run_local_multiring(common, &a.multiring)?;
-    let mut out = io::stdout().lock();
-    if a.w.json {
-        writeln!(out, "{}", report.to_json())?;
-    } else {
-        write!(out, "{}", report.table())?;
-    }
+    a.w.print_multiring(&report)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
+    if multiring_cli::is_multiring_file(&a.config)? {
+        if a.w.baseline {
+            bail!(
+                "--baseline is for a cluster file of one ring; with a Multi-Ring file, compare with \
+                 a Multi-Ring file of one ring instead"
+            );
+        }
+        let common = multiring_cli::BenchCommon {
+            payload_bytes: a.w.payload,
+            duration_secs: a.w.duration,
+            outstanding: a.w.outstanding,
+            progress: !a.w.json && io::stderr().is_terminal(),
+        };
+        a.w.print_multiring(&multiring_cli::run_bench_multiring(&a.config, common)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cluster = ClusterFile::load(&a.config)?;
     let proposers = cluster.nodes.iter().filter(|n| n.roles.contains(&Role::Proposer)).count();
     let workload = a.w.workload(cluster.window_bytes, proposers)?;

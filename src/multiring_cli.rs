@@ -1,5 +1,5 @@
-//! The command line of Multi-Ring Paxos: `ringsmr local --protocol multiring` and `ringsmr node`
-//! with a Multi-Ring file.
+//! The command line of Multi-Ring Paxos: `ringsmr local --protocol multiring`, and `ringsmr node`
+//! and `ringsmr bench` with a Multi-Ring file.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -11,14 +11,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use ringsmr::io::BackendChoice;
+use ringsmr::multiring::bench::{MultiRingBenchSpec, run_bench};
 use ringsmr::multiring::config::LearnerEntry;
+use ringsmr::multiring::control::{MultiLoad, MultiRingControl};
 use ringsmr::multiring::load::{
     LocalMultiRingSpec, MultiRingLoadReport, MultiRingWorkload, Offered, ProcessLoad, SeriesRow,
-    drive, run_local,
+    drive, run_local, stream_key,
 };
 use ringsmr::multiring::{GroupId, MultiRingFile, MultiRingNode, MultiRingOptions, ProcessId};
-use ringsmr::node::ProtocolName;
 use ringsmr::node::load::duration_from_secs;
+use ringsmr::node::{ProtocolName, Role, StreamChecksum, StreamTrace};
 
 /// Which groups each process of a `local` run delivers.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -280,15 +282,7 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
     let mut node = MultiRingNode::start(&file, r.process, opts)?;
     let groups = if r.groups.is_empty() {
         // Every group of a ring in which this process proposes.
-        file.groups
-            .iter()
-            .filter(|g| {
-                let ring = file.ring(g.ring).expect("validated");
-                ring.node_of(r.process)
-                    .is_some_and(|n| ring.cluster.node_config(n).is_ok_and(|c| c.proposer))
-            })
-            .map(|g| g.id)
-            .collect()
+        file.multicast_groups(r.process)
     } else {
         r.groups.clone()
     };
@@ -300,7 +294,22 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
         node.subscriptions(),
         groups
     );
+    // The control endpoint is how `ringsmr bench` reaches this process. Without it the process
+    // still takes part, so only an address the file names explicitly is a must.
+    let control = match MultiRingControl::start(&file, r.process, groups.clone(), node.backend()) {
+        Ok(c) => {
+            eprintln!("ringsmr: process {} takes bench commands on {}", r.process, c.local_addr());
+            Some(c)
+        }
+        Err(e) if !control_named(&file, r.process) => {
+            eprintln!("ringsmr: {e}; `ringsmr bench` cannot reach this process");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut out = io::stdout();
+    // The merged stream's order since the start, for `ringsmr bench` to compare learners.
+    let mut trace = StreamTrace::default();
     if let Some(secs) = r.load_secs {
         let traffic = groups
             .iter()
@@ -323,10 +332,12 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
             series_ms: r.series.as_ref().map(|_| r.series_ms.max(1)),
         };
         let report = {
-            let mut loads = [ProcessLoad::new(&mut node, &w)];
+            let mut loads = [ProcessLoad::new(&mut node, &w).continuing(trace, None)];
             drive(&mut loads, &w, &stop).map_err(anyhow::Error::msg)?;
             let [l] = loads;
-            l.report()
+            let (report, went_on, _) = l.finish();
+            trace = went_on;
+            report
         };
         if let Some(path) = &r.series {
             write_series(path, &report.series.iter().collect::<Vec<_>>())?;
@@ -347,15 +358,11 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
             })
         )?;
         out.flush()?;
-        // Go on taking part (other processes may still be measuring) until told to stop.
-        while !stop.load(Ordering::Relaxed) {
-            while node.try_deliver_batch().is_some() {}
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        node.stop();
-        return Ok(ExitCode::SUCCESS);
+        // Then go on taking part (other processes may still be measuring) until told to stop.
     }
-    let mut sum = ringsmr::node::checksum::StreamChecksum::default();
+    let mut sum = StreamChecksum::default();
+    // Only a line that prints it needs the payload checksum kept up to date during a bench load.
+    let payload_checksum_read = r.expect.is_some() || r.progress_ms.is_some();
     let mut proposed = 0u64;
     let mut reported = false;
     let started = std::time::Instant::now();
@@ -382,7 +389,9 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
         let wait = Duration::from_millis(if proposed < r.propose { 1 } else { 20 });
         let mut next = node.recv_timeout(wait);
         while let Some(d) = next {
-            sum.add_value((u64::from(d.ring) << 48) ^ d.instance, d.id, &d.payload);
+            let key = stream_key(d.ring, d.instance);
+            sum.add_value(key, d.id, &d.payload);
+            trace.add(key, d.id);
             if r.expect == Some(sum.values) && !reported {
                 reported = true;
                 writeln!(out, "delivered {} checksum {:016x}", sum.values, sum.value())?;
@@ -390,8 +399,14 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
             }
             next = node.try_deliver();
         }
+        if let Some(c) = &control {
+            let sum = payload_checksum_read.then_some(&mut sum);
+            c.serve_pending_load(&mut node, &mut trace, sum, &stop);
+        }
     }
+    let malformed = control.as_ref().map_or(0, MultiRingControl::malformed_commands);
     let report = node.stop();
+    eprintln!("ringsmr: process {}: {malformed} malformed control commands", r.process);
     for (ring, n) in &report.rings {
         eprintln!(
             "ringsmr: process {} ring {ring}: {} values delivered, {:.2} s CPU, {} skip instances opened, {} positions skipped",
@@ -403,4 +418,55 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the file names `process`' control address itself (rather than leaving the default).
+fn control_named(file: &MultiRingFile, process: ProcessId) -> bool {
+    file.control_endpoint(process).is_some_and(|(ring, node, _)| {
+        file.ring(ring).is_some_and(|r| r.cluster.nodes[usize::from(node)].control.is_some())
+    })
+}
+
+/// The options `bench` shares with single-ring runs.
+pub struct BenchCommon {
+    pub payload_bytes: usize,
+    pub duration_secs: f64,
+    /// Messages each proposer keeps outstanding per group (default: each ring's window of bytes
+    /// shared among its proposers, as `local` does).
+    pub outstanding: Option<usize>,
+    pub progress: bool,
+}
+
+/// `ringsmr bench --config MULTIRING_FILE`: loads the file's `ringsmr node` processes.
+pub fn run_bench_multiring(path: &Path, c: BenchCommon) -> Result<MultiRingLoadReport> {
+    let file = MultiRingFile::load(path)?;
+    let per_value = c.payload_bytes + ringsmr::proto::VALUE_OVERHEAD_BYTES;
+    // The tightest ring's share, so no ring's coordinator queues what its window cannot hold.
+    let outstanding = c.outstanding.unwrap_or_else(|| {
+        file.rings
+            .iter()
+            .map(|r| {
+                let proposers =
+                    r.cluster.nodes.iter().filter(|n| n.roles.contains(&Role::Proposer)).count();
+                (r.cluster.window_bytes / per_value / proposers.max(1)).max(256)
+            })
+            .min()
+            .unwrap_or(256)
+    });
+    let load =
+        MultiLoad::new(c.payload_bytes, c.duration_secs, outstanding, None).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.replace("`payload_bytes`", "--payload")
+                    .replace("`duration_secs`", "--duration")
+                    .replace("`outstanding_per_group`", "--outstanding")
+            )
+        })?;
+    let spec = MultiRingBenchSpec {
+        file,
+        config_path: path.display().to_string(),
+        load,
+        progress: c.progress,
+    };
+    Ok(run_bench(&spec)?)
 }

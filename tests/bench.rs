@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Children, Netns, TempDir, free_ports, three_node_cluster_toml};
+use common::{BIN, Children, Netns, TempDir, free_ports, output_within, three_node_cluster_toml};
 
 /// A 3-node cluster file on loopback with explicit control addresses.
 fn cluster_file(dir: &Path, protocol: &str) -> std::path::PathBuf {
@@ -44,27 +44,9 @@ fn start_nodes(file: &Path, ids: &[u16], netns: Option<&Netns>) -> Children {
 /// Runs `ringsmr bench` with `args` and returns its output; fails the test if it runs past
 /// `within` (the bench bounds each of its waits, so this only catches a hang).
 fn bench(file: &Path, args: &[&str], netns: Option<&Netns>, within: Duration) -> Output {
-    let mut children = Children::default();
-    let child = Netns::command(netns, BIN)
-        .args(["bench", "--config"])
-        .arg(file)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ringsmr bench starts");
-    children.push(child);
-    let deadline = Instant::now() + within;
-    loop {
-        let slot = &mut children.0[0];
-        let running = slot.as_mut().unwrap();
-        if running.try_wait().unwrap().is_some() {
-            // Its output is one line or one message: it fits the pipes, so nothing blocked on them.
-            return slot.take().unwrap().wait_with_output().unwrap();
-        }
-        assert!(Instant::now() < deadline, "ringsmr bench still runs after {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = Netns::command(netns, BIN);
+    cmd.args(["bench", "--config"]).arg(file).args(args);
+    output_within(&mut cmd, within)
 }
 
 /// Runs `ringsmr bench --baseline` against three node processes and checks its JSON.

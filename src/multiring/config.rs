@@ -35,9 +35,16 @@
 //! ring must have the same M, and every learner of a ring merges it with that M, so learners with
 //! overlapping subscriptions order what they share alike.
 //!
+//! A process run as `ringsmr node --config MULTIRING_FILE --id P` serves `ringsmr bench` on one
+//! control endpoint ([`control`](super::control)): the `control` address of the node it plays in
+//! its lowest-id ring (in that ring's cluster file; by default the node's data port + 1000). One
+//! endpoint per process, since the bench loads processes, not rings; the `control` addresses of its
+//! nodes in other rings are not used. [`MultiRingFile::control_endpoint`] says which it is.
+//!
 //! Like the cluster file, unknown keys are refused and every refusal names the field.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -374,6 +381,31 @@ impl MultiRingFile {
             .collect()
     }
 
+    /// The groups `process` multicasts to unless told otherwise: every group of every ring in
+    /// which it is a proposer.
+    pub fn multicast_groups(&self, process: ProcessId) -> Vec<GroupId> {
+        self.groups
+            .iter()
+            .filter(|g| {
+                let ring = self.ring(g.ring).expect("validated");
+                ring.node_of(process)
+                    .is_some_and(|n| ring.cluster.node_config(n).is_ok_and(|c| c.proposer))
+            })
+            .map(|g| g.id)
+            .collect()
+    }
+
+    /// Where `process` serves `ringsmr bench` (module docs): the control address of its node in
+    /// its lowest-id ring, with that ring and node. `None` when no ring names the process (or the
+    /// default address would pass port 65535, which the cluster file's validation refuses).
+    pub fn control_endpoint(&self, process: ProcessId) -> Option<(RingId, NodeId, SocketAddr)> {
+        // `rings` is in id order, so the first that names the process is its lowest.
+        let ring = self.rings.iter().find(|r| r.node_of(process).is_some())?;
+        let node = ring.node_of(process)?;
+        let addr = ring.cluster.nodes.get(usize::from(node))?.control_address()?;
+        Some((ring.id, node, addr))
+    }
+
     /// Every process some ring names, in order.
     pub fn processes(&self) -> Vec<ProcessId> {
         let mut all: Vec<ProcessId> =
@@ -428,6 +460,16 @@ mod tests {
         assert_eq!(file.subscriptions(1), Vec::<GroupId>::new());
         assert_eq!(file.subscriptions(3), [5, 6]);
         assert_eq!(file.processes(), [0, 1, 2, 3]);
+        // Only node 0 of each ring proposes: process 0 in ring 0, process 3 in ring 1.
+        assert_eq!(file.multicast_groups(0), [0]);
+        assert_eq!(file.multicast_groups(3), [5, 6]);
+        assert_eq!(file.multicast_groups(2), Vec::<GroupId>::new());
+        // Process 2 plays node 2 of ring 0 and node 2 of ring 1: it serves where the lower ring
+        // says; process 3 is in ring 1 only (node 0, data port 7200).
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(file.control_endpoint(2), Some((0, 2, at(7102 + 1000))));
+        assert_eq!(file.control_endpoint(3), Some((1, 0, at(7200 + 1000))));
+        assert_eq!(file.control_endpoint(9), None);
     }
 
     #[test]

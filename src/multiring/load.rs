@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::io::pin::allowed_cores;
 use crate::node::checksum::{Checkpoint, PrefixComparison, StreamChecksum, StreamTrace};
@@ -30,7 +30,9 @@ use crate::node::load::PAYLOAD_BYTES_MAX;
 use crate::proto::{Instance, ValueId};
 
 use super::config::{GroupId, MultiRingFile, ProcessId, RingId};
-use super::node::{MultiRingError, MultiRingNode, MultiRingOptions, split_group_tag};
+use super::node::{
+    GROUP_TAG_BYTES, MultiRingError, MultiRingNode, MultiRingOptions, split_group_tag,
+};
 
 /// Payload bytes proposed (zeros: static, nothing to write per message).
 static PAYLOAD: [u8; PAYLOAD_BYTES_MAX] = [0; PAYLOAD_BYTES_MAX];
@@ -87,19 +89,59 @@ pub struct SeriesRow {
     pub queued_instances: Vec<usize>,
 }
 
-/// What one process measured.
-#[derive(Clone, Debug)]
+/// What one process measured: what a Multi-Ring process sends `ringsmr bench`
+/// ([`control`](super::control)), without its series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessLoadReport {
     pub process: ProcessId,
     pub subscriptions: Vec<GroupId>,
     /// Messages and payload bytes delivered during the run, per subscribed group.
+    #[serde(with = "delivered_as_list")]
     pub delivered: BTreeMap<GroupId, (u64, u64)>,
     pub secs: f64,
     pub latency_us: Histogram,
+    /// The merged stream at the checkpoints it passed from the run's start on, ending with where it
+    /// stood after the run; counted from where the stream the load continued began
+    /// ([`ProcessLoad::continuing`]).
     pub checkpoints: Vec<Checkpoint>,
     /// CPU share of each ring's node thread during the run, in ring-id order.
     pub cpu_per_ring: Vec<(RingId, Option<f64>)>,
+    /// Skip instances this process' nodes opened as coordinators during the run (what `ringsmr
+    /// bench` sums; `ringsmr local` reads its nodes' totals), and the logical positions skips took
+    /// up at its learners, summed over its rings.
+    #[serde(default)]
+    pub skip_instances: u64,
+    #[serde(default)]
+    pub positions_skipped: u64,
+    /// Not sent over a control connection: a process writes its own series (`--series`).
+    #[serde(skip)]
     pub series: Vec<SeriesRow>,
+}
+
+/// [`ProcessLoadReport::delivered`] over the wire as `[[group, msgs, bytes], ...]`: a JSON object's
+/// keys are strings, and the reply that carries the report (an internally tagged enum, which serde
+/// buffers before it knows the variant) does not turn them back into group ids.
+mod delivered_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::GroupId;
+
+    pub fn serialize<S: Serializer>(
+        delivered: &BTreeMap<GroupId, (u64, u64)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(delivered.iter().map(|(g, (msgs, bytes))| (g, msgs, bytes)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<GroupId, (u64, u64)>, D::Error> {
+        let list = Vec::<(GroupId, u64, u64)>::deserialize(d)?;
+        Ok(list.into_iter().map(|(g, msgs, bytes)| (g, (msgs, bytes))).collect())
+    }
 }
 
 impl ProcessLoadReport {
@@ -114,7 +156,7 @@ impl ProcessLoadReport {
 
 /// The stream position a merged delivery is traced under: instances of different rings must not
 /// look alike.
-fn stream_key(ring: RingId, instance: Instance) -> Instance {
+pub fn stream_key(ring: RingId, instance: Instance) -> Instance {
     (u64::from(ring) << 48) ^ instance
 }
 
@@ -141,6 +183,9 @@ pub struct ProcessLoad<'a> {
     trace_from_values: u64,
     cpu_at_start: Vec<Option<Duration>>,
     cpu_per_ring: Vec<(RingId, Option<f64>)>,
+    /// The nodes' skip counters when the run started, and what they added during it.
+    skips_at_start: (u64, u64),
+    skips: (u64, u64),
     secs: f64,
     /// The current sample.
     window: Window,
@@ -184,6 +229,8 @@ impl<'a> ProcessLoad<'a> {
             trace_from_values: 0,
             cpu_at_start: Vec::new(),
             cpu_per_ring: Vec::new(),
+            skips_at_start: (0, 0),
+            skips: (0, 0),
             secs: 0.0,
             series: Vec::new(),
         }
@@ -192,6 +239,20 @@ impl<'a> ProcessLoad<'a> {
     /// Also checksums every delivered payload (what `ringsmr node --expect` prints).
     pub fn with_payload_checksum(mut self) -> ProcessLoad<'a> {
         self.checksum = Some(StreamChecksum::default());
+        self
+    }
+
+    /// Goes on with the stream the process delivered so far (its order, and its payload checksum
+    /// when it keeps one): a `ringsmr node` process loaded by `ringsmr bench`, whose learners
+    /// started their loads at different points of the merged stream and are compared on positions
+    /// counted from the process' start. [`ProcessLoad::finish`] hands them back.
+    pub fn continuing(
+        mut self,
+        trace: StreamTrace,
+        checksum: Option<StreamChecksum>,
+    ) -> ProcessLoad<'a> {
+        self.trace = trace;
+        self.checksum = checksum;
         self
     }
 
@@ -258,16 +319,22 @@ impl<'a> ProcessLoad<'a> {
             let key = stream_key(b.ring, b.instance);
             let me = self.node.node_id(b.ring);
             for v in b.values.values() {
-                let (group, payload_len) = match b.group {
-                    Some(g) => (g, v.payload.len()),
+                // The message as `MultiRingNode::try_deliver` hands it out (without the group tag
+                // of a shared ring), so a load's checksum goes on with the stream `ringsmr node`
+                // checksums between loads.
+                let (group, message) = match b.group {
+                    Some(g) => (g, &v.payload[..]),
                     None => match split_group_tag(&v.payload) {
-                        Some((g, p)) if self.delivered.contains_key(&g) => (g, p.len()),
+                        Some((g, _)) if self.delivered.contains_key(&g) => {
+                            (g, &v.payload[GROUP_TAG_BYTES..])
+                        }
                         _ => continue,
                     },
                 };
+                let payload_len = message.len();
                 self.trace.add(key, v.id);
                 if let Some(sum) = self.checksum.as_mut() {
-                    sum.add_value(key, v.id, &v.payload);
+                    sum.add_value(key, v.id, message);
                 }
                 if self.counting {
                     for d in [&mut self.delivered, &mut self.window.delivered] {
@@ -312,12 +379,16 @@ impl<'a> ProcessLoad<'a> {
         self.counting = true;
         self.trace_from_values = self.trace.values();
         self.cpu_at_start = self.node.thread_cpu_times();
+        self.skips_at_start = self.node.skip_counters();
         self.stamps.clear();
     }
 
     fn end(&mut self, secs: f64) {
         self.counting = false;
         self.secs = secs;
+        let (opened, skipped) = self.node.skip_counters();
+        let (opened_before, skipped_before) = self.skips_at_start;
+        self.skips = (opened.saturating_sub(opened_before), skipped.saturating_sub(skipped_before));
         let rings: Vec<RingId> = self.node.rings().collect();
         let now = self.node.thread_cpu_times();
         self.cpu_per_ring = rings
@@ -354,7 +425,12 @@ impl<'a> ProcessLoad<'a> {
     }
 
     pub fn report(self) -> ProcessLoadReport {
-        ProcessLoadReport {
+        self.finish().0
+    }
+
+    /// The report, and the stream's order and payload checksum to go on with.
+    pub fn finish(self) -> (ProcessLoadReport, StreamTrace, Option<StreamChecksum>) {
+        let report = ProcessLoadReport {
             process: self.node.process(),
             subscriptions: self.node.subscriptions().to_vec(),
             delivered: self.delivered,
@@ -362,8 +438,11 @@ impl<'a> ProcessLoad<'a> {
             latency_us: self.latency_us,
             checkpoints: self.trace.checkpoints_since(self.trace_from_values),
             cpu_per_ring: self.cpu_per_ring,
+            skip_instances: self.skips.0,
+            positions_skipped: self.skips.1,
             series: self.series,
-        }
+        };
+        (report, self.trace, self.checksum)
     }
 }
 

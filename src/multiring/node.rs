@@ -412,6 +412,15 @@ impl MultiRingNode {
         self.members.iter().map(|m| m.node.thread_cpu_time()).collect()
     }
 
+    /// Skip instances this process' nodes opened as coordinators so far, and the instances they
+    /// stood for, summed over its rings.
+    pub fn skip_counters(&self) -> (u64, u64) {
+        self.members
+            .iter()
+            .map(|m| m.node.skip_counters())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// Decided instances waiting for the merge, per ring this process merges (in ring-id order):
     /// what the learner buffers (5.4.6).
     pub fn queued_instances(&self) -> Vec<(RingId, usize)> {

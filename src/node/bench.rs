@@ -16,8 +16,7 @@
 //! cluster's group on the port next to the group's (port + 1; port - 1 for 65535), so that the
 //! nodes' protocol sockets, joined to the group's own port, never see its datagrams.
 
-use std::io::BufReader;
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -26,18 +25,16 @@ use crate::proto::types::NodeId;
 
 use super::baseline::{self, FIRST_BYTE_TIMEOUT, MulticastRole, StageReport, WARMUP};
 use super::config::{ClusterFile, ProtocolName};
-use super::control::{Command, Line, REPLY_BYTES_MAX, Reply, StageSpec};
-use super::control::{read_line_bounded, write_line};
+use super::control::{Command, Reply, StageSpec};
+use super::control_transport::ControlLink;
 use super::load::{self, DRAIN_TIMEOUT, LoadReport, NodeLoadReport, READY_TIMEOUT, Workload};
 
 /// How long the bench keeps trying to reach a node's control endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Between two attempts to connect.
-const CONNECT_RETRY: Duration = Duration::from_millis(100);
 /// How long a node may take to answer a command that does not wait for a measurement.
-const QUICK_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const QUICK_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Beyond the longest a measurement can take, how long the bench waits for its reply.
-const REPLY_SLACK: Duration = Duration::from_secs(10);
+pub const REPLY_SLACK: Duration = Duration::from_secs(10);
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -71,9 +68,7 @@ pub enum BenchError {
 struct Link {
     id: NodeId,
     addr: SocketAddr,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    line: Vec<u8>,
+    link: ControlLink,
 }
 
 impl Link {
@@ -84,29 +79,13 @@ impl Link {
         deadline: Instant,
         config: &str,
     ) -> Result<Link, BenchError> {
-        let stream = loop {
-            let left = deadline.saturating_duration_since(Instant::now()).max(CONNECT_RETRY);
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(BenchError::Unreachable {
-                        id,
-                        addr,
-                        cause: e.to_string(),
-                        config: config.to_string(),
-                    });
-                }
-                // Refused: nothing listens yet. Try again shortly.
-                Err(_) => std::thread::sleep(CONNECT_RETRY),
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let reader = stream.try_clone().map_err(|e| BenchError::Node {
+        let link = ControlLink::connect(addr, deadline).map_err(|e| BenchError::Unreachable {
             id,
             addr,
-            what: format!("cloning the connection: {e}"),
+            cause: e.to_string(),
+            config: config.to_string(),
         })?;
-        Ok(Link { id, addr, reader: BufReader::new(reader), writer: stream, line: Vec::new() })
+        Ok(Link { id, addr, link })
     }
 
     fn error(&self, what: impl Into<String>) -> BenchError {
@@ -114,30 +93,12 @@ impl Link {
     }
 
     fn send(&mut self, cmd: &Command) -> Result<(), BenchError> {
-        write_line(&mut self.writer, cmd).map_err(|e| self.error(format!("sending: {e}")))
+        self.link.send(cmd).map_err(|e| self.error(e.0))
     }
 
     /// The next reply, within `timeout`; an error reply becomes an error naming the node.
     fn receive(&mut self, timeout: Duration) -> Result<Reply, BenchError> {
-        let _ = self.writer.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
-        let reply = match read_line_bounded(&mut self.reader, REPLY_BYTES_MAX, &mut self.line) {
-            Ok(Line::Text) => serde_json::from_slice(&self.line)
-                .map_err(|e| self.error(format!("unreadable reply: {e}")))?,
-            Ok(Line::TooLong) => {
-                return Err(self.error(format!("reply longer than {REPLY_BYTES_MAX} bytes")));
-            }
-            Ok(Line::Eof) => return Err(self.error("closed the connection (did it stop?)")),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(self.error(format!("no reply within {} s", timeout.as_secs_f64())));
-            }
-            Err(e) => return Err(self.error(format!("reading the reply: {e}"))),
-        };
-        match reply {
+        match self.link.receive(timeout).map_err(|e| self.error(e.0))? {
             Reply::Error { error } => Err(self.error(error)),
             r => Ok(r),
         }
@@ -154,15 +115,22 @@ impl Link {
 
     /// Checks that the process is the node of the cluster file the bench meant.
     fn check_info(&mut self, cluster: &ClusterFile) -> Result<(), BenchError> {
+        let protocol = format!("{:?}", cluster.protocol).to_lowercase();
         match self.call(&Command::Info {}, QUICK_REPLY_TIMEOUT)? {
-            Reply::Info { node, cluster_id, .. }
-                if node == self.id && cluster_id == cluster.cluster_id =>
+            // A Multi-Ring process serves on the control address of its node in its lowest ring,
+            // so a bench given that ring's cluster file finds it there, with the right ids.
+            Reply::Info { protocol: p, .. } if p == "multiring" => Err(self.error(
+                "this is a Multi-Ring process (it runs a Multi-Ring file, not this cluster file): \
+                 bench it with `ringsmr bench --config` its Multi-Ring file",
+            )),
+            Reply::Info { node, cluster_id, protocol: p, .. }
+                if node == self.id && cluster_id == cluster.cluster_id && p == protocol =>
             {
                 Ok(())
             }
-            Reply::Info { node, cluster_id, .. } => Err(self.error(format!(
-                "this is node {node} of cluster {cluster_id}, not node {} of cluster {}: is it \
-                 running another cluster file?",
+            Reply::Info { node, cluster_id, protocol: p, .. } => Err(self.error(format!(
+                "this is node {node} of cluster {cluster_id} ({p}), not node {} of cluster {} \
+                 ({protocol}): is it running another cluster file?",
                 self.id, cluster.cluster_id
             ))),
             other => Err(self.unexpected(&other)),

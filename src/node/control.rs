@@ -32,12 +32,19 @@
 //! A line that is not a valid command (bad JSON, unknown command or field, a value out of range,
 //! longer than [`COMMAND_BYTES_MAX`]) gets an `error` reply and is counted; the connection stays
 //! open. A connection that closes stops its baseline stage.
+//!
+//! The transport under these commands (bounded lines, the connection limit, the hand-off of a load
+//! to the thread that owns the node, the bench's end of a connection) is `node::control_transport`.
+//! It knows no command set, so that a Multi-Ring process can serve its own over it from
+//! `multiring::control` while `node` stays below `multiring` (`tests/layering.rs`). A Multi-Ring
+//! process serves on the `control` address of the node it plays in its lowest-id ring, answers
+//! `info` with `"protocol": "multiring"` and its process id, and takes `multi_load` instead of
+//! `load`; the bench of one ring sees that protocol and refuses to drive it.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,16 +57,11 @@ use crate::proto::types::NodeId;
 use super::baseline::{MulticastRole, MulticastStage, RingRole, RingStage, StageReport};
 use super::checksum::{StreamChecksum, StreamTrace};
 use super::config::ClusterFile;
+use super::control_transport::{self, Handoff, Pending, Session};
 use super::handle::Node;
 use super::load::{self, NodeLoadReport, Workload, duration_from_secs};
 
-/// The longest command line a node reads (commands are a few hundred bytes).
-pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
-/// The longest reply line the bench reads (a load report carries a histogram and up to a thousand
-/// checkpoints: about 100 KB).
-pub const REPLY_BYTES_MAX: usize = 16 << 20;
-/// Control connections a node serves at once; more are refused with an error reply.
-pub const CONNECTIONS_MAX: usize = 8;
+pub use super::control_transport::{COMMAND_BYTES_MAX, CONNECTIONS_MAX, REPLY_BYTES_MAX};
 
 /// A command to a node process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,67 +118,6 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// One line read with a bound.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line {
-    /// The line (without its newline) is in the buffer.
-    Text,
-    /// The line was longer than the bound; it was skipped up to its newline.
-    TooLong,
-    Eof,
-}
-
-/// Reads one `\n`-terminated line into `buf` (cleared first), holding at most `max_bytes` of it: a
-/// peer cannot make us buffer an endless line. A last line without a newline counts as a line.
-pub(crate) fn read_line_bounded(
-    r: &mut impl BufRead,
-    max_bytes: usize,
-    buf: &mut Vec<u8>,
-) -> io::Result<Line> {
-    buf.clear();
-    let mut too_long = false;
-    let mut seen_any = false;
-    loop {
-        let available = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(match (seen_any, too_long) {
-                (false, _) => Line::Eof,
-                (true, true) => Line::TooLong,
-                (true, false) => Line::Text,
-            });
-        }
-        seen_any = true;
-        let (chunk, used, ended) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..i], i + 1, true),
-            None => (available, available.len(), false),
-        };
-        if !too_long {
-            if buf.len() + chunk.len() > max_bytes {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        r.consume(used);
-        if ended {
-            return Ok(if too_long { Line::TooLong } else { Line::Text });
-        }
-    }
-}
-
-/// Writes `value` as one JSON line.
-pub(crate) fn write_line(w: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
-    line.push(b'\n');
-    w.write_all(&line)?;
-    w.flush()
-}
-
 /// The control endpoint could not be set up.
 #[derive(Debug, Error)]
 pub enum ControlError {
@@ -194,11 +135,8 @@ pub enum ControlError {
     Start { id: NodeId, what: String },
 }
 
-/// A load the bench asked for, waiting for the thread that owns the node.
-struct LoadRequest {
-    workload: Workload,
-    reply: SyncSender<Result<NodeLoadReport, String>>,
-}
+/// A load the bench asked for, handed to the thread that owns the node, and its outcome.
+type LoadHandoff = Handoff<Workload, Result<NodeLoadReport, String>>;
 
 /// What every connection of one node process shares.
 struct Context {
@@ -206,16 +144,15 @@ struct Context {
     cluster: ClusterFile,
     backend: BackendChoice,
     backend_name: &'static str,
-    loads: SyncSender<LoadRequest>,
+    loads: LoadHandoff,
     malformed_commands: AtomicU64,
-    connections: AtomicUsize,
 }
 
 /// The control endpoint of a node process: listens on its own thread; the thread that owns the
 /// process' [`Node`] runs the loads it is asked for ([`ControlServer::serve_pending_load`]).
 pub struct ControlServer {
     addr: SocketAddr,
-    loads: Receiver<LoadRequest>,
+    loads: Pending<Workload, Result<NodeLoadReport, String>>,
     context: Arc<Context>,
 }
 
@@ -238,23 +175,20 @@ impl ControlServer {
         let listener =
             TcpListener::bind(addr).map_err(|source| ControlError::Bind { id, addr, source })?;
         let addr = listener.local_addr().unwrap_or(addr);
-        // One load may wait while another runs; a third is refused as busy.
-        let (loads_tx, loads_rx) = mpsc::sync_channel(1);
+        let (loads, pending) = control_transport::handoff();
         let context = Arc::new(Context {
             node: id,
             cluster: cluster.clone(),
             backend,
             backend_name,
-            loads: loads_tx,
+            loads,
             malformed_commands: AtomicU64::new(0),
-            connections: AtomicUsize::new(0),
         });
-        let accepting = Arc::clone(&context);
-        std::thread::Builder::new()
-            .name(format!("ringsmr-control-{id}"))
-            .spawn(move || accept_loop(listener, accepting))
+        let shared = Arc::clone(&context);
+        let new_session = move || NodeSession { context: Arc::clone(&shared), stage: None };
+        control_transport::serve(listener, format!("ringsmr-control-{id}"), new_session)
             .map_err(|e| ControlError::Start { id, what: format!("spawning its thread: {e}") })?;
-        Ok(ControlServer { addr, loads: loads_rx, context })
+        Ok(ControlServer { addr, loads: pending, context })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -277,47 +211,11 @@ impl ControlServer {
         payload_checksum: Option<&mut StreamChecksum>,
         stop: &AtomicBool,
     ) -> bool {
-        let Ok(request) = self.loads.try_recv() else { return false };
         let cluster = &self.context.cluster;
-        let outcome =
-            load::run_on_node(node, trace, payload_checksum, cluster, &request.workload, stop)
-                .map_err(|e| e.to_string());
-        // The bench may have gone away meanwhile: nobody to tell.
-        let _ = request.reply.send(outcome);
-        true
-    }
-}
-
-fn accept_loop(listener: TcpListener, context: Arc<Context>) {
-    for stream in listener.incoming() {
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of descriptors, or a connection reset before accept: back off, go on.
-                eprintln!("ringsmr: node {}: control endpoint: accept: {e}", context.node);
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        if context.connections.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
-            context.connections.fetch_sub(1, Ordering::AcqRel);
-            let busy = Reply::Error {
-                error: format!("this node serves at most {CONNECTIONS_MAX} control connections"),
-            };
-            let _ = write_line(&mut stream, &busy);
-            continue;
-        }
-        let serving = Arc::clone(&context);
-        let spawned = std::thread::Builder::new()
-            .name(format!("ringsmr-control-{}-conn", context.node))
-            .spawn(move || {
-                // An error here means the bench went away; its stage (if any) was stopped.
-                let _ = serve_connection(stream, &serving);
-                serving.connections.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            context.connections.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.loads.serve_one(|workload| {
+            load::run_on_node(node, trace, payload_checksum, cluster, &workload, stop)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -338,35 +236,34 @@ impl RunningStage {
     }
 }
 
-fn serve_connection(stream: TcpStream, context: &Context) -> io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let mut stage: Option<RunningStage> = None;
-    let mut line = Vec::new();
-    let result = loop {
-        let reply = match read_line_bounded(&mut reader, COMMAND_BYTES_MAX, &mut line) {
-            Err(e) => break Err(e),
-            Ok(Line::Eof) => break Ok(()),
-            Ok(Line::TooLong) => Err(format!("command longer than {COMMAND_BYTES_MAX} bytes")),
-            Ok(Line::Text) => parse_command(&line),
-        };
-        let reply = match reply {
-            Ok(cmd) => execute(cmd, context, &mut stage),
+/// One bench connection: the commands it sends, and the baseline stage it started.
+struct NodeSession {
+    context: Arc<Context>,
+    stage: Option<RunningStage>,
+}
+
+impl Session for NodeSession {
+    type Reply = Reply;
+
+    fn answer(&mut self, line: Result<&[u8], String>) -> Reply {
+        match line.and_then(parse_command) {
+            Ok(cmd) => execute(cmd, &self.context, &mut self.stage),
             Err(error) => {
-                context.malformed_commands.fetch_add(1, Ordering::Relaxed);
+                self.context.malformed_commands.fetch_add(1, Ordering::Relaxed);
                 Reply::Error { error }
             }
-        };
-        if let Err(e) = write_line(&mut writer, &reply) {
-            break Err(e);
         }
-    };
-    // Whoever started a stage and left does not need it any more.
-    if let Some(s) = stage.take() {
-        s.stop.store(true, Ordering::Relaxed);
-        let _ = s.finish();
     }
-    result
+}
+
+impl Drop for NodeSession {
+    /// Whoever started a stage and left does not need it any more.
+    fn drop(&mut self) {
+        if let Some(s) = self.stage.take() {
+            s.stop.store(true, Ordering::Relaxed);
+            let _ = s.finish();
+        }
+    }
 }
 
 fn execute(cmd: Command, context: &Context, stage: &mut Option<RunningStage>) -> Reply {
@@ -410,17 +307,10 @@ fn execute(cmd: Command, context: &Context, stage: &mut Option<RunningStage>) ->
                     Ok(w) => w,
                     Err(e) => return error(e),
                 };
-            let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-            match context.loads.try_send(LoadRequest { workload, reply: reply_tx }) {
-                Err(TrySendError::Full(_)) => {
-                    error("busy: another load runs on this node and one more waits".into())
-                }
-                Err(TrySendError::Disconnected(_)) => error("the node is stopping".into()),
-                Ok(()) => match reply_rx.recv() {
-                    Ok(Ok(report)) => Reply::Load { report },
-                    Ok(Err(e)) => error(format!("load: {e}")),
-                    Err(_) => error("the node stopped during the load".into()),
-                },
+            match context.loads.ask(workload) {
+                Ok(Ok(report)) => Reply::Load { report },
+                Ok(Err(e)) => error(format!("load: {e}")),
+                Err(e) => error(e),
             }
         }
     }
@@ -468,6 +358,9 @@ fn start_stage(
 mod tests {
     use super::*;
     use crate::node::config::ProtocolName;
+    use crate::node::control_transport::{Line, read_line_bounded};
+    use std::io::{BufReader, Write};
+    use std::net::TcpStream;
 
     #[test]
     fn commands_parse_and_bad_ones_say_why() {
@@ -508,28 +401,6 @@ mod tests {
             let e = parse_command(line).unwrap_err();
             assert!(e.contains(says), "{:?}: {e}", String::from_utf8_lossy(line));
         }
-    }
-
-    #[test]
-    fn lines_are_bounded_and_an_overlong_one_is_skipped_whole() {
-        let input = format!("short\n{}\nnext\nlast", "x".repeat(100));
-        let mut r = BufReader::with_capacity(16, input.as_bytes());
-        let mut buf = Vec::new();
-        let mut lines = Vec::new();
-        loop {
-            let l = read_line_bounded(&mut r, 50, &mut buf).unwrap();
-            if l == Line::Eof {
-                break;
-            }
-            lines.push((l, String::from_utf8(buf.clone()).unwrap()));
-        }
-        let want = [
-            (Line::Text, "short"),
-            (Line::TooLong, ""),
-            (Line::Text, "next"),
-            (Line::Text, "last"),
-        ];
-        assert_eq!(lines, want.map(|(l, s)| (l, s.to_string())));
     }
 
     /// A control endpoint with no node behind it (loads then wait forever, so none is sent).

@@ -212,6 +212,10 @@ pub(crate) struct Shared {
     pub deliveries_held: AtomicBool,
     /// Rounds the node started as coordinator so far (`Counters::rounds_started`).
     pub rounds_started: AtomicU64,
+    /// Skip instances the node opened as coordinator, and the logical positions the skips it delivered took up
+    /// (`Counters::skip_instances_opened`, `Counters::positions_skipped`).
+    pub skip_instances_opened: AtomicU64,
+    pub positions_skipped: AtomicU64,
     /// The version of the snapshot this node stored ([`Node::store_snapshot`]).
     pub stable_version: AtomicU64,
     consumer: OnceLock<Thread>,
@@ -610,6 +614,13 @@ impl Node {
     /// (thesis 3.3.5), so a rise while every process is up means one was suspected wrongly.
     pub fn rounds_started(&self) -> u64 {
         self.shared.rounds_started.load(Ordering::Acquire)
+    }
+
+    /// Skip instances this node opened as coordinator so far, and the logical positions skips took up at its learner
+    /// (Multi-Ring Paxos): read while the node runs, so a benchmark can count them over its run.
+    pub fn skip_counters(&self) -> (u64, u64) {
+        let opened = self.shared.skip_instances_opened.load(Ordering::Acquire);
+        (opened, self.shared.positions_skipped.load(Ordering::Acquire))
     }
 
     /// Values delivered by the node so far (some may still wait in the delivery queue).

@@ -3,13 +3,15 @@
 //! [`Reactor`](crate::io::Reactor) (`runtime`), the embedding API ([`Node`]), the benchmark
 //! workload ([`load`]) with its raw-transport [`baseline`], the control endpoint of a node process
 //! ([`control`]) and the benchmark of a cluster of node processes driven through it
-//! ([`bench`](mod@bench)).
+//! ([`bench`](mod@bench)); `control_transport` is the line-delimited JSON both ends of a control
+//! endpoint speak, whatever the process (a Multi-Ring process serves its own commands over it).
 
 pub mod baseline;
 pub mod bench;
 pub mod checksum;
 pub mod config;
 pub mod control;
+pub(crate) mod control_transport;
 mod durability;
 mod handle;
 pub mod histogram;

@@ -384,10 +384,15 @@ impl Runtime {
                 send_datagram(&mut self.reactor, link, &mut datagram, &mut counters);
             }
             self.reactor.flush();
+            // The counters the handle reads while the node runs (a benchmark counts skip
+            // instances over its run without stopping the node).
+            let counters = self.core.counters();
+            self.shared.rounds_started.store(counters.rounds_started, Ordering::Release);
+            let (opened, skipped) = (counters.skip_instances_opened, counters.positions_skipped);
+            self.shared.skip_instances_opened.store(opened, Ordering::Release);
+            self.shared.positions_skipped.store(skipped, Ordering::Release);
             // Out of room, decided instances may wait: the application's next take wakes us. One
             // it made since we last looked would not, so then look again without sleeping.
-            let rounds_started = self.core.counters().rounds_started;
-            self.shared.rounds_started.store(rounds_started, Ordering::Release);
             room_freed = false;
             if self.core.delivery_room() == 0 {
                 self.shared.deliveries_held.store(true, Ordering::Release);

@@ -127,6 +127,29 @@ impl Drop for Children {
     }
 }
 
+/// Runs `cmd` with its stdout and stderr piped and returns its output; fails the test if it runs
+/// past `within` (the commands tested bound each of their waits, so this only catches a hang).
+/// Their output must fit the pipes (a line or a message), since nothing reads them until it ends.
+pub fn output_within(cmd: &mut Command, within: std::time::Duration) -> std::process::Output {
+    let mut children = Children::default();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    children.push(child);
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let slot = &mut children.0[0];
+        let running = slot.as_mut().unwrap();
+        if running.try_wait().unwrap().is_some() {
+            return slot.take().unwrap().wait_with_output().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{cmd:?} still runs after {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A scratch directory, removed on drop.
 pub struct TempDir(PathBuf);
 
