@@ -89,9 +89,12 @@ pub struct Checkpoint {
 
 /// Values between two checkpoints of a [`StreamTrace`].
 pub const CHECKPOINT_EVERY_VALUES: u64 = 1024;
-/// Checkpoints a [`StreamTrace`] keeps (the newest): about a million values back, far more than
-/// learners of one run drift apart (a window of instances and a delivery queue).
-pub const CHECKPOINTS_MAX: usize = 1024;
+/// Checkpoints a [`StreamTrace`] keeps (the newest): about eight million values back. Learners of
+/// one run drift apart by a window of instances and a delivery queue, but each starts its measured
+/// run only once its probe came back: on a loaded host one started a second after the others,
+/// and with a million values kept (over a second of small values) its checkpoints and theirs
+/// shared none, and the run could not compare orders. 128 KiB per trace.
+pub const CHECKPOINTS_MAX: usize = 8 * 1024;
 
 /// The order of a delivered stream, with its recent checkpoints (module docs).
 #[derive(Clone, Debug)]
