@@ -101,6 +101,34 @@ fn a_learner_merging_without_the_ring_cursor_is_caught() {
     }
 }
 
+/// Without skip instances (λ = 0 on every ring) a merge waits for ever at the ring that decided the
+/// fewest rounds, and the values of the other rings behind it never reach the application: the
+/// merge's liveness checker must say so, which shows both that it can fail and that the runs need
+/// the skips they get.
+#[test]
+fn merges_without_skip_instances_are_caught_stalling() {
+    for seed in 0..4 {
+        let mut cfg = MultiRingSimConfig::for_seed(seed);
+        for ring in &mut cfg.rings {
+            ring.skip_lambda_instances = 0;
+            // The merges never catch up: waiting the whole heal bound would only cost time.
+            ring.heal_bound_us = 1_000_000;
+        }
+        let report = run(cfg);
+        assert!(
+            report.rings.iter().all(|r| r.passed()),
+            "every ring alone is fine: {}",
+            report.summary()
+        );
+        assert!(
+            report.violations.iter().any(|v| matches!(v, MergeViolation::Liveness { .. })),
+            "{}: {:?}",
+            report.summary(),
+            report.violations
+        );
+    }
+}
+
 /// A seed is a complete description of a run: running it twice gives the same run.
 #[test]
 fn a_multiring_seed_replays_exactly() {
