@@ -152,6 +152,12 @@ impl Coordinator {
     /// Takes over the values a previous round of this coordinator had queued and opened, so a ring
     /// change loses nothing it could still propose. Open values are requeued: Phase 1 of the new round
     /// re-proposes the ones some acceptor voted for, and learners skip the duplicates.
+    ///
+    /// Open skip instances are not: a skip is no proposer's value but a whole instance, and queued it
+    /// would be batched with values (or other skips) into an instance that is no skip, whose values
+    /// learners would deliver to the application, counting it as one turn. Phase 1 re-proposes a
+    /// skip some acceptor voted for; one nobody voted for is lost, which leaves the ring that many
+    /// turns short of λ: merges wait that much longer for it, in the same order at every learner.
     pub fn inherit(&mut self, old: Coordinator) {
         // The new ring may differ from the one the proposals travelled: they go with their values.
         // Open skips are not: queued, a skip would be batched with values into an instance that is
@@ -506,6 +512,31 @@ mod tests {
         c.on_decided(0);
         c.on_decided(1);
         assert_eq!(open_all(&mut c).iter().map(|p| p.instance).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn a_new_round_requeues_open_values_but_not_open_skips() {
+        let phase1_complete = |c: &mut Coordinator| {
+            assert!(c.on_phase1b(0, 0, 0, ALL, vec![]) && c.on_phase1b(1, 0, 0, ALL, vec![]));
+        };
+        let mut old = coordinator(8);
+        old.set_skip_clock(SkipClock::new(3, 1_000, 0, 0));
+        phase1_complete(&mut old);
+        old.skip_tick(1_000);
+        let mut opened = open_all(&mut old);
+        old.enqueue(Batch::new(vec![value(1, 1)]), None, 1 << 20);
+        old.skip_tick(2_000);
+        opened.extend(open_all(&mut old));
+        let skips: Vec<Option<u64>> = opened.iter().map(|p| p.c_val.skip_target()).collect();
+        assert_eq!(skips, [Some(3), Some(6), None], "two skips and the value are open");
+
+        let mut new = coordinator(8);
+        new.inherit(old);
+        phase1_complete(&mut new);
+        let reopened = open_all(&mut new);
+        // Only the value comes back, alone: a skip batched with it would reach the application.
+        assert_eq!(reopened.len(), 1, "{reopened:?}");
+        assert_eq!(reopened[0].c_val, Batch::new(vec![value(1, 1)]));
     }
 
     #[test]

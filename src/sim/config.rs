@@ -43,6 +43,11 @@ pub struct SimConfig {
     /// ... or when more messages than this were sent in all. Healthy runs send 10⁴–10⁵ (heartbeats
     /// included); a bug that keeps two processes answering each other sends without end.
     pub messages_max: u64,
+    /// Multi-Ring Paxos (thesis 5.2.1): λ, the instances the ring's coordinator must open every
+    /// `skip_interval_us` (Δ), making up with skip instances for those it did not; 0 (a ring of its
+    /// own, every single-ring run) proposes no skips.
+    pub skip_lambda_instances: u64,
+    pub skip_interval_us: Tick,
 }
 
 impl SimConfig {
@@ -74,6 +79,9 @@ impl SimConfig {
             messages_max: 5_000_000,
             // Drawn last, so the draws above stay what they were for every seed.
             checkpoint_interval_instances: [0, 3, 16][rng.range(0, 2) as usize],
+            // Not drawn: a Multi-Ring run sets them on each ring (`sim::multiring`).
+            skip_lambda_instances: 0,
+            skip_interval_us: 1_000,
         }
     }
 

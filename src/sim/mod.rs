@@ -8,13 +8,17 @@
 //! `RINGSMR_SEED=<n>` makes the test suite run exactly that seed again. `ringsmr sim` runs seeds from
 //! the command line.
 //!
-//! `sim` depends on `proto` and on `wire` (every message is encoded and decoded on its way), never on
-//! `io`.
+//! [`multiring`] runs several rings side by side and merges what their learners delivered
+//! (Multi-Ring Paxos, thesis chapter 5).
+//!
+//! `sim` depends on `proto`, on `wire` (every message is encoded and decoded on its way) and on the
+//! pure merge of `multiring`, never on `io`.
 
 pub mod config;
 pub mod disk;
 pub mod faults;
 pub mod invariants;
+pub mod multiring;
 pub mod network;
 pub mod rng;
 pub mod simulation;

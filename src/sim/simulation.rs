@@ -117,6 +117,15 @@ impl SimReport {
     }
 }
 
+/// What one [`Simulation::step`] did.
+enum Step {
+    Handled,
+    /// No event is due yet.
+    Idle,
+    /// The run was stopped (a message storm).
+    Stopped,
+}
+
 #[derive(Debug)]
 enum Event {
     Message {
@@ -238,7 +247,10 @@ impl Simulation {
             disk_rng: rng.fork(),
             // Forked last, so the streams above stay what they were for every seed.
             transfer_rng: rng.fork(),
-            history: History::default(),
+            history: History {
+                skip_instances: cfg.skip_lambda_instances > 0,
+                ..History::default()
+            },
             actions: Vec::new(),
             released: Vec::new(),
             arrivals: Vec::new(),
@@ -271,6 +283,8 @@ impl Simulation {
         c.value_choice = self.cfg.value_choice;
         c.stable_storage = self.cfg.recoverable;
         c.checkpoint_interval_instances = self.cfg.checkpoint_interval_instances;
+        c.skip_lambda_instances = self.cfg.skip_lambda_instances;
+        c.skip_interval_us = self.cfg.skip_interval_us;
         c
     }
 
@@ -328,8 +342,29 @@ impl Simulation {
         self.drain(id);
     }
 
-    /// Runs the whole scenario and checks every invariant.
+    /// Runs the whole scenario and checks every invariant: [`Simulation::start`], events until the
+    /// deadline or until [`Simulation::settled`] (looked at every 50 ms of the heal phase), then
+    /// [`Simulation::finish`].
     pub fn run(mut self) -> SimReport {
+        self.start();
+        let deadline = self.deadline_us();
+        let mut next_quiet_check = self.cfg.fault_phase_us;
+        while let Step::Handled = self.step(deadline) {
+            if self.healed && self.now >= next_quiet_check {
+                next_quiet_check = self.now + 50_000;
+                if self.settled() {
+                    break;
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Boots every process and schedules the workload, the crashes and the heal. The first call of
+    /// a driver that runs several simulations side by side (`sim::multiring`: start, then
+    /// [`Simulation::step_until`] and [`Simulation::settled`] in turns, then
+    /// [`Simulation::finish`]); [`Simulation::run`] does all of it for one.
+    pub fn start(&mut self) {
         for id in 0..self.cfg.nodes {
             self.boot(id, Boot::Fresh);
         }
@@ -345,37 +380,70 @@ impl Simulation {
             self.schedule(c.restart_at_us, Event::Restart { node: c.node });
         }
         self.schedule(self.cfg.fault_phase_us, Event::Heal);
+    }
 
-        let deadline = self.cfg.fault_phase_us + self.cfg.heal_bound_us;
-        let mut next_quiet_check = self.cfg.fault_phase_us;
-        while let Some(Reverse((at, _, id))) = self.queue.pop() {
-            if at > deadline {
-                break;
-            }
-            if self.queue.len() > self.cfg.in_flight_events_max
-                || self.messages_sent > self.cfg.messages_max
-            {
-                self.storm = true;
-                break;
-            }
-            self.now = at;
-            let Some(event) = self.events.remove(&id) else { continue };
-            self.handle(event);
-            if self.healed && self.now >= next_quiet_check {
-                next_quiet_check = self.now + 50_000;
-                if self.settled() {
-                    break;
-                }
+    /// When the run gives up waiting for liveness: the heal bound after the fault phase.
+    pub fn deadline_us(&self) -> Tick {
+        self.cfg.fault_phase_us + self.cfg.heal_bound_us
+    }
+
+    /// Handles every event due by `until`, in order. False once the run was stopped as a message
+    /// storm (it handles nothing more; [`Simulation::finish`] reports it).
+    pub fn step_until(&mut self, until: Tick) -> bool {
+        loop {
+            match self.step(until) {
+                Step::Handled => {}
+                Step::Idle => return true,
+                Step::Stopped => return false,
             }
         }
-        self.finish()
+    }
+
+    /// Handles the next event if it is due by `until`.
+    fn step(&mut self, until: Tick) -> Step {
+        if self.storm {
+            return Step::Stopped;
+        }
+        match self.queue.peek() {
+            Some(Reverse((at, _, _))) if *at <= until => {}
+            _ => return Step::Idle,
+        }
+        let Some(Reverse((at, _, id))) = self.queue.pop() else { return Step::Idle };
+        if self.queue.len() > self.cfg.in_flight_events_max
+            || self.messages_sent > self.cfg.messages_max
+        {
+            self.storm = true;
+            return Step::Stopped;
+        }
+        self.now = at;
+        if let Some(event) = self.events.remove(&id) {
+            self.handle(event);
+        }
+        Step::Handled
+    }
+
+    /// Whether the heal phase began: faults stopped and every process was restarted.
+    pub fn healed(&self) -> bool {
+        self.healed
+    }
+
+    /// Each process' learner as it stands: the log it delivers into now (its last incarnation's,
+    /// after any snapshot it installed) and whether the process is up; in process order. What
+    /// [`Simulation::finish`] will mark alive at the end, readable while the run goes on.
+    pub fn current_logs(&self) -> impl Iterator<Item = (&LearnerLog, bool)> + '_ {
+        self.nodes.iter().map(|n| (&self.history.logs[n.log], n.core.is_some()))
+    }
+
+    /// The values the processes that are up proposed: what liveness requires should the run end now.
+    pub fn required_values(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.nodes.iter().filter(|n| n.core.is_some()).flat_map(|n| n.proposed.iter().copied())
     }
 
     /// Every proposal was made, and every learner that is up (and not waiting for a state transfer
     /// no donor can serve) delivered every value the processes that are up proposed: the liveness
     /// checker will pass. A learner a donor can serve is waited for: it installs the snapshot within
     /// a transfer delay and must then catch up like any other.
-    fn settled(&self) -> bool {
+    pub fn settled(&self) -> bool {
         if self.proposals_left > 0 {
             return false;
         }
@@ -649,7 +717,14 @@ impl Simulation {
         }
     }
 
-    fn finish(mut self) -> SimReport {
+    /// Marks who is alive at the end, checks every invariant and reports.
+    pub fn finish(self) -> SimReport {
+        self.finish_with_history().0
+    }
+
+    /// [`Simulation::finish`], and what every learner delivered, for checkers of their own (the
+    /// merge of several rings, `sim::multiring`).
+    pub fn finish_with_history(mut self) -> (SimReport, History) {
         for n in &self.nodes {
             if n.core.is_some() {
                 self.history.logs[n.log].alive_at_end = true;
@@ -694,7 +769,7 @@ impl Simulation {
                 counters: n.core.as_ref().map(|c| c.counters().clone()).unwrap_or_default(),
             })
             .collect();
-        SimReport {
+        let report = SimReport {
             processes,
             violations,
             end_us: self.now,
@@ -721,7 +796,8 @@ impl Simulation {
                 .count(),
             plan: self.plan,
             config: self.cfg,
-        }
+        };
+        (report, self.history)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`total_order`]: uniform agreement and uniform total order: every learner's delivered sequence
 //!   is a prefix of one sequence, so no instance is decided two ways.
-//! - [`integrity`]: only proposed values, with the payload they were proposed with, each at most once.
+//! - [`integrity`]: only proposed values, with the payload they were proposed with, each at most once;
+//!   skip instances (Multi-Ring Paxos) only where the ring proposes them, each alone in its instance.
 //! - [`liveness`]: after the heal phase, every value of a correct proposer reached every correct
 //!   learner.
 //!
@@ -42,6 +43,9 @@ pub struct History {
     pub logs: Vec<LearnerLog>,
     /// Values whose proposer stayed up from the proposal to the end: these must be delivered.
     pub must_deliver: Vec<ValueId>,
+    /// The ring's coordinators propose skip instances (Multi-Ring Paxos, `proto::skip`): learners
+    /// deliver them as values of the reserved proposer, which nobody proposed.
+    pub skip_instances: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,9 @@ pub enum Violation {
     NotProposed { learner: (NodeId, u32), value: ValueId },
     /// A value delivered twice by one learner.
     Duplicate { learner: (NodeId, u32), value: ValueId },
+    /// A skip instance delivered with other values or with a payload: a coordinator decides a skip
+    /// as an instance of its own, one value with nothing in it (`proto::skip`).
+    MalformedSkip { learner: (NodeId, u32), instance: Instance },
     /// After the heal phase, a correct learner still misses values of correct proposers.
     Liveness { learner: NodeId, missing: usize, example: ValueId },
     /// The run panicked (a broken internal invariant); the panic's message. The run stopped there.
@@ -94,6 +101,10 @@ impl fmt::Display for Violation {
             Violation::Duplicate { learner, value } => {
                 write!(f, "integrity violated: learner {learner:?} delivered {value:?} twice")
             }
+            Violation::MalformedSkip { learner, instance } => write!(
+                f,
+                "integrity violated: learner {learner:?} delivered a skip in instance {instance} with other values or a payload"
+            ),
             Violation::Panicked { message } => write!(f, "panicked: {message}"),
             Violation::MessageStorm { at_us, messages_sent, in_flight, busiest, busiest_sent } => {
                 write!(
