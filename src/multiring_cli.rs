@@ -27,8 +27,8 @@ use ringsmr::node::{ProtocolName, Role, StreamChecksum, StreamTrace};
 pub enum Subscribe {
     /// Every process every group (5.4.3's second case: the merge at each learner).
     All,
-    /// Process p group p (5.4.3's first case: aggregate throughput, no merge); processes beyond
-    /// the rings deliver nothing.
+    /// Process p group p mod rings, and multicasts to it only (5.4.3's first case: aggregate
+    /// throughput, no merge).
     One,
     /// Process 0 every group, the others none (one learner, as in 5.4.4–5.4.7).
     First,
@@ -154,10 +154,7 @@ pub fn run_local_multiring(c: LocalCommon, a: &MultiRingArgs) -> Result<MultiRin
             })
             .collect(),
         Subscribe::One => (0..processes)
-            .map(|p| LearnerEntry {
-                process: p,
-                groups: if u32::from(p) < a.rings { vec![u32::from(p)] } else { Vec::new() },
-            })
+            .map(|p| LearnerEntry { process: p, groups: vec![u32::from(p) % a.rings] })
             .collect(),
     };
     let mut file =
@@ -199,7 +196,8 @@ pub fn run_local_multiring(c: LocalCommon, a: &MultiRingArgs) -> Result<MultiRin
         series_ms: a.series.as_ref().map(|_| a.series_ms.max(1)),
     };
     let backend = BackendChoice::from_env()?;
-    let spec = LocalMultiRingSpec { file, workload, proposers, backend };
+    let offer_subscribed_only = matches!(a.subscribe, Subscribe::One);
+    let spec = LocalMultiRingSpec { file, workload, proposers, offer_subscribed_only, backend };
     let report = run_local(&spec)?;
     if let Some(path) = &a.series {
         let rows: Vec<&SeriesRow> =

@@ -744,6 +744,10 @@ pub struct LocalMultiRingSpec {
     pub workload: MultiRingWorkload,
     /// The processes that multicast (`workload.traffic` each); the others only take part.
     pub proposers: Vec<ProcessId>,
+    /// Each proposer offers only to the groups it delivers, as clients next to their learners
+    /// (5.4.3's first case). A process that does not deliver a group cannot tell when its messages
+    /// were delivered, so its window would not bound what it offers.
+    pub offer_subscribed_only: bool,
     pub backend: crate::io::BackendChoice,
 }
 
@@ -760,13 +764,21 @@ pub fn run_local(spec: &LocalMultiRingSpec) -> Result<MultiRingLoadReport, Multi
     let backend = nodes[0].backend().to_string();
     let idle = MultiRingWorkload { traffic: Vec::new(), ..spec.workload.clone() };
     let reports = {
-        let mut loads: Vec<ProcessLoad<'_>> = nodes
-            .iter_mut()
+        let workloads: Vec<MultiRingWorkload> = nodes
+            .iter()
             .map(|n| {
-                let w = if spec.proposers.contains(&n.process()) { &spec.workload } else { &idle };
-                ProcessLoad::new(n, w)
+                if !spec.proposers.contains(&n.process()) {
+                    return idle.clone();
+                }
+                let mut w = spec.workload.clone();
+                if spec.offer_subscribed_only {
+                    w.traffic.retain(|(g, _)| n.subscriptions().contains(g));
+                }
+                w
             })
             .collect();
+        let mut loads: Vec<ProcessLoad<'_>> =
+            nodes.iter_mut().zip(&workloads).map(|(n, w)| ProcessLoad::new(n, w)).collect();
         drive(&mut loads, &spec.workload, &AtomicBool::new(false))
             .map_err(|what| MultiRingError::Load { what })?;
         loads.into_iter().map(ProcessLoad::report).collect::<Vec<_>>()
