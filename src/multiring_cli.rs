@@ -275,8 +275,12 @@ pub fn run_node_multiring(path: &Path, r: NodeRun) -> Result<ExitCode> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let opts =
-        MultiRingOptions { backend: BackendChoice::from_env()?, ..MultiRingOptions::default() };
+    // Thread per core: each ring's node pinned to a core of its own, ring by ring.
+    let rings = file.rings.iter().filter(|x| x.node_of(r.process).is_some()).count();
+    let opts = MultiRingOptions {
+        backend: BackendChoice::from_env()?,
+        ..MultiRingOptions::pinned(0, rings)
+    };
     let mut node = MultiRingNode::start(&file, r.process, opts)?;
     let groups = if r.groups.is_empty() {
         // Every group of a ring in which this process proposes.

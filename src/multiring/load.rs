@@ -16,7 +16,7 @@
 //! With `series_ms`, each process also samples its merged delivery every so often (a row of
 //! [`SeriesRow`]): the time series behind Figs. 5.8–5.11.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ use crate::io::pin::allowed_cores;
 use crate::node::checksum::{Checkpoint, PrefixComparison, StreamChecksum, StreamTrace};
 use crate::node::histogram::Histogram;
 use crate::node::load::PAYLOAD_BYTES_MAX;
-use crate::proto::{Instance, ValueId};
+use crate::node::proposal_stamps::ProposalStamps;
+use crate::proto::{Instance, VALUE_OVERHEAD_BYTES, ValueId};
 
 use super::config::{GroupId, MultiRingFile, ProcessId, RingId};
 use super::node::{
@@ -171,8 +172,9 @@ pub struct ProcessLoad<'a> {
     proposed: Vec<u64>,
     /// Whether this process delivers the group (so its own messages come back to it).
     loops_back: Vec<bool>,
-    /// Send time of own messages in flight, by (ring, sequence number).
-    stamps: HashMap<(RingId, u64), u64>,
+    /// Send time of own messages in flight, per ring by sequence number (a hash map here took a
+    /// seventh of a one-ring run's CPU samples).
+    stamps: Vec<(RingId, ProposalStamps)>,
     /// The merged stream's order (and, when asked, its payloads).
     pub trace: StreamTrace,
     pub checksum: Option<StreamChecksum>,
@@ -214,7 +216,7 @@ impl<'a> ProcessLoad<'a> {
             offered: vec![0.0; n],
             proposed: vec![0; n],
             loops_back,
-            stamps: HashMap::with_capacity(1 << 16),
+            stamps: Vec::new(),
             trace: StreamTrace::default(),
             checksum: None,
             ready: w.traffic.is_empty(),
@@ -300,7 +302,7 @@ impl<'a> ProcessLoad<'a> {
                         self.window.offered[i] += 1;
                         if self.loops_back[i] {
                             self.outstanding[i] += 1;
-                            self.stamps.insert((ring, id.seq), stamp_ns);
+                            self.stamps_of(ring).insert(id.seq, stamp_ns);
                         }
                     }
                     // The ring's proposal queue is full: offered again next time.
@@ -318,6 +320,31 @@ impl<'a> ProcessLoad<'a> {
             any = true;
             let key = stream_key(b.ring, b.instance);
             let me = self.node.node_id(b.ring);
+            // A batch of one group as its proposer formed it: its ids follow from the first, so it
+            // is traced, counted and timed without reading its values (as `node::load` does: this
+            // one thread serves every process of a `local` run).
+            if let (Some(group), Some(first), None) =
+                (b.group, b.values.run_start(), &self.checksum)
+            {
+                let n = b.values.len() as u64;
+                for seq in first.seq..first.seq + n {
+                    self.trace.add(key, ValueId { seq, ..first });
+                }
+                if self.counting {
+                    let bytes = b.values.bytes() as u64 - n * VALUE_OVERHEAD_BYTES as u64;
+                    for d in [&mut self.delivered, &mut self.window.delivered] {
+                        let e = d.entry(group).or_default();
+                        e.0 += n;
+                        e.1 += bytes;
+                    }
+                }
+                if Some(first.proposer) == me {
+                    for seq in first.seq..first.seq + n {
+                        self.own_delivered(b.ring, group, ValueId { seq, ..first }, now_ns);
+                    }
+                }
+                continue;
+            }
             for v in b.values.values() {
                 // The message as `MultiRingNode::try_deliver` hands it out (without the group tag
                 // of a shared ring), so a load's checksum goes on with the stream `ringsmr node`
@@ -351,12 +378,20 @@ impl<'a> ProcessLoad<'a> {
         any
     }
 
+    fn stamps_of(&mut self, ring: RingId) -> &mut ProposalStamps {
+        let i = self.stamps.iter().position(|(r, _)| *r == ring).unwrap_or_else(|| {
+            self.stamps.push((ring, ProposalStamps::default()));
+            self.stamps.len() - 1
+        });
+        &mut self.stamps[i].1
+    }
+
     fn own_delivered(&mut self, ring: RingId, group: GroupId, id: ValueId, now_ns: Option<u64>) {
         self.ready = true;
         if let Some(i) = self.traffic.iter().position(|(g, _)| *g == group) {
             self.outstanding[i] = self.outstanding[i].saturating_sub(1);
         }
-        if let Some(sent_ns) = self.stamps.remove(&(ring, id.seq))
+        if let Some(sent_ns) = self.stamps_of(ring).take(id.seq)
             && let Some(now_ns) = now_ns
         {
             let us = now_ns.saturating_sub(sent_ns) / 1000;
@@ -380,7 +415,17 @@ impl<'a> ProcessLoad<'a> {
         self.trace_from_values = self.trace.values();
         self.cpu_at_start = self.node.thread_cpu_times();
         self.skips_at_start = self.node.skip_counters();
-        self.stamps.clear();
+        // Room for what may be in flight: a window, or an open loop's second (more moves to the
+        // table's overflow map).
+        let in_flight = self.traffic.iter().map(|(_, o)| match o {
+            Offered::Window { outstanding } => *outstanding,
+            Offered::Rate { .. } => 1 << 16,
+        });
+        let in_flight = in_flight.max().unwrap_or(1);
+        self.stamps = self.node.rings().map(|r| (r, ProposalStamps::default())).collect();
+        for (_, s) in &mut self.stamps {
+            s.reset(in_flight);
+        }
     }
 
     fn end(&mut self, secs: f64) {

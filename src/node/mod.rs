@@ -18,7 +18,7 @@ pub mod histogram;
 mod links;
 pub mod load;
 mod multicast_link;
-mod proposal_stamps;
+pub(crate) mod proposal_stamps;
 mod runtime;
 pub mod snapshot;
 mod state_transfer;

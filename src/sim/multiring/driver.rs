@@ -45,8 +45,8 @@ pub struct MergedSummary {
 pub struct SkipsDecided {
     /// Consensus instances whose value was a skip ...
     pub instances: u64,
-    /// ... and the instances (turns of the merge) they stood for.
-    pub turns: u64,
+    /// ... and the highest logical position one named (`proto::skip`).
+    pub highest_target: u64,
 }
 
 /// What a Multi-Ring run did and what the checkers found.
@@ -187,7 +187,7 @@ fn run_rings(cfg: &MultiRingSimConfig, stepping: &Cell<Option<usize>>) -> MultiR
             for (_, v, _) in longest.iter().flat_map(|l| &l.delivered) {
                 if v.proposer == SKIP_PROPOSER {
                     skips.instances += 1;
-                    skips.turns += v.seq;
+                    skips.highest_target = skips.highest_target.max(v.seq);
                 }
             }
             skips
