@@ -602,11 +602,7 @@ fn run_sim(
     if f == 0 || f > 3 {
         bail!("--f must be 1, 2 or 3 (the simulator runs 2f+1 acceptors), got {f}");
     }
-    let single = seed.or_else(sim::replay_seed);
-    let seeds: Vec<u64> = match single {
-        Some(s) => vec![s],
-        None => (first_seed..first_seed + seeds).collect(),
-    };
+    let (single, seeds) = seeds_to_run(seeds, first_seed, seed);
     let started = Instant::now();
     let mut out = io::stdout().lock();
     let mut failed = Vec::new();
@@ -632,15 +628,36 @@ fn run_sim(
             failed.push(s);
         }
     }
+    let what = format!("{} seeds (each in-memory and recoverable)", seeds.len());
+    tally(&mut out, &what, &failed, started, single.is_none().then_some(&coverage))
+}
+
+/// The seeds a `sim` command runs: `seed` (or `RINGSMR_SEED`) alone, or `seeds` from `first_seed`;
+/// and the single one, if so.
+fn seeds_to_run(seeds: u64, first_seed: u64, seed: Option<u64>) -> (Option<u64>, Vec<u64>) {
+    let single = seed.or_else(sim::replay_seed);
+    match single {
+        Some(s) => (single, vec![s]),
+        None => (None, (first_seed..first_seed + seeds).collect()),
+    }
+}
+
+/// The last lines of a `sim` command: how many seeds failed, which, and what the runs exercised.
+fn tally(
+    out: &mut impl Write,
+    what: &str,
+    failed: &[u64],
+    started: Instant,
+    coverage: Option<&dyn std::fmt::Display>,
+) -> Result<ExitCode> {
     writeln!(
         out,
-        "{} seeds (each in-memory and recoverable), {} failed, {:.1} s{}",
-        seeds.len(),
+        "{what}, {} failed, {:.1} s{}",
         failed.len(),
         started.elapsed().as_secs_f64(),
         if failed.is_empty() { String::new() } else { format!(" — failing seeds: {failed:?}") }
     )?;
-    if single.is_none() {
+    if let Some(coverage) = coverage {
         writeln!(out, "exercised, {coverage}")?;
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -653,11 +670,7 @@ fn run_multiring_sim(
     seed: Option<u64>,
     verbose: bool,
 ) -> Result<ExitCode> {
-    let single = seed.or_else(sim::replay_seed);
-    let seeds: Vec<u64> = match single {
-        Some(s) => vec![s],
-        None => (first_seed..first_seed + seeds).collect(),
-    };
+    let (single, seeds) = seeds_to_run(seeds, first_seed, seed);
     let started = Instant::now();
     let mut out = io::stdout().lock();
     let mut failed = Vec::new();
@@ -690,16 +703,6 @@ fn run_multiring_sim(
             failed.push(s);
         }
     }
-    writeln!(
-        out,
-        "{} multiring seeds, {} failed, {:.1} s{}",
-        seeds.len(),
-        failed.len(),
-        started.elapsed().as_secs_f64(),
-        if failed.is_empty() { String::new() } else { format!(" — failing seeds: {failed:?}") }
-    )?;
-    if single.is_none() {
-        writeln!(out, "exercised, {coverage}")?;
-    }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let what = format!("{} multiring seeds", seeds.len());
+    tally(&mut out, &what, &failed, started, single.is_none().then_some(&coverage))
 }
