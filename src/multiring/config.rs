@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! lambda_instances = 100        # λ: instances a ring is expected to decide per Δ (0: no skips)
-//! delta_us = 1000               # Δ: how often a coordinator compares its rate with λ
+//! delta_us = 1000               # Δ: how often a coordinator compares its ring with λ·t/Δ
 //! merge_queue_instances = 1024  # decided instances a learner holds per ring before it pushes back
 //!
 //! [[ring]]
@@ -29,6 +29,10 @@
 //! A *process* takes part in every ring whose nodes it plays, one core thread per ring
 //! (`multiring::node`). Each ring is an ordinary cluster (its own ports, multicast group, storage,
 //! acceptors); λ and Δ apply to all of them, since the merge needs every ring to keep the same pace.
+//! Skips take each ring to λ·t/Δ on the hosts' wall clocks (`proto::skip`): keep the hosts'
+//! clocks synchronised, since their skew adds to the merge's latency, and set λ above what any ring
+//! decides, since a ring that decides more runs ahead and the merge holds its messages for the
+//! others (5.4.6).
 //!
 //! Several groups may share a ring (5.2.4): their messages carry the group id (4 bytes) so a learner
 //! can drop those of groups it does not subscribe to. The merge runs over rings: every group of a
