@@ -7,6 +7,7 @@
 //! services; [`chunks`] is the one small
 //! type `proto` and `io` share (the buffers packets live in).
 
+pub mod apps;
 pub mod chunks;
 pub mod io;
 pub mod multiring;

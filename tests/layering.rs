@@ -23,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("multiring", &["multiring", "proto", "node", "io", "temp_dir"]),
     ("node", &["node", "io", "proto", "wire", "storage", "chunks", "temp_dir"]),
     ("smr", &["smr"]),
+    ("apps", &["apps", "smr"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,0 +1,1 @@
+//! placeholder: the B+-tree
