@@ -1,0 +1,159 @@
+//! Test support: runs a service's request batches through every execution model, with real
+//! threads, and compares what each replica did with sequential execution of the same order.
+//!
+//! A *script* is a sequence of (group, batch) in one order of delivery. P-SMR's workers each get
+//! the items of their own group and g_all, in script order (what Multi-Ring Paxos' merge gives
+//! them); SMR and sP-SMR get every item. The reference is sequential SMR over the script. Since
+//! C-G puts dependent commands in a common group, every model must produce the reference's
+//! replies and final state, whatever the threads' timing.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::cdep::{CommandToGroups, Destination, KeyPartition};
+use super::exec::{ExecModel, ExecReport, Execution, GROUP_ALL, Inputs};
+use super::request::{BatchWriter, ClientId, Reply, Status};
+use super::service::Service;
+use super::worker::{Delivered, ReplySink, WorkSource};
+
+/// A reply as a client would record it.
+pub type Recorded = (ClientId, u64, Status, Vec<u8>);
+
+/// Replies gathered by every lane of a replica.
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<Mutex<Vec<Recorded>>>);
+
+impl ReplySink for Collect {
+    fn reply(&mut self, client: ClientId, r: Reply<'_>) {
+        self.0.lock().unwrap().push((client, r.seq, r.status, r.body.to_vec()));
+    }
+}
+
+/// A fixed list of batches.
+pub struct Script(pub std::vec::IntoIter<Delivered>);
+
+impl WorkSource for Script {
+    fn next(&mut self) -> Option<Delivered> {
+        self.0.next()
+    }
+}
+
+/// A batch being filled: its client, its group, and its (sequence number, command) pairs.
+type OpenBatch = (ClientId, u32, Vec<(u64, Vec<u8>)>);
+
+/// Builds a script: each client's commands go, in batches of up to `per_batch`, to the group the
+/// model's C-G gives them (`optimistic`: opt-PSMR's first destination).
+pub fn script<S: Service>(
+    model: ExecModel,
+    cg: &CommandToGroups,
+    commands: &[(ClientId, Vec<u8>)],
+    per_batch: usize,
+) -> Vec<(u32, Bytes)> {
+    let mut seqs = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    let mut open: Vec<OpenBatch> = Vec::new();
+    let flush = |out: &mut Vec<(u32, Bytes)>, (client, group, reqs): OpenBatch| {
+        let mut w = BatchWriter::new(1 << 16);
+        w.begin(client, reqs[0].0);
+        for (seq, c) in &reqs {
+            w.push(*seq, c);
+        }
+        out.push((group, Bytes::copy_from_slice(w.bytes())));
+    };
+    for (client, command) in commands {
+        let seq = seqs.entry(*client).or_insert(0u64);
+        let sig = S::signature(command).expect("scripts hold good commands");
+        let d = if model == ExecModel::OptPsmr {
+            cg.optimistic_destination(sig, *seq as usize)
+        } else {
+            cg.destination(sig, *seq as usize)
+        };
+        let group = model.group_of(d.unwrap_or(Destination::All));
+        match open.iter().position(|(c, g, _)| c == client && *g == group) {
+            Some(i) if open[i].2.len() < per_batch => open[i].2.push((*seq, command.clone())),
+            found => {
+                if let Some(i) = found {
+                    flush(&mut out, open.remove(i));
+                }
+                open.push((*client, group, vec![(*seq, command.clone())]));
+            }
+        }
+        *seq += 1;
+        if open.len() > 4 {
+            flush(&mut out, open.remove(0));
+        }
+    }
+    for o in open {
+        flush(&mut out, o);
+    }
+    out
+}
+
+/// Runs `script` under `model` with `lanes` workers from a fresh `state()`; returns the sorted
+/// replies, the final state and the report.
+pub fn run<S: Service>(
+    model: ExecModel,
+    lanes: usize,
+    key_space: u64,
+    state: S,
+    script: &[(u32, Bytes)],
+) -> (Vec<Recorded>, Arc<super::worker::Shared<S>>, ExecReport) {
+    let cg = CommandToGroups::derive(&S::dependencies(), KeyPartition::new(key_space, lanes))
+        .expect("the service's C-Dep derives");
+    let delivered = |group: u32, payload: &Bytes| Delivered {
+        scope: model.scope_of(group),
+        payload: payload.clone(),
+    };
+    let inputs = if model.multicast() {
+        let per_lane = (0..lanes)
+            .map(|lane| {
+                let mine = ExecModel::lane_group(lane);
+                let items: Vec<_> = script
+                    .iter()
+                    .filter(|(g, _)| *g == mine || *g == GROUP_ALL)
+                    .map(|(g, p)| delivered(*g, p))
+                    .collect();
+                Box::new(Script(items.into_iter())) as Box<dyn WorkSource>
+            })
+            .collect();
+        Inputs::PerLane(per_lane)
+    } else {
+        let items: Vec<_> = script.iter().map(|(g, p)| delivered(*g, p)).collect();
+        let source = Box::new(Script(items.into_iter()));
+        if model == ExecModel::SpSmr {
+            Inputs::Scheduled(source)
+        } else {
+            Inputs::PerLane(vec![source])
+        }
+    };
+    let collect = Collect::default();
+    let sinks = vec![collect.clone(); lanes];
+    let exec = Execution::start(model, state, cg, inputs, sinks, Arc::new(|_| {}));
+    let (report, shared) = exec.join();
+    let mut replies = std::mem::take(&mut *collect.0.lock().unwrap());
+    replies.sort();
+    (replies, shared, report)
+}
+
+/// A small seeded generator (splitmix64) for the tests' workloads.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5EED_0F5A_u64)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}

@@ -1,0 +1,211 @@
+//! Every execution model, with real threads and MPL 1 to 8, against sequential execution of the
+//! same order, on a small service whose replies reveal any reordering of dependent commands.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::cdep::{CDep, DependsWhen, Signature};
+use super::exec::ExecModel;
+use super::request::{BatchWriter, Status};
+use super::service::{BadCommand, Service, ServiceSnapshotError};
+use super::testkit::{self, Rng};
+
+const KEYS: u64 = 64;
+const READ: u8 = 1;
+const WRITE: u8 = 2;
+const APPEND: u8 = 3;
+
+/// Registers and a log. `write(k, v)` returns the register's old value; `append(v)` adds the
+/// sum of every register to the log and returns the log's length, so it depends on everything.
+struct Registers {
+    regs: Vec<AtomicU64>,
+    log: Vec<u64>,
+}
+
+impl Registers {
+    fn new() -> Registers {
+        Registers { regs: (0..KEYS).map(AtomicU64::new).collect(), log: Vec::new() }
+    }
+}
+
+fn command(class: u8, key: u64, value: u64) -> Vec<u8> {
+    let mut c = vec![class];
+    c.extend_from_slice(&key.to_le_bytes());
+    c.extend_from_slice(&value.to_le_bytes());
+    c
+}
+
+fn fields(command: &[u8]) -> (u8, u64, u64) {
+    let k = u64::from_le_bytes(command[1..9].try_into().unwrap());
+    let v = u64::from_le_bytes(command[9..17].try_into().unwrap());
+    (command[0], k, v)
+}
+
+impl Service for Registers {
+    fn dependencies() -> CDep {
+        CDep::new()
+            .command(READ, "read")
+            .command(WRITE, "write")
+            .command(APPEND, "append")
+            .depends_on_all(APPEND)
+            .depends_on(WRITE, &[READ, WRITE], DependsWhen::SameKey)
+    }
+
+    fn signature(command: &[u8]) -> Result<Signature, BadCommand> {
+        if command.len() != 17 || !(READ..=APPEND).contains(&command[0]) {
+            return Err(BadCommand);
+        }
+        let (class, key, _) = fields(command);
+        if key >= KEYS {
+            return Err(BadCommand);
+        }
+        Ok(Signature { class, key: (class != APPEND).then_some(key) })
+    }
+
+    fn execute_shared(&self, command: &[u8], reply: &mut Vec<u8>) {
+        let (class, key, value) = fields(command);
+        let r = &self.regs[key as usize];
+        let out = match class {
+            READ => r.load(Ordering::Relaxed),
+            WRITE => r.swap(value, Ordering::Relaxed),
+            _ => unreachable!("append runs exclusively"),
+        };
+        reply.extend_from_slice(&out.to_le_bytes());
+    }
+
+    fn execute_exclusive(&mut self, command: &[u8], reply: &mut Vec<u8>) {
+        if fields(command).0 == APPEND {
+            let sum =
+                self.regs.iter().map(|r| r.load(Ordering::Relaxed)).fold(0u64, u64::wrapping_add);
+            self.log.push(sum ^ fields(command).2);
+            reply.extend_from_slice(&(self.log.len() as u64).to_le_bytes());
+        } else {
+            self.execute_shared(command, reply);
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<u8>) {
+        for r in &self.regs {
+            out.extend_from_slice(&r.load(Ordering::Relaxed).to_le_bytes());
+        }
+        for v in &self.log {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn restore(_bytes: &[u8]) -> Result<Registers, ServiceSnapshotError> {
+        Err(ServiceSnapshotError("not needed by these tests".into()))
+    }
+
+    fn checksum(&self) -> u64 {
+        let mut out = Vec::new();
+        self.snapshot(&mut out);
+        out.chunks(8).fold(17u64, |h, c| {
+            (h ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(0x100_0000_01B3)
+        })
+    }
+}
+
+/// `n` commands of `clients` clients, `append_percent` of them appends, the rest reads and
+/// writes of random registers.
+fn workload(rng: &mut Rng, n: usize, clients: u64, append_percent: u64) -> Vec<(u64, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let client = rng.below(clients);
+            let key = rng.below(KEYS);
+            let roll = rng.below(100);
+            let class = if roll < append_percent {
+                APPEND
+            } else if roll.is_multiple_of(2) {
+                READ
+            } else {
+                WRITE
+            };
+            (client, command(class, key, i as u64))
+        })
+        .collect()
+}
+
+#[test]
+fn every_model_matches_sequential_execution_with_mpl_up_to_8() {
+    for seed in 0..6u64 {
+        let mut rng = Rng::new(seed);
+        let append_percent = [0, 1, 10, 50, 100, 5][seed as usize];
+        let commands = workload(&mut rng, 3_000, 5, append_percent);
+        for model in [ExecModel::Smr, ExecModel::SpSmr, ExecModel::Psmr] {
+            for workers in 1..=8 {
+                let lanes = model.lanes(workers);
+                let cg = super::CommandToGroups::derive(
+                    &Registers::dependencies(),
+                    super::KeyPartition::new(KEYS, lanes),
+                )
+                .unwrap();
+                let script = testkit::script::<Registers>(model, &cg, &commands, 7);
+                let (want, want_state, _) =
+                    testkit::run(ExecModel::Smr, 1, KEYS, Registers::new(), &script);
+                let (got, state, report) =
+                    testkit::run(model, lanes, KEYS, Registers::new(), &script);
+                let what = format!("seed {seed}, {} with {lanes} lanes", model.name());
+                assert_eq!(got.len(), commands.len(), "{what}: a reply per command");
+                assert!(got.iter().all(|r| r.2 == Status::Executed), "{what}: all executed");
+                assert_eq!(got, want, "{what}: the replies of sequential execution");
+                assert_eq!(state.read().checksum(), want_state.read().checksum(), "{what}: state");
+                let executed: u64 = report.workers.iter().map(|w| w.executed).sum();
+                assert_eq!(executed, commands.len() as u64, "{what}");
+                if model != ExecModel::Smr && lanes > 1 && append_percent < 100 {
+                    let busy = report.workers.iter().filter(|w| w.executed > w.synchronous).count();
+                    assert!(busy > 1, "{what}: commands ran in more than one lane: {report:?}");
+                }
+            }
+        }
+    }
+}
+
+/// A retried command is executed once, its copies answered from the table; a command sent to a
+/// group C-G does not send it to, or undecodable, is refused by every replica alike.
+#[test]
+fn copies_are_answered_once_and_misdirected_commands_refused() {
+    let lanes = 3;
+    let cg = super::CommandToGroups::derive(
+        &Registers::dependencies(),
+        super::KeyPartition::new(KEYS, lanes),
+    )
+    .unwrap();
+    let mut script = testkit::script::<Registers>(
+        ExecModel::Psmr,
+        &cg,
+        &[(1, command(WRITE, 0, 5)), (1, command(APPEND, 0, 0))],
+        1,
+    );
+    // Both copied (a retry through another replica), and a write of key 0 (lane 0's) in lane 2's
+    // group, and garbage in g_all.
+    script.extend(script.clone());
+    let mut w = BatchWriter::new(1024);
+    w.begin(2, 0);
+    w.push(0, &command(WRITE, 0, 9));
+    script.push((ExecModel::lane_group(2), bytes::Bytes::copy_from_slice(w.bytes())));
+    w.begin(3, 0);
+    w.push(0, b"garbage");
+    script.push((super::exec::GROUP_ALL, bytes::Bytes::copy_from_slice(w.bytes())));
+    script.push((1, bytes::Bytes::from_static(b"not a batch")));
+    let (replies, state, report) =
+        testkit::run(ExecModel::Psmr, lanes, KEYS, Registers::new(), &script);
+    let statuses: Vec<_> = replies.iter().map(|r| (r.0, r.1, r.2)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, 0, Status::Executed),
+            (1, 0, Status::Executed),
+            (1, 1, Status::Executed),
+            (1, 1, Status::Executed),
+            (2, 0, Status::WrongGroup),
+            (3, 0, Status::BadCommand),
+        ]
+    );
+    assert_eq!(replies[0].3, replies[1].3, "the copy gets the same reply");
+    assert_eq!(state.read().regs[0].load(Ordering::Relaxed), 5, "the write ran once");
+    assert_eq!(state.read().log.len(), 1, "the append ran once");
+    let total = |f: fn(&super::WorkerStats) -> u64| report.workers.iter().map(f).sum::<u64>();
+    assert_eq!(total(|w| w.duplicates), 2);
+    assert_eq!(total(|w| w.refused), 2);
+    assert_eq!(total(|w| w.malformed_batches), 1);
+}
