@@ -18,11 +18,13 @@ pub mod config;
 pub mod control;
 pub mod load;
 pub mod merge;
+pub mod merged_stream;
 pub mod node;
 pub mod ring_stream;
 
 pub use config::{GroupId, MultiRingFile, ProcessId, RingId};
 pub use merge::{Decided, Merge, QueueFull};
+pub use merged_stream::TapMerge;
 pub use node::{
     MergedBatch, MultiRingError, MultiRingNode, MultiRingOptions, MultiRingReport,
     MulticastDelivery, MulticastError,

@@ -37,11 +37,14 @@ use thiserror::Error;
 
 use crate::io::BackendChoice;
 use crate::io::pin::allowed_cores;
-use crate::node::{Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure};
+use crate::node::{
+    DeliveredBatch, DeliveryTap, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
+};
 use crate::proto::{Batch, Instance, IntoValues, NodeId, ValueId};
 
 use super::config::{GroupId, MultiRingFile, ProcessId, RingId};
 use super::merge::Merge;
+use super::merged_stream::{MergeInput, merge_next};
 use super::ring_stream::RingCursor;
 
 /// Bytes of the group id a message of a ring shared by several groups starts with.
@@ -56,11 +59,20 @@ pub struct MultiRingOptions {
     pub cores: Option<Vec<usize>>,
     /// Values the application may queue per ring before `multicast` pushes back.
     pub proposals_capacity: usize,
+    /// Rings whose deliveries go to this many taps each ([`MultiRingNode::take_delivery_taps`]),
+    /// for threads that merge on their own ([`TapMerge`](super::TapMerge)); the process' own
+    /// merge leaves these rings out.
+    pub delivery_taps: Vec<(RingId, usize)>,
 }
 
 impl Default for MultiRingOptions {
     fn default() -> MultiRingOptions {
-        MultiRingOptions { backend: BackendChoice::Auto, cores: None, proposals_capacity: 65_536 }
+        MultiRingOptions {
+            backend: BackendChoice::Auto,
+            cores: None,
+            proposals_capacity: 65_536,
+            delivery_taps: Vec::new(),
+        }
     }
 }
 
@@ -160,6 +172,13 @@ struct Member {
     dropped_values: u64,
 }
 
+impl MergeInput for Member {
+    fn cursor_and_next(&mut self) -> Option<(&mut RingCursor, DeliveredBatch)> {
+        let b = self.node.try_recv_batch()?;
+        Some((&mut self.cursor, b))
+    }
+}
+
 /// What a process did, returned by [`MultiRingNode::stop`].
 #[derive(Debug)]
 pub struct MultiRingReport {
@@ -197,6 +216,7 @@ impl MultiRingNode {
         for ring in &file.rings {
             let Some(node_id) = ring.node_of(process) else { continue };
             let core = opts.cores.as_ref().map(|c| c[members.len() % c.len()]);
+            let taps = opts.delivery_taps.iter().find(|(r, _)| *r == ring.id).map_or(0, |t| t.1);
             let node_opts = NodeOptions {
                 backend: opts.backend,
                 core,
@@ -204,6 +224,7 @@ impl MultiRingNode {
                 deliveries_capacity: file.merge_queue_instances,
                 skip_lambda_instances: file.lambda_instances,
                 skip_interval_us: file.delta_us,
+                delivery_taps: taps,
                 ..NodeOptions::default()
             };
             let node_err = |source| MultiRingError::Node { ring: ring.id, source };
@@ -217,7 +238,7 @@ impl MultiRingNode {
                 proposer: cfg.proposer,
                 tags: groups.len() > 1,
                 only_group: (groups.len() == 1).then(|| groups[0]),
-                merged: groups.iter().any(|g| subscribed.contains(g)),
+                merged: taps == 0 && groups.iter().any(|g| subscribed.contains(g)),
                 cursor: RingCursor::new(),
                 dropped_values: 0,
             });
@@ -319,22 +340,11 @@ impl MultiRingNode {
         }
         self.discard_unmerged();
         let merge = self.merge.as_mut()?;
-        loop {
-            if let Some((ring, (instance, values))) = merge.pop() {
-                let m = &self.members[self.member_of_ring[&ring]];
-                return Some(MergedBatch { ring, instance, group: m.only_group, values });
-            }
-            let ring = merge.waiting_for();
-            let m = &mut self.members[self.member_of_ring[&ring]];
-            let b = m.node.try_recv_batch()?;
-            let (instance, values) = (b.instance, b.values);
-            let turns = m.cursor.advance(instance, &values, || (instance, values.clone()));
-            for decided in turns.into_iter().flatten() {
-                // The merge waits for this ring, so its queue has room for what one delivery is.
-                let pushed = merge.push(ring, decided);
-                assert!(pushed.is_ok(), "the ring the merge waits for has room");
-            }
-        }
+        let member_of_ring = &self.member_of_ring;
+        let (ring, (instance, values)) =
+            merge_next(merge, &mut self.members, |r| member_of_ring[&r])?;
+        let m = &self.members[self.member_of_ring[&ring]];
+        Some(MergedBatch { ring, instance, group: m.only_group, values })
     }
 
     /// The next message in merged order, if the rings have decided it.
@@ -395,6 +405,12 @@ impl MultiRingNode {
         for m in &self.members {
             m.node.wake_on_delivery(thread.clone());
         }
+    }
+
+    /// The delivery taps of `ring` (`MultiRingOptions::delivery_taps`), once.
+    pub fn take_delivery_taps(&mut self, ring: RingId) -> Vec<DeliveryTap> {
+        let m = self.members.iter_mut().find(|m| m.ring == ring);
+        m.map_or_else(Vec::new, |m| m.node.take_delivery_taps())
     }
 
     /// The ring's node id of this process in `ring`.

@@ -67,6 +67,7 @@ use crate::proto::types::{Batch, Instance, IntoValues, NodeId, ValueId};
 use crate::proto::{Boot, Counters, LearnerCheckpoint, RingNode};
 
 use super::config::{ClusterFile, ClusterFileError};
+use super::delivery_tap::{DeliveryQueues, DeliveryTap};
 use super::durability::Durability;
 use super::links::Links;
 use super::multicast_link::MulticastLink;
@@ -136,6 +137,10 @@ pub struct NodeOptions {
     /// (`proto::skip`). 0: no skips (a ring of its own).
     pub skip_lambda_instances: u64,
     pub skip_interval_us: u64,
+    /// Deliver to this many [`DeliveryTap`]s ([`Node::take_delivery_taps`]), each a queue of
+    /// `deliveries_capacity` another thread may own, instead of the node's own queue (0: the
+    /// node's own). Not with checkpoints.
+    pub delivery_taps: usize,
 }
 
 impl Default for NodeOptions {
@@ -150,6 +155,7 @@ impl Default for NodeOptions {
             snapshot_dir: None,
             skip_lambda_instances: 0,
             skip_interval_us: 1_000,
+            delivery_taps: 0,
         }
     }
 }
@@ -219,6 +225,8 @@ pub(crate) struct Shared {
     /// The version of the snapshot this node stored ([`Node::store_snapshot`]).
     pub stable_version: AtomicU64,
     consumer: OnceLock<Thread>,
+    /// The threads that take each delivery tap's batches (`NodeOptions::delivery_taps`).
+    pub tap_consumers: Vec<OnceLock<Thread>>,
     /// The kernel's id of the node thread, so other threads can read its CPU time.
     node_tid: OnceLock<i32>,
 }
@@ -228,6 +236,9 @@ impl Shared {
         if let Some(t) = self.consumer.get() {
             t.unpark();
         }
+        for t in self.tap_consumers.iter().filter_map(OnceLock::get) {
+            t.unpark();
+        }
     }
 }
 
@@ -235,6 +246,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Node {
     id: NodeId,
+    /// With `NodeOptions::delivery_taps`, until taken.
+    taps: Vec<DeliveryTap>,
     proposals: rtrb::Producer<Bytes>,
     /// The id the next queued value gets: the node's proposer numbers values in the order of this
     /// queue, one by one, from 0 (it takes each exactly once, retrying a refused one).
@@ -333,8 +346,24 @@ impl Node {
         let mut core = RingNode::new(cfg, 0, boot)
             .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
         let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
-        let (mut deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(opts.deliveries_capacity);
-        let shared = Arc::new(Shared::default());
+        if opts.delivery_taps > 0 && opts.checkpoint_interval_instances > 0 {
+            return Err(NodeError::Start {
+                id,
+                what: "delivery taps and checkpoints do not go together: a checkpoint marks one \
+                       consumer's stream"
+                    .into(),
+            });
+        }
+        // With taps, the node's own queue stays empty: every batch goes to the taps.
+        let own_capacity = if opts.delivery_taps > 0 { 1 } else { opts.deliveries_capacity };
+        let (mut deliveries_tx, deliveries_rx) = rtrb::RingBuffer::new(own_capacity);
+        let (tap_txs, tap_rxs): (Vec<_>, Vec<_>) = (0..opts.delivery_taps)
+            .map(|_| rtrb::RingBuffer::new(opts.deliveries_capacity))
+            .unzip();
+        let shared = Arc::new(Shared {
+            tap_consumers: (0..opts.delivery_taps).map(|_| OnceLock::new()).collect(),
+            ..Shared::default()
+        });
         let (snapshots, snapshot_server, state_transfer) = if opts.checkpoint_interval_instances > 0
         {
             let dir =
@@ -389,7 +418,11 @@ impl Node {
             started,
             multicast,
             proposals: proposals_rx,
-            deliveries: deliveries_tx,
+            deliveries: DeliveryQueues::new(if tap_txs.is_empty() {
+                vec![deliveries_tx]
+            } else {
+                tap_txs
+            }),
             state_transfer,
             shared: Arc::clone(&shared),
         };
@@ -416,8 +449,14 @@ impl Node {
                 runtime.run()
             })
             .map_err(|e| NodeError::Start { id, what: format!("spawning its thread: {e}") })?;
+        let taps = tap_rxs
+            .into_iter()
+            .enumerate()
+            .map(|(i, rx)| DeliveryTap::new(rx, i, Arc::clone(&shared), waker.clone()))
+            .collect();
         Ok(Node {
             id,
+            taps,
             proposals: proposals_tx,
             next_value_id: first_value_id,
             deliveries: deliveries_rx,
@@ -465,6 +504,12 @@ impl Node {
             }
             Err(rtrb::PushError::Full(payload)) => Err(ProposeBackpressure { payload }),
         }
+    }
+
+    /// The delivery taps the node was started with (`NodeOptions::delivery_taps`), once: the
+    /// threads that take them deliver, and the node's own queue stays empty.
+    pub fn take_delivery_taps(&mut self) -> Vec<DeliveryTap> {
+        std::mem::take(&mut self.taps)
     }
 
     /// Delivered batches waiting in the delivery queue for the application.

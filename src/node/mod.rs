@@ -12,6 +12,7 @@ pub mod checksum;
 pub mod config;
 pub mod control;
 pub(crate) mod control_transport;
+mod delivery_tap;
 mod durability;
 mod handle;
 pub mod histogram;
@@ -27,6 +28,7 @@ pub use bench::{BenchError, BenchSpec, run_bench};
 pub use checksum::{StreamChecksum, StreamTrace};
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
 pub use control::{ControlError, ControlServer};
+pub use delivery_tap::DeliveryTap;
 pub use handle::{
     DeliveredBatch, Delivery, Marker, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
 };

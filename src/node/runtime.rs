@@ -40,6 +40,7 @@ use crate::proto::types::{NodeId, Tick};
 use crate::proto::{Action, Batch, RingNode};
 use crate::wire::{self, HELLO_BYTES, Hello};
 
+use super::delivery_tap::DeliveryQueues;
 use super::durability::Durability;
 use super::handle::{DeliveredBatch, Marker, NodeReport, Shared};
 use super::links::{LinkRole, Links};
@@ -82,7 +83,7 @@ pub(crate) struct Runtime {
     pub started: Instant,
     pub multicast: Option<MulticastLink>,
     pub proposals: rtrb::Consumer<Bytes>,
-    pub deliveries: rtrb::Producer<DeliveredBatch>,
+    pub deliveries: DeliveryQueues,
     /// With checkpoints: fetches and installs snapshots when the learner falls behind the trim.
     pub state_transfer: Option<StateTransfer>,
     pub shared: Arc<Shared>,

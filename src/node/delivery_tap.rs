@@ -1,0 +1,89 @@
+//! Delivery taps: the node hands every delivered batch to several consumers, each with a queue of
+//! its own, instead of one.
+//!
+//! P-SMR's workers each deliver g_all themselves (thesis 6.3.2: every thread t_i belongs to g_i
+//! and g_all; parallel delivery, no scheduler), so the node of g_all's ring delivers to every
+//! worker. A batch is reference-counted bytes: handing it to k queues costs k pointer copies, and
+//! no consumer waits for another except through the shared room (the node delivers no more than
+//! the fullest queue has room for, as with one queue).
+//!
+//! Taps carry values only: a node with taps takes no checkpoints, so no marker ever needs to go
+//! to several consumers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::Thread;
+
+use crate::io::Waker;
+
+use super::handle::{DeliveredBatch, Shared};
+
+/// The producing side, in the node thread: the one delivery queue, or every tap's.
+pub(crate) struct DeliveryQueues {
+    queues: Vec<rtrb::Producer<DeliveredBatch>>,
+}
+
+impl DeliveryQueues {
+    pub fn new(queues: Vec<rtrb::Producer<DeliveredBatch>>) -> DeliveryQueues {
+        assert!(!queues.is_empty(), "a node delivers somewhere");
+        DeliveryQueues { queues }
+    }
+
+    /// Room in the fullest queue.
+    pub fn slots(&self) -> usize {
+        self.queues.iter().map(|q| q.slots()).min().expect("at least one queue")
+    }
+
+    /// Queues `b` in every queue; `Err` if one has no room (the caller kept within `slots`).
+    pub fn push(&mut self, b: DeliveredBatch) -> Result<(), ()> {
+        let (last, rest) = self.queues.split_last_mut().expect("at least one queue");
+        for q in rest {
+            assert!(b.marker.is_none(), "a node with taps puts no markers in its stream");
+            let copy =
+                DeliveredBatch { instance: b.instance, values: b.values.clone(), marker: None };
+            q.push(copy).map_err(drop)?;
+        }
+        last.push(b).map_err(drop)
+    }
+}
+
+/// One consumer's queue of a node with taps (`NodeOptions::delivery_taps`), which another thread
+/// may own: the node's delivered batches, in order.
+#[derive(Debug)]
+pub struct DeliveryTap {
+    queue: rtrb::Consumer<DeliveredBatch>,
+    index: usize,
+    shared: Arc<Shared>,
+    waker: Waker,
+}
+
+impl DeliveryTap {
+    pub(crate) fn new(
+        queue: rtrb::Consumer<DeliveredBatch>,
+        index: usize,
+        shared: Arc<Shared>,
+        waker: Waker,
+    ) -> DeliveryTap {
+        DeliveryTap { queue, index, shared, waker }
+    }
+
+    /// The next delivered batch, if one waits. Taking one while the node holds decided instances
+    /// back for want of room wakes it.
+    pub fn try_recv_batch(&mut self) -> Option<DeliveredBatch> {
+        let b = self.queue.pop().ok()?;
+        if self.shared.deliveries_held.swap(false, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+        Some(b)
+    }
+
+    /// Batches waiting in this tap.
+    pub fn queued(&self) -> usize {
+        self.queue.slots()
+    }
+
+    /// Has the node unpark `thread` whenever it delivers (the first thread registered stays).
+    pub fn wake_on_delivery(&self, thread: Thread) {
+        let _ = self.shared.tap_consumers[self.index].set(thread);
+    }
+}
