@@ -13,7 +13,7 @@
 //!
 //! **sP-SMR's scheduler** sends each batch to the workers that have commands in it (all of them
 //! when one is a g_all command), and each worker picks its own commands out of the batch by C-G
-//! ([`Scope::Total`](super::Scope::Total)). Commands thus cross the thread boundary a batch at a
+//! ([`Scope::Total`]). Commands thus cross the thread boundary a batch at a
 //! time, yet the scheduler still delivers and maps every command, the central step whose cost
 //! the thesis measures. A g_all command needs no waiting by the scheduler: the workers' queues
 //! are in order, so they meet at it exactly as P-SMR's workers do.

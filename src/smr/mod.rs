@@ -28,7 +28,8 @@ pub(crate) mod testkit;
 mod tests;
 
 pub use cdep::{
-    CDep, ClassId, CommandToGroups, DependsWhen, Destination, KeyPartition, KeyRange, Signature,
+    CDep, CDepError, ClassId, CommandToGroups, DependsWhen, Destination, KeyPartition, KeyRange,
+    Signature,
 };
 pub use client_table::ClientTable;
 pub use exec::{ExecModel, ExecReport, Execution, Inputs};

@@ -55,7 +55,9 @@ pub fn script<S: Service>(
     let mut open: Vec<OpenBatch> = Vec::new();
     let flush = |out: &mut Vec<(u32, Bytes)>, (client, group, reqs): OpenBatch| {
         let mut w = BatchWriter::new(1 << 16);
-        w.begin(client, reqs[0].0);
+        // What a client would have acknowledged: replies below its older outstanding commands
+        // (within the window of the replicas' tables).
+        w.begin(client, reqs[0].0.saturating_sub(32));
         for (seq, c) in &reqs {
             w.push(*seq, c);
         }
@@ -88,6 +90,15 @@ pub fn script<S: Service>(
         flush(&mut out, o);
     }
     out
+}
+
+/// Where two reply lists first differ, for a failure message that fits on a screen.
+pub fn first_difference(
+    a: &[Recorded],
+    b: &[Recorded],
+) -> Option<(usize, Option<Recorded>, Option<Recorded>)> {
+    let n = a.len().max(b.len());
+    (0..n).find(|&i| a.get(i) != b.get(i)).map(|i| (i, a.get(i).cloned(), b.get(i).cloned()))
 }
 
 /// Runs `script` under `model` with `lanes` workers from a fresh `state()`; returns the sorted
