@@ -18,7 +18,7 @@
 //! The sequential specification is that of the thesis' B+-tree store (6.5.1): `insert` of a key
 //! that exists fails, `delete`, `update` and `read` of a key that does not exist fail.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 pub type Key = u64;
 pub type Value = u64;
@@ -104,12 +104,21 @@ impl std::fmt::Display for NotLinearizable {
 /// Checks `history` (in any order), every key starting absent; the first key found without a
 /// linearization is reported.
 pub fn check(history: &[Operation]) -> Result<(), NotLinearizable> {
+    check_from(history, |_| None)
+}
+
+/// Checks `history` against a store that started with `initial(key)` in each key (a preloaded
+/// tree).
+pub fn check_from(
+    history: &[Operation],
+    initial: impl Fn(Key) -> Option<Value>,
+) -> Result<(), NotLinearizable> {
     let mut by_key: BTreeMap<Key, Vec<Operation>> = BTreeMap::new();
     for o in history {
         by_key.entry(o.op.key()).or_default().push(*o);
     }
     for (key, operations) in by_key {
-        if !linearizable(&operations) {
+        if !linearizable(&operations, initial(key)) {
             return Err(NotLinearizable { key, operations });
         }
     }
@@ -132,32 +141,60 @@ impl Placed {
     }
 }
 
-/// One level of the search: the operations that may come next, which one is being tried, and the
-/// state before it.
+/// One level of the search: the first operation not placed (every one before it is), the
+/// operations that may come next, which one is being tried, and the state before it.
 struct Level {
+    lowest_pending: usize,
     candidates: Vec<usize>,
     next: usize,
     tried: Option<(usize, Option<Value>)>,
 }
 
-/// The operations (all on one key) that may be placed next: those no pending operation precedes
-/// (one precedes another when it returned before the other was called). An operation without a
-/// reply never returned.
-fn candidates(ops: &[Operation], placed: &Placed) -> Vec<usize> {
-    let pending = (0..ops.len()).filter(|&i| !placed.has(i));
-    let first_return = pending.clone().filter_map(|i| ops[i].returned.map(|(t, _)| t)).min();
-    pending.filter(|&i| first_return.is_none_or(|t| ops[i].call <= t)).collect()
+/// The operations (all on one key, sorted by call time) that may be placed next: those no
+/// pending operation precedes (one precedes another when it returned before the other was
+/// called). An operation without a reply never returned. `returns` holds the pending operations'
+/// return times; since the operations are sorted by call, the scan stops at the first one called
+/// after the earliest of them, so a level costs what the concurrency at that point is, not the
+/// history's length.
+fn candidates(
+    ops: &[Operation],
+    placed: &Placed,
+    lowest_pending: usize,
+    returns: &BTreeSet<(u64, usize)>,
+) -> Vec<usize> {
+    let first_return = returns.first().map(|&(t, _)| t);
+    (lowest_pending..ops.len())
+        .take_while(|&i| first_return.is_none_or(|t| ops[i].call <= t))
+        .filter(|&i| !placed.has(i))
+        .collect()
+}
+
+/// The first pending operation and the placed set's words from there on.
+type MemoKey = (usize, Vec<u64>);
+
+/// What a level's explored-state memo needs of the placed set: everything below the first
+/// pending operation is placed, so only the words from there on tell sets apart.
+fn memo_key(placed: &Placed, lowest_pending: usize) -> MemoKey {
+    let words = &placed.0[lowest_pending / 64..];
+    let used = words.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
+    (lowest_pending, words[..used].to_vec())
 }
 
 /// Wing & Gong's search over the operations of one key, with the explored (placed, state) pairs
 /// remembered (module docs).
-fn linearizable(ops: &[Operation]) -> bool {
+fn linearizable(ops: &[Operation], initial: Option<Value>) -> bool {
+    let mut ops = ops.to_vec();
+    ops.sort_by_key(|o| o.call);
+    let ops = &ops[..];
     let n = ops.len();
     let mut placed = Placed::new(n);
     let mut left = n;
-    let mut state: Option<Value> = None;
-    let mut explored: HashSet<(Placed, Option<Value>)> = HashSet::new();
-    let mut levels = vec![Level { candidates: candidates(ops, &placed), next: 0, tried: None }];
+    let mut state = initial;
+    let mut returns: BTreeSet<(u64, usize)> =
+        ops.iter().enumerate().filter_map(|(i, o)| o.returned.map(|(t, _)| (t, i))).collect();
+    let mut explored: HashSet<(MemoKey, Option<Value>)> = HashSet::new();
+    let first = candidates(ops, &placed, 0, &returns);
+    let mut levels = vec![Level { lowest_pending: 0, candidates: first, next: 0, tried: None }];
     while let Some(level) = levels.last_mut() {
         if left == 0 {
             return true;
@@ -167,6 +204,9 @@ fn linearizable(ops: &[Operation]) -> bool {
             placed.flip(i);
             left += 1;
             state = before;
+            if let Some((t, _)) = ops[i].returned {
+                returns.insert((t, i));
+            }
         }
         let Some(&i) = level.candidates.get(level.next) else {
             levels.pop();
@@ -181,12 +221,19 @@ fn linearizable(ops: &[Operation]) -> bool {
         placed.flip(i);
         left -= 1;
         state = after;
+        if let Some((t, _)) = ops[i].returned {
+            returns.remove(&(t, i));
+        }
         if left == 0 {
             return true;
         }
-        if explored.insert((placed.clone(), state)) {
-            let candidates = candidates(ops, &placed);
-            levels.push(Level { candidates, next: 0, tried: None });
+        let mut lowest_pending = level.lowest_pending;
+        while placed.has(lowest_pending) {
+            lowest_pending += 1;
+        }
+        if explored.insert((memo_key(&placed, lowest_pending), state)) {
+            let candidates = candidates(ops, &placed, lowest_pending, &returns);
+            levels.push(Level { lowest_pending, candidates, next: 0, tried: None });
         }
     }
     n == 0
