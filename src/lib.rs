@@ -13,6 +13,7 @@ pub mod io;
 pub mod multiring;
 pub mod node;
 pub mod proto;
+pub mod service;
 pub mod sim;
 pub mod smr;
 pub mod storage;

@@ -1,6 +1,7 @@
 //! The `ringsmr` command.
 
 mod multiring_cli;
+mod service_cli;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ struct LocalArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     multiring: multiring_cli::MultiRingArgs,
+    #[command(flatten)]
+    service: service_cli::ServiceArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -305,6 +308,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_local(a: LocalArgs) -> Result<ExitCode> {
+    if a.service.service.is_some() {
+        service_cli::run_local_service(&a.service, a.w.duration, a.w.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let protocol = match a.protocol {
         ProtocolArg::Uring => ProtocolName::Uring,
         ProtocolArg::Mring => ProtocolName::Mring,

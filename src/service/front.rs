@@ -1,0 +1,284 @@
+//! A replica's front thread: the clients' TCP endpoint. It takes request batches from clients
+//! and multicasts them to their groups (this process is a proposer of every ring), and writes
+//! the workers' replies to the clients they are for.
+//!
+//! ```text
+//! client -> replica: len u32 | kind u8 | body      kind 1: hello, body = client id u64
+//!                                                  kind 2: request, body = group u32 | batch
+//! replica -> client: replies back to back (`smr::request`)
+//! ```
+//!
+//! A request the ring's proposal queue has no room for waits in its connection, which is read no
+//! further until it went: clients feel the ring's flow control as TCP backpressure.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::multiring::{MultiRingNode, MulticastError};
+use crate::smr::ClientId;
+
+use super::replies::ReplyDrain;
+
+pub const KIND_HELLO: u8 = 1;
+pub const KIND_REQUEST: u8 = 2;
+/// The largest frame a client may send.
+pub const FRAME_BYTES_MAX: usize = 1 << 20;
+
+const LISTENER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+
+struct Conn {
+    stream: TcpStream,
+    client: Option<ClientId>,
+    inbuf: Vec<u8>,
+    /// Bytes of `inbuf` already handled.
+    in_at: usize,
+    out: Vec<u8>,
+    out_at: usize,
+    /// A request waits for room in its ring's proposal queue.
+    stalled: bool,
+}
+
+/// What the front thread did.
+#[derive(Clone, Debug, Default)]
+pub struct FrontStats {
+    pub connections: u64,
+    pub batches_multicast: u64,
+    pub replies_written: u64,
+    /// Replies for clients not connected here (they get them from another replica).
+    pub replies_unroutable: u64,
+    /// Connections closed for a malformed frame.
+    pub malformed_frames: u64,
+}
+
+/// See the module docs.
+pub struct Front {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Vec<Option<Conn>>,
+    by_client: HashMap<ClientId, usize>,
+    node: MultiRingNode,
+    drains: Vec<ReplyDrain>,
+    stop: Arc<AtomicBool>,
+    stats: FrontStats,
+}
+
+impl Front {
+    /// Listens on `address` (port 0: any) and registers a waker for the workers.
+    pub fn bind(
+        address: SocketAddr,
+        node: MultiRingNode,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(Front, Arc<mio::Waker>)> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(address)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let front = Front {
+            poll,
+            listener,
+            conns: Vec::new(),
+            by_client: HashMap::new(),
+            node,
+            drains: Vec::new(),
+            stop,
+            stats: FrontStats::default(),
+        };
+        Ok((front, waker))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The workers' reply queues.
+    pub fn add_drain(&mut self, drain: ReplyDrain) {
+        self.drains.push(drain);
+    }
+
+    /// Serves until the stop flag is set; returns what it did and the process' rings.
+    pub fn run(mut self) -> (FrontStats, MultiRingNode) {
+        let mut events = Events::with_capacity(256);
+        while !self.stop.load(Ordering::Acquire) {
+            let timeout = Duration::from_millis(if self.any_stalled() { 1 } else { 20 });
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                eprintln!("ringsmr: replica front: poll failed: {e}");
+                break;
+            }
+            if events.iter().any(|e| e.token() == LISTENER) {
+                self.accept();
+            }
+            self.route_replies();
+            for i in 0..self.conns.len() {
+                self.serve(i);
+            }
+        }
+        (self.stats, self.node)
+    }
+
+    fn any_stalled(&self) -> bool {
+        self.conns.iter().flatten().any(|c| c.stalled)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let slot = self.conns.iter().position(Option::is_none).unwrap_or_else(|| {
+                        self.conns.push(None);
+                        self.conns.len() - 1
+                    });
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self.poll.registry().register(&mut stream, Token(slot), interest).is_err() {
+                        continue;
+                    }
+                    self.stats.connections += 1;
+                    self.conns[slot] = Some(Conn {
+                        stream,
+                        client: None,
+                        inbuf: Vec::with_capacity(64 * 1024),
+                        in_at: 0,
+                        out: Vec::with_capacity(64 * 1024),
+                        out_at: 0,
+                        stalled: false,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    eprintln!("ringsmr: replica front: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn route_replies(&mut self) {
+        let (conns, by_client, stats) = (&mut self.conns, &self.by_client, &mut self.stats);
+        for d in &mut self.drains {
+            d.drain(|client, reply| {
+                match by_client.get(&client).and_then(|&i| conns[i].as_mut()) {
+                    Some(c) => {
+                        c.out.extend_from_slice(reply);
+                        stats.replies_written += 1;
+                    }
+                    None => stats.replies_unroutable += 1,
+                }
+            });
+        }
+    }
+
+    /// Reads, handles and writes what connection `i` has.
+    fn serve(&mut self, i: usize) {
+        let Some(c) = self.conns[i].as_mut() else { return };
+        let mut closed = false;
+        if !c.stalled {
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+                if c.inbuf.len() - c.in_at > 4 * FRAME_BYTES_MAX {
+                    break; // enough to work on; the rest stays in the socket
+                }
+            }
+        }
+        if self.handle_frames(i).is_err() {
+            self.stats.malformed_frames += 1;
+            closed = true;
+        }
+        let c = self.conns[i].as_mut().expect("still open");
+        while c.out_at < c.out.len() {
+            match c.stream.write(&c.out[c.out_at..]) {
+                Ok(n) => c.out_at += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if c.out_at == c.out.len() {
+            c.out.clear();
+            c.out_at = 0;
+        }
+        if closed {
+            let mut c = self.conns[i].take().expect("still open");
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if let Some(client) = c.client {
+                self.by_client.remove(&client);
+            }
+        }
+    }
+
+    /// Handles the whole frames connection `i` has read; `Err` on a malformed one.
+    fn handle_frames(&mut self, i: usize) -> Result<(), ()> {
+        let c = self.conns[i].as_mut().expect("open");
+        c.stalled = false;
+        loop {
+            let rest = &c.inbuf[c.in_at..];
+            if rest.len() < 4 {
+                break;
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            if len == 0 || len > FRAME_BYTES_MAX {
+                return Err(());
+            }
+            if rest.len() < 4 + len {
+                break;
+            }
+            let frame = &rest[4..4 + len];
+            match frame[0] {
+                KIND_HELLO if frame.len() == 9 => {
+                    let client = u64::from_le_bytes(frame[1..9].try_into().expect("8 bytes"));
+                    c.client = Some(client);
+                    self.by_client.insert(client, i);
+                }
+                KIND_REQUEST if frame.len() > 5 => {
+                    let group = u32::from_le_bytes(frame[1..5].try_into().expect("4 bytes"));
+                    let batch = Bytes::copy_from_slice(&frame[5..]);
+                    match self.node.multicast(group, batch) {
+                        Ok(_) => self.stats.batches_multicast += 1,
+                        Err(MulticastError::Backpressure { .. }) => {
+                            c.stalled = true;
+                            break;
+                        }
+                        // A group this replica cannot multicast to: the client is misconfigured.
+                        Err(MulticastError::Refused(_)) => return Err(()),
+                    }
+                }
+                _ => return Err(()),
+            }
+            c.in_at += 4 + len;
+        }
+        if c.in_at == c.inbuf.len() {
+            c.inbuf.clear();
+            c.in_at = 0;
+        } else if c.in_at > c.inbuf.len() / 2 {
+            c.inbuf.drain(..c.in_at);
+            c.in_at = 0;
+        }
+        Ok(())
+    }
+}

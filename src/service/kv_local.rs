@@ -1,0 +1,379 @@
+//! `ringsmr local --service kv`: the replicated B+-tree store on loopback, in one process (thesis
+//! 6.5: the key-value store's experiments).
+//!
+//! One ring per group (`ExecModel::groups`: P-SMR's MPL + 1, SMR's and sP-SMR's one), each of
+//! three processes (f = 1, U-Ring Paxos). The first `replicas` processes are replicas of the store
+//! (they execute); the others only order (acceptors). Clients run closed loops in threads of
+//! their own: each keeps `window` commands outstanding through the client library, so what the
+//! run measures is the whole path, client to ring to worker to client.
+//!
+//! The report gives commands per second (Kcps, counted at the clients after a warm-up), the
+//! commands' latency from submit to reply, and what each worker lane of the first replica
+//! executed (per-thread throughput, Fig. 6.6–6.7). With `record_history`, each client records
+//! its operations for the linearizability checker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::apps::kv::command::{self, KvOp};
+use crate::apps::kv::store::KvStore;
+use crate::apps::kv::workload::{KeyDist, Mix, OpStream, key_space};
+use crate::io::BackendChoice;
+use crate::multiring::config::LearnerEntry;
+use crate::multiring::{MultiRingFile, MultiRingNode, MultiRingOptions};
+use crate::node::histogram::Histogram;
+use crate::node::{ClusterFileError, ProtocolName};
+use crate::smr::linearizability::Operation;
+use crate::smr::{ExecModel, Service, Status};
+
+use super::client::{Client, ClientError, ClientOptions};
+use super::replica::{Replica, ReplicaError, ReplicaSpec};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct KvLocalSpec {
+    pub model: ExecModel,
+    pub workers: usize,
+    pub mix: Mix,
+    pub keys: KeyDist,
+    /// Keys preloaded in every replica's tree.
+    pub preload_keys: u64,
+    pub clients: usize,
+    /// Commands each client keeps outstanding.
+    pub window: usize,
+    /// Bytes of each command (padding past the store's 17).
+    pub command_bytes: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Processes that execute (the first ones); the others of the three only order.
+    pub replicas: u16,
+    pub backend: BackendChoice,
+    /// Pin workers and ring threads to cores.
+    pub pin: bool,
+    pub record_history: bool,
+    pub seed: u64,
+}
+
+impl KvLocalSpec {
+    pub fn new(model: ExecModel, workers: usize) -> KvLocalSpec {
+        KvLocalSpec {
+            model,
+            workers,
+            mix: Mix::Read,
+            keys: KeyDist::Uniform,
+            preload_keys: 1_000_000,
+            clients: 4,
+            window: 50,
+            command_bytes: command::COMMAND_BYTES,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            replicas: 1,
+            backend: BackendChoice::Auto,
+            pin: true,
+            record_history: false,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum KvLocalError {
+    #[error(transparent)]
+    File(#[from] ClusterFileError),
+    #[error(transparent)]
+    Rings(#[from] crate::multiring::MultiRingError),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("--replicas must be between 1 and {PROCESSES}, not {0}")]
+    Replicas(u16),
+}
+
+/// Processes of every ring.
+pub const PROCESSES: u16 = 3;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyUs {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct KvLocalReport {
+    pub service: &'static str,
+    pub exec: &'static str,
+    pub workers: usize,
+    pub rings: usize,
+    pub replicas: u16,
+    pub clients: usize,
+    pub window: usize,
+    pub command_bytes: usize,
+    pub preload_keys: u64,
+    pub workload: String,
+    pub keys: String,
+    pub secs: f64,
+    pub io_backend: String,
+    /// Commands answered in the measured interval.
+    pub completed: u64,
+    pub kcps: f64,
+    pub latency_us: LatencyUs,
+    /// Commands each worker lane of the first replica executed per second, in thousands.
+    pub per_thread_kcps: Vec<f64>,
+    /// Of the first replica's commands, those executed in synchronous mode.
+    pub synchronous: u64,
+    /// opt-PSMR: commands a replica refused for conflict and clients sent again.
+    pub conflicts: u64,
+    pub retries: u64,
+    /// Every replica's state checksum at the end (equal when they executed the same).
+    pub checksums: Vec<u64>,
+    #[serde(skip)]
+    pub history: Vec<Operation>,
+}
+
+/// Runs the store and its clients; see the module docs.
+pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
+    if spec.replicas == 0 || spec.replicas > PROCESSES {
+        return Err(KvLocalError::Replicas(spec.replicas));
+    }
+    let lanes = spec.model.lanes(spec.workers);
+    let rings = spec.model.groups(lanes).len() as u32;
+    // Nobody merges through the process' own merge: replicas' workers merge their taps.
+    let learners =
+        (0..PROCESSES).map(|process| LearnerEntry { process, groups: Vec::new() }).collect();
+    let file =
+        MultiRingFile::local_on_free_ports(ProtocolName::Uring, rings, PROCESSES, 1, learners)?;
+    let space = key_space(spec.preload_keys);
+    let cores = crate::io::pin::allowed_cores();
+    // Processes that only order still learn (every process of a local ring does): what they
+    // deliver is dropped as it comes, or their full queues would hold the rings back.
+    let stop_orderers = Arc::new(AtomicBool::new(false));
+    let mut orderers = Vec::new();
+    for p in spec.replicas..PROCESSES {
+        let opts = MultiRingOptions { backend: spec.backend, ..MultiRingOptions::default() };
+        let mut node = MultiRingNode::start(&file, p, opts)?;
+        let stop = Arc::clone(&stop_orderers);
+        orderers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                // Subscribing to nothing, the process' merge only drains its rings.
+                let _ = node.recv_timeout(Duration::from_millis(10));
+            }
+            node.stop();
+        }));
+    }
+    let mut replicas = Vec::new();
+    for p in 0..spec.replicas {
+        let replica_spec = ReplicaSpec {
+            model: spec.model,
+            workers: spec.workers,
+            key_space: space,
+            clients: SocketAddr::from(([127, 0, 0, 1], 0)),
+            backend: spec.backend,
+            // Workers spread over the cores from the first; the rings' threads float.
+            worker_cores: spec.pin.then(|| cores.clone()),
+            ring_cores: None,
+        };
+        let state = preloaded_store(spec.preload_keys);
+        replicas.push(Replica::start(&file, p, &replica_spec, state)?);
+    }
+    let addresses: Vec<SocketAddr> = replicas.iter().map(Replica::clients_address).collect();
+    let io_backend = replicas[0].backend().to_string();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let ready = Arc::new(Barrier::new(spec.clients + 1));
+    let mut handles = Vec::new();
+    for c in 0..spec.clients {
+        let opts = ClientOptions {
+            window: spec.window,
+            ..ClientOptions::new(addresses.clone(), spec.model, spec.workers, space)
+        };
+        let (spec, stop, ready) = (spec.clone(), Arc::clone(&stop), Arc::clone(&ready));
+        handles.push(std::thread::spawn(move || {
+            let client = Client::<KvStore>::connect(opts);
+            ready.wait();
+            run_client(client?, &spec, c as u64, start, &stop)
+        }));
+    }
+    ready.wait();
+    std::thread::sleep(spec.warmup);
+    let lanes_at = |r: &Replica<KvStore>| -> Vec<u64> {
+        r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).collect()
+    };
+    let measure_from = start.elapsed();
+    let lanes_before = lanes_at(&replicas[0]);
+    std::thread::sleep(spec.duration);
+    let lanes_after = lanes_at(&replicas[0]);
+    let secs = (start.elapsed() - measure_from).as_secs_f64();
+    stop.store(true, Ordering::Release);
+
+    let mut latency = Histogram::default();
+    let (mut completed, mut conflicts, mut retries) = (0, 0, 0);
+    let mut history = Vec::new();
+    let mut failure = None;
+    for h in handles {
+        match h.join().expect("a client thread panicked") {
+            Ok(run) => {
+                latency.merge(&run.latency);
+                completed += run.completed;
+                conflicts += run.conflicts;
+                retries += run.retries;
+                history.extend(run.history);
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    // Let every replica finish what was ordered before comparing their states.
+    settle(&replicas);
+    let mut checksums = Vec::new();
+    let mut synchronous = 0;
+    for (i, r) in replicas.into_iter().enumerate() {
+        let report = r.stop();
+        checksums.push(report.shared.read().checksum());
+        if i == 0 {
+            synchronous = report.exec.workers.iter().map(|w| w.synchronous).sum();
+        }
+    }
+    stop_orderers.store(true, Ordering::Release);
+    for o in orderers {
+        o.join().expect("an orderer thread panicked");
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let per_thread_kcps =
+        lanes_after.iter().zip(&lanes_before).map(|(a, b)| (a - b) as f64 / secs / 1e3).collect();
+    Ok(KvLocalReport {
+        service: "kv",
+        exec: spec.model.name(),
+        workers: lanes,
+        rings: rings as usize,
+        replicas: spec.replicas,
+        clients: spec.clients,
+        window: spec.window,
+        command_bytes: spec.command_bytes.max(command::COMMAND_BYTES),
+        preload_keys: spec.preload_keys,
+        workload: format!("{:?}", spec.mix),
+        keys: format!("{:?}", spec.keys),
+        secs,
+        io_backend,
+        completed,
+        kcps: completed as f64 / secs / 1e3,
+        latency_us: LatencyUs {
+            p50: latency.quantile(0.5),
+            p99: latency.quantile(0.99),
+            p999: latency.quantile(0.999),
+            max: latency.max(),
+        },
+        per_thread_kcps,
+        synchronous,
+        conflicts,
+        retries,
+        checksums,
+        history,
+    })
+}
+
+/// The tree every replica starts with.
+pub fn preloaded_store(keys: u64) -> KvStore {
+    KvStore::preloaded(keys)
+}
+
+/// Waits until every replica's executed count stops moving (all of them executed what the rings
+/// ordered), up to 5 s.
+fn settle(replicas: &[Replica<KvStore>]) {
+    let total = |r: &Replica<KvStore>| -> u64 {
+        r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    };
+    let give_up = Instant::now() + Duration::from_secs(5);
+    let mut last: Vec<u64> = replicas.iter().map(total).collect();
+    while Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(100));
+        let now: Vec<u64> = replicas.iter().map(total).collect();
+        if now == last && now.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        last = now;
+    }
+}
+
+struct ClientRun {
+    latency: Histogram,
+    completed: u64,
+    conflicts: u64,
+    retries: u64,
+    history: Vec<Operation>,
+}
+
+/// One client's closed loop.
+fn run_client(
+    mut client: Client<KvStore>,
+    spec: &KvLocalSpec,
+    index: u64,
+    start: Instant,
+    stop: &AtomicBool,
+) -> Result<ClientRun, KvLocalError> {
+    let mut ops = OpStream::new(spec.mix, spec.keys, spec.preload_keys, spec.seed ^ (index << 32));
+    let warm_at = start + spec.warmup;
+    let window = crate::smr::client_table::WINDOW_MAX as usize;
+    // Per outstanding command (by sequence number in the window): when it was submitted, what
+    // it was, and its index in the history.
+    let mut submitted: Vec<(Instant, KvOp, usize)> = vec![(start, KvOp::Read(0), 0); window];
+    let mut run = ClientRun {
+        latency: Histogram::default(),
+        completed: 0,
+        conflicts: 0,
+        retries: 0,
+        history: Vec::new(),
+    };
+    let mut buf = Vec::with_capacity(spec.command_bytes.max(command::COMMAND_BYTES));
+    let ns = |t: Instant| t.duration_since(start).as_nanos() as u64;
+    while !stop.load(Ordering::Acquire) {
+        while client.has_room() {
+            let op = ops.next_op();
+            buf.clear();
+            command::encode(op, spec.command_bytes, &mut buf);
+            let now = Instant::now();
+            let seq = client.submit(&buf).expect("the window has room and the command is good");
+            let at = run.history.len();
+            if spec.record_history {
+                run.history.push(Operation {
+                    client: client.id(),
+                    call: ns(now),
+                    returned: None,
+                    op,
+                });
+            }
+            submitted[(seq % window as u64) as usize] = (now, op, at);
+        }
+        let history = &mut run.history;
+        let (latency, completed) = (&mut run.latency, &mut run.completed);
+        client.poll(Duration::from_millis(1), |seq, status, body| {
+            let now = Instant::now();
+            let (at_submit, _, at) = submitted[(seq % window as u64) as usize];
+            if now >= warm_at && at_submit >= warm_at {
+                latency.record(now.duration_since(at_submit).as_micros() as u64);
+            }
+            if now >= warm_at {
+                *completed += 1;
+            }
+            if spec.record_history
+                && status == Status::Executed
+                && let Some(reply) = command::decode_reply(body)
+            {
+                history[at].returned = Some((ns(now), reply));
+            }
+        })?;
+    }
+    run.conflicts = client.stats().conflicts;
+    run.retries = client.stats().retries;
+    Ok(run)
+}
