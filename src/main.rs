@@ -309,7 +309,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn run_local(a: LocalArgs) -> Result<ExitCode> {
     if a.service.service.is_some() {
-        service_cli::run_local_service(&a.service, a.w.duration, a.w.json)?;
+        service_cli::run_local_service(&a.service, &a.multiring, a.w.duration, a.w.json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let protocol = match a.protocol {

@@ -55,7 +55,12 @@ pub struct ServiceArgs {
 }
 
 /// Runs `ringsmr local --service kv` and prints its report.
-pub fn run_local_service(a: &ServiceArgs, duration_secs: f64, json: bool) -> Result<()> {
+pub fn run_local_service(
+    a: &ServiceArgs,
+    multiring: &crate::multiring_cli::MultiRingArgs,
+    duration_secs: f64,
+    json: bool,
+) -> Result<()> {
     let model = ExecModel::parse(&a.exec)
         .ok_or_else(|| anyhow!("--exec `{}`: expected smr, spsmr, psmr or opt-psmr", a.exec))?;
     let mix = Mix::parse(&a.workload).map_err(|e| anyhow!("--workload: {e}"))?;
@@ -75,6 +80,8 @@ pub fn run_local_service(a: &ServiceArgs, duration_secs: f64, json: bool) -> Res
         warmup: Duration::from_secs_f64(a.warmup),
         replicas: a.replicas,
         backend: BackendChoice::from_env()?,
+        lambda_instances: multiring.lambda,
+        delta_us: multiring.delta_us,
         ..KvLocalSpec::new(model, a.workers)
     };
     let report = run_local_kv(&spec)?;
@@ -90,7 +97,7 @@ pub fn run_local_service(a: &ServiceArgs, duration_secs: f64, json: bool) -> Res
 fn table(r: &KvLocalReport) -> String {
     let threads: Vec<String> = r.per_thread_kcps.iter().map(|k| format!("{k:.1}")).collect();
     format!(
-        "service      kv ({} workers of {}, {} rings, {} replica(s), {})\n\
+        "service      kv ({} workers of {}, {} rings (lambda {} per {} us), {} replica(s), {})\n\
          load         {} clients x {} outstanding, {} keys, {} B commands, {} / {}\n\
          throughput   {:.1} Kcps ({} commands in {:.1} s)\n\
          latency      p50 {} us  p99 {} us  p999 {} us  max {} us\n\
@@ -100,6 +107,8 @@ fn table(r: &KvLocalReport) -> String {
         r.workers,
         r.exec,
         r.rings,
+        r.lambda_instances,
+        r.delta_us,
         r.replicas,
         r.io_backend,
         r.clients,

@@ -57,6 +57,10 @@ pub struct KvLocalSpec {
     pub pin: bool,
     pub record_history: bool,
     pub seed: u64,
+    /// Multi-Ring's λ and Δ (`None`: the Multi-Ring file's defaults). Under P-SMR a worker's
+    /// merge waits for g_all's next skip at most Δ, which bounds its latency from below.
+    pub lambda_instances: Option<u64>,
+    pub delta_us: Option<u64>,
 }
 
 impl KvLocalSpec {
@@ -77,6 +81,8 @@ impl KvLocalSpec {
             pin: true,
             record_history: false,
             seed: 1,
+            lambda_instances: None,
+            delta_us: None,
         }
     }
 }
@@ -113,6 +119,8 @@ pub struct KvLocalReport {
     pub exec: &'static str,
     pub workers: usize,
     pub rings: usize,
+    pub lambda_instances: u64,
+    pub delta_us: u64,
     pub replicas: u16,
     pub clients: usize,
     pub window: usize,
@@ -149,8 +157,10 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
     // Nobody merges through the process' own merge: replicas' workers merge their taps.
     let learners =
         (0..PROCESSES).map(|process| LearnerEntry { process, groups: Vec::new() }).collect();
-    let file =
+    let mut file =
         MultiRingFile::local_on_free_ports(ProtocolName::Uring, rings, PROCESSES, 1, learners)?;
+    file.lambda_instances = spec.lambda_instances.unwrap_or(file.lambda_instances);
+    file.delta_us = spec.delta_us.unwrap_or(file.delta_us);
     let space = key_space(spec.preload_keys);
     let cores = crate::io::pin::allowed_cores();
     // Processes that only order still learn (every process of a local ring does): what they
@@ -256,6 +266,8 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         exec: spec.model.name(),
         workers: lanes,
         rings: rings as usize,
+        lambda_instances: file.lambda_instances,
+        delta_us: file.delta_us,
         replicas: spec.replicas,
         clients: spec.clients,
         window: spec.window,
