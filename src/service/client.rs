@@ -16,7 +16,7 @@
 //! - **Failures.** A replica whose connection breaks is reconnected to in the background; the
 //!   others go on answering.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use crate::smr::{
 };
 
 use super::front::{KIND_HELLO, KIND_REQUEST};
+use super::stream_io::{Link, read_available, write_available};
 
 /// How a client reaches a service.
 #[derive(Clone, Debug)]
@@ -346,18 +347,7 @@ impl<S: Service> Client<S> {
             let c = &mut self.conns[i];
             let Some(stream) = c.stream.as_mut() else { continue };
             let mut written = 0;
-            let mut broken = false;
-            while written < c.out.len() {
-                match stream.write(&c.out[written..]) {
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                }
-            }
+            let broken = write_available(stream, &c.out, &mut written) == Link::Closed;
             c.out.drain(..written);
             if broken {
                 self.drop_conn(i);
@@ -419,27 +409,9 @@ impl<S: Service> Client<S> {
     }
 
     fn read_conn(&mut self, i: usize, done: &mut impl FnMut(u64, Status, &[u8])) -> usize {
-        let mut broken = false;
-        {
-            let c = &mut self.conns[i];
-            let Some(stream) = c.stream.as_mut() else { return 0 };
-            let mut chunk = [0u8; 16 * 1024];
-            loop {
-                match stream.read(&mut chunk) {
-                    Ok(0) => {
-                        broken = true;
-                        break;
-                    }
-                    Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                }
-            }
-        }
+        let c = &mut self.conns[i];
+        let Some(stream) = c.stream.as_mut() else { return 0 };
+        let mut broken = read_available(stream, &mut c.inbuf, usize::MAX) == Link::Closed;
         let mut inbuf = std::mem::take(&mut self.conns[i].inbuf);
         let mut at = 0;
         let mut answered = 0;

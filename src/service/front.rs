@@ -12,7 +12,7 @@
 //! further until it went: clients feel the ring's flow control as TCP backpressure.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +26,7 @@ use crate::multiring::{MultiRingNode, MulticastError};
 use crate::smr::ClientId;
 
 use super::replies::ReplyDrain;
+use super::stream_io::{Link, read_available, write_available};
 
 pub const KIND_HELLO: u8 = 1;
 pub const KIND_REQUEST: u8 = 2;
@@ -183,41 +184,17 @@ impl Front {
         let Some(c) = self.conns[i].as_mut() else { return };
         let mut closed = false;
         if !c.stalled {
-            let mut chunk = [0u8; 16 * 1024];
-            loop {
-                match c.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-                if c.inbuf.len() - c.in_at > 4 * FRAME_BYTES_MAX {
-                    break; // enough to work on; the rest stays in the socket
-                }
-            }
+            // Enough to work on; the rest stays in the socket.
+            let limit = c.in_at + 4 * FRAME_BYTES_MAX;
+            closed = read_available(&mut c.stream, &mut c.inbuf, limit) == Link::Closed;
         }
         if self.handle_frames(i).is_err() {
             self.stats.malformed_frames += 1;
             closed = true;
         }
         let c = self.conns[i].as_mut().expect("still open");
-        while c.out_at < c.out.len() {
-            match c.stream.write(&c.out[c.out_at..]) {
-                Ok(n) => c.out_at += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
+        if write_available(&mut c.stream, &c.out, &mut c.out_at) == Link::Closed {
+            closed = true;
         }
         if c.out_at == c.out.len() {
             c.out.clear();

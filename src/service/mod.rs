@@ -19,6 +19,7 @@ pub mod kv_local;
 pub mod replica;
 pub mod replies;
 pub mod source;
+pub mod stream_io;
 
 pub use client::{Client, ClientError, ClientOptions, ClientStats, SubmitError};
 pub use replica::{Replica, ReplicaError, ReplicaReport, ReplicaSpec};

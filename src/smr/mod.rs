@@ -10,6 +10,7 @@
 //!   and [`rendezvous`], its synchronous mode.
 //! - [`exec`]: the execution models (SMR, sP-SMR, P-SMR, opt-PSMR) and their threads; sP-SMR's
 //!   scheduler hands batches to its workers through [`handoff`] queues.
+//! - [`splitmix`]: the workloads' generator.
 //! - [`linearizability`]: the checker the service tests judge recorded client histories with.
 
 pub mod cdep;
@@ -20,6 +21,7 @@ pub mod linearizability;
 pub mod rendezvous;
 pub mod request;
 pub mod service;
+pub mod splitmix;
 pub mod worker;
 
 #[cfg(test)]
