@@ -49,6 +49,9 @@ pub struct ServiceArgs {
     /// Service: processes of the three that execute (the others only order).
     #[arg(long, default_value_t = 1)]
     pub replicas: u16,
+    /// Service: rings the groups share, group g on ring g mod N (default: one ring per group).
+    #[arg(long)]
+    pub service_rings: Option<usize>,
     /// Service: seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
@@ -82,6 +85,7 @@ pub fn run_local_service(
         backend: BackendChoice::from_env()?,
         lambda_instances: multiring.lambda,
         delta_us: multiring.delta_us,
+        rings: a.service_rings,
         ..KvLocalSpec::new(model, a.workers)
     };
     let report = run_local_kv(&spec)?;

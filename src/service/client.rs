@@ -34,7 +34,7 @@ use crate::smr::{
 };
 
 use super::front::{KIND_HELLO, KIND_REQUEST};
-use super::stream_io::{Link, read_available, write_available};
+use super::stream_io::{Link, SCRATCH_BYTES, read_available, write_available};
 
 /// How a client reaches a service.
 #[derive(Clone, Debug)]
@@ -149,6 +149,7 @@ pub struct Client<S: Service> {
     poll: Poll,
     events: Events,
     stats: ClientStats,
+    scratch: Vec<u8>,
     _service: PhantomData<fn() -> S>,
 }
 
@@ -206,6 +207,7 @@ impl<S: Service> Client<S> {
             poll,
             events: Events::with_capacity(64),
             stats: ClientStats::default(),
+            scratch: vec![0; SCRATCH_BYTES],
             _service: PhantomData,
         };
         let mut why = String::new();
@@ -411,7 +413,8 @@ impl<S: Service> Client<S> {
     fn read_conn(&mut self, i: usize, done: &mut impl FnMut(u64, Status, &[u8])) -> usize {
         let c = &mut self.conns[i];
         let Some(stream) = c.stream.as_mut() else { return 0 };
-        let mut broken = read_available(stream, &mut c.inbuf, usize::MAX) == Link::Closed;
+        let mut broken =
+            read_available(stream, &mut c.inbuf, usize::MAX, &mut self.scratch) == Link::Closed;
         let mut inbuf = std::mem::take(&mut self.conns[i].inbuf);
         let mut at = 0;
         let mut answered = 0;

@@ -26,7 +26,7 @@ use crate::multiring::{MultiRingNode, MulticastError};
 use crate::smr::ClientId;
 
 use super::replies::ReplyDrain;
-use super::stream_io::{Link, read_available, write_available};
+use super::stream_io::{Link, SCRATCH_BYTES, read_available, write_available};
 
 pub const KIND_HELLO: u8 = 1;
 pub const KIND_REQUEST: u8 = 2;
@@ -46,6 +46,9 @@ struct Conn {
     out_at: usize,
     /// A request waits for room in its ring's proposal queue.
     stalled: bool,
+    /// The socket may have bytes to read (readiness is edge-triggered: set by an event, cleared
+    /// when a read finds nothing).
+    readable: bool,
 }
 
 /// What the front thread did.
@@ -70,6 +73,7 @@ pub struct Front {
     drains: Vec<ReplyDrain>,
     stop: Arc<AtomicBool>,
     stats: FrontStats,
+    scratch: Vec<u8>,
 }
 
 impl Front {
@@ -92,6 +96,7 @@ impl Front {
             drains: Vec::new(),
             stop,
             stats: FrontStats::default(),
+            scratch: vec![0; SCRATCH_BYTES],
         };
         Ok((front, waker))
     }
@@ -109,15 +114,28 @@ impl Front {
     pub fn run(mut self) -> (FrontStats, MultiRingNode) {
         let mut events = Events::with_capacity(256);
         while !self.stop.load(Ordering::Acquire) {
-            let timeout = Duration::from_millis(if self.any_stalled() { 1 } else { 20 });
+            let busy = self
+                .conns
+                .iter()
+                .flatten()
+                .any(|c| c.stalled || (c.readable && c.inbuf.len() > c.in_at));
+            let timeout = Duration::from_millis(if busy { 1 } else { 20 });
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
             {
                 eprintln!("ringsmr: replica front: poll failed: {e}");
                 break;
             }
-            if events.iter().any(|e| e.token() == LISTENER) {
-                self.accept();
+            for e in events.iter() {
+                match e.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(i) => {
+                        if let Some(Some(c)) = self.conns.get_mut(i) {
+                            c.readable |= e.is_readable() || e.is_read_closed() || e.is_error();
+                        }
+                    }
+                }
             }
             self.route_replies();
             for i in 0..self.conns.len() {
@@ -125,10 +143,6 @@ impl Front {
             }
         }
         (self.stats, self.node)
-    }
-
-    fn any_stalled(&self) -> bool {
-        self.conns.iter().flatten().any(|c| c.stalled)
     }
 
     fn accept(&mut self) {
@@ -153,6 +167,7 @@ impl Front {
                         out: Vec::with_capacity(64 * 1024),
                         out_at: 0,
                         stalled: false,
+                        readable: true,
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -183,10 +198,14 @@ impl Front {
     fn serve(&mut self, i: usize) {
         let Some(c) = self.conns[i].as_mut() else { return };
         let mut closed = false;
-        if !c.stalled {
+        if c.readable && !c.stalled {
             // Enough to work on; the rest stays in the socket.
             let limit = c.in_at + 4 * FRAME_BYTES_MAX;
-            closed = read_available(&mut c.stream, &mut c.inbuf, limit) == Link::Closed;
+            match read_available(&mut c.stream, &mut c.inbuf, limit, &mut self.scratch) {
+                Link::Closed => closed = true,
+                Link::Drained => c.readable = false,
+                Link::Open => {}
+            }
         }
         if self.handle_frames(i).is_err() {
             self.stats.malformed_frames += 1;

@@ -24,7 +24,7 @@ use crate::apps::kv::command::{self, KvOp};
 use crate::apps::kv::store::KvStore;
 use crate::apps::kv::workload::{KeyDist, Mix, OpStream, key_space};
 use crate::io::BackendChoice;
-use crate::multiring::config::LearnerEntry;
+use crate::multiring::config::{GroupEntry, LearnerEntry};
 use crate::multiring::{MultiRingFile, MultiRingNode, MultiRingOptions};
 use crate::node::histogram::Histogram;
 use crate::node::{ClusterFileError, ProtocolName};
@@ -61,6 +61,10 @@ pub struct KvLocalSpec {
     /// merge waits for g_all's next skip at most Δ, which bounds its latency from below.
     pub lambda_instances: Option<u64>,
     pub delta_us: Option<u64>,
+    /// Rings the service's groups share, group g on ring g mod rings (`None`: one ring per
+    /// group, as in the thesis' prototype). Each worker still delivers straight from the rings
+    /// and skips the other groups' messages; fewer rings cost fewer threads on few cores.
+    pub rings: Option<usize>,
 }
 
 impl KvLocalSpec {
@@ -83,6 +87,7 @@ impl KvLocalSpec {
             seed: 1,
             lambda_instances: None,
             delta_us: None,
+            rings: None,
         }
     }
 }
@@ -153,14 +158,31 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         return Err(KvLocalError::Replicas(spec.replicas));
     }
     let lanes = spec.model.lanes(spec.workers);
-    let rings = spec.model.groups(lanes).len() as u32;
+    let groups = spec.model.groups(lanes);
+    let rings = spec.rings.unwrap_or(groups.len()).clamp(1, groups.len());
+    let base = MultiRingFile::local_on_free_ports(
+        ProtocolName::Uring,
+        rings as u32,
+        PROCESSES,
+        1,
+        Vec::new(),
+    )?;
+    let groups =
+        groups.iter().map(|&id| GroupEntry { id, ring: id % rings as u32, m: 1 }).collect();
     // Nobody merges through the process' own merge: replicas' workers merge their taps.
     let learners =
         (0..PROCESSES).map(|process| LearnerEntry { process, groups: Vec::new() }).collect();
-    let mut file =
-        MultiRingFile::local_on_free_ports(ProtocolName::Uring, rings, PROCESSES, 1, learners)?;
-    file.lambda_instances = spec.lambda_instances.unwrap_or(file.lambda_instances);
-    file.delta_us = spec.delta_us.unwrap_or(file.delta_us);
+    // One ring has nothing to be merged with: no skip instances, unless asked for.
+    let lambda =
+        spec.lambda_instances.unwrap_or(if rings == 1 { 0 } else { base.lambda_instances });
+    let file = MultiRingFile::new(
+        lambda,
+        spec.delta_us.unwrap_or(base.delta_us),
+        base.merge_queue_instances,
+        base.rings,
+        groups,
+        learners,
+    )?;
     let space = key_space(spec.preload_keys);
     let cores = crate::io::pin::allowed_cores();
     // Processes that only order still learn (every process of a local ring does): what they
@@ -265,7 +287,7 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         service: "kv",
         exec: spec.model.name(),
         workers: lanes,
-        rings: rings as usize,
+        rings,
         lambda_instances: file.lambda_instances,
         delta_us: file.delta_us,
         replicas: spec.replicas,

@@ -3,21 +3,33 @@
 
 use std::io::{ErrorKind, Read, Write};
 
-/// Whether the peer is still there.
+/// Whether the peer is still there, and whether the socket has more to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
+    /// Open; reading stopped at the limit, so more may wait.
     Open,
+    /// Open, and everything it had was read: wait for its next readiness.
+    Drained,
     Closed,
 }
 
-/// Appends what `stream` has to `buf` until it would block or `buf` holds `limit_bytes`.
-pub fn read_available(stream: &mut impl Read, buf: &mut Vec<u8>, limit_bytes: usize) -> Link {
-    let mut chunk = [0u8; 16 * 1024];
+/// Bytes of the scratch buffer reads go through.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Appends what `stream` has to `buf` until it would block or `buf` holds `limit_bytes`, reading
+/// through `scratch` (kept by the caller: zeroing a buffer for every read cost the front thread
+/// and the clients more than the reads did).
+pub fn read_available(
+    stream: &mut impl Read,
+    buf: &mut Vec<u8>,
+    limit_bytes: usize,
+    scratch: &mut [u8],
+) -> Link {
     while buf.len() < limit_bytes {
-        match stream.read(&mut chunk) {
+        match stream.read(scratch) {
             Ok(0) => return Link::Closed,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Link::Open,
+            Ok(n) => buf.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Link::Drained,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return Link::Closed,
         }
