@@ -160,13 +160,20 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
     let lanes = spec.model.lanes(spec.workers);
     let groups = spec.model.groups(lanes);
     let rings = spec.rings.unwrap_or(groups.len()).clamp(1, groups.len());
-    let base = MultiRingFile::local_on_free_ports(
+    let mut base = MultiRingFile::local_on_free_ports(
         ProtocolName::Uring,
         rings as u32,
         PROCESSES,
         1,
         Vec::new(),
     )?;
+    // Processes that only order are acceptors alone: learning what they never execute would cost
+    // their threads a delivery per instance.
+    for ring in &mut base.rings {
+        for p in spec.replicas..PROCESSES {
+            ring.cluster.nodes[usize::from(p)].roles = vec![crate::node::Role::Acceptor];
+        }
+    }
     let groups =
         groups.iter().map(|&id| GroupEntry { id, ring: id % rings as u32, m: 1 }).collect();
     // Nobody merges through the process' own merge: replicas' workers merge their taps.
