@@ -192,21 +192,11 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
     )?;
     let space = key_space(spec.preload_keys);
     let cores = crate::io::pin::allowed_cores();
-    // Processes that only order still learn (every process of a local ring does): what they
-    // deliver is dropped as it comes, or their full queues would hold the rings back.
-    let stop_orderers = Arc::new(AtomicBool::new(false));
+    // Processes that only order are acceptors alone (above): they deliver nothing to drain.
     let mut orderers = Vec::new();
     for p in spec.replicas..PROCESSES {
         let opts = MultiRingOptions { backend: spec.backend, ..MultiRingOptions::default() };
-        let mut node = MultiRingNode::start(&file, p, opts)?;
-        let stop = Arc::clone(&stop_orderers);
-        orderers.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                // Subscribing to nothing, the process' merge only drains its rings.
-                let _ = node.recv_timeout(Duration::from_millis(10));
-            }
-            node.stop();
-        }));
+        orderers.push(MultiRingNode::start(&file, p, opts)?);
     }
     let mut replicas = Vec::new();
     for p in 0..spec.replicas {
@@ -281,9 +271,8 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
             synchronous = report.exec.workers.iter().map(|w| w.synchronous).sum();
         }
     }
-    stop_orderers.store(true, Ordering::Release);
     for o in orderers {
-        o.join().expect("an orderer thread panicked");
+        o.stop();
     }
     if let Some(e) = failure {
         return Err(e);
