@@ -810,11 +810,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
     match panic::catch_unwind(AssertUnwindSafe(|| sim.run())) {
         Ok(report) => report,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
+            let message = panic_message(payload.as_ref());
             SimReport {
                 config: cfg,
                 plan,
@@ -834,4 +830,14 @@ pub fn run(cfg: SimConfig) -> SimReport {
             }
         }
     }
+}
+
+/// The message a caught panic carried, for a seed's report (the single-ring and Multi-Ring runs
+/// both turn a panicking core into a violation).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

@@ -117,11 +117,7 @@ pub fn run(cfg: MultiRingSimConfig) -> MultiRingReport {
     match panic::catch_unwind(AssertUnwindSafe(|| run_rings(&cfg, &stepping))) {
         Ok(report) => report,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
+            let message = crate::sim::simulation::panic_message(payload.as_ref());
             MultiRingReport {
                 config: cfg,
                 rings: Vec::new(),
