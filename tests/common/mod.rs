@@ -13,8 +13,22 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringsmr");
 
 /// `n` loopback ports that were free a moment ago.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    // A node derives its control and snapshot ports from its data port (+1000, +2000): no port
+    // handed out may be another's derived one, or a cluster file built from them is refused
+    // (it happened: `node[0].snapshot` equal to node 1's address).
+    let clash =
+        |a: u16, b: u16| [0i32, 1000, 2000, -1000, -2000].contains(&(i32::from(a) - i32::from(b)));
+    let mut held = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if !ports.iter().any(|&q| clash(port, q)) {
+            ports.push(port);
+        }
+        held.push(l);
+    }
+    ports
 }
 
 /// `n` loopback ports that were free a moment ago, below the kernel's ephemeral range (from
