@@ -19,23 +19,36 @@ what=${1:?usage: service-bench.sh models|e2e [OUT_DIR] [ROUNDS] [SECONDS]}
 out=${2:-bench/service}
 rounds=${3:-3}
 secs=${4:-4}
+warmup=${WARMUP:-1}
 mkdir -p "$out"
 cargo build --release --locked --quiet
 bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/ringsmr")
 csv=$out/$what.csv
-echo "round,exec,workers,replicas,workload,window,command_bytes,preload_keys,kcps,p50_us,p99_us,p999_us,per_thread_kcps,checksums_equal" > "$csv"
+# The first fourteen columns are those of the first version of this script; later ones follow them.
+echo "round,exec,workers,replicas,workload,window,command_bytes,preload_keys,kcps,p50_us,p99_us,p999_us,\
+per_thread_kcps,checksums_equal,keys,dependent_pct,clients,secs,warmup_s,completed,max_us,synchronous,\
+conflicts,retries" > "$csv"
 
 run() { # round, then ringsmr local arguments
   local round=$1
   shift
-  "$bin" local --service kv --duration "$secs" --json "$@" | python3 -c '
-import json, sys
+  "$bin" local --service kv --duration "$secs" --warmup "$warmup" --json "$@" | python3 -c '
+import json, re, sys
 r = json.loads(sys.stdin.readline())
 l = r["latency_us"]
-print(",".join(str(x) for x in [sys.argv[1], r["exec"], r["workers"], r["replicas"], r["workload"].replace(",", ";"),
+# The report names the workload and key choice as the program spells them ("Mixed { dependent_percent:
+# 10.0 }", "Zipf { exponent: 1.0 }"); the extra columns give them as numbers and command-line words.
+w = r["workload"]
+m = re.search(r"dependent_percent: ([0-9.]+)", w)
+dependent = float(m.group(1)) if m else 100.0 if w == "Insert" else 0.0
+z = re.search(r"exponent: ([0-9.]+)", r["keys"])
+keys = f"zipf:{float(z.group(1)):g}" if z else r["keys"].lower()
+print(",".join(str(x) for x in [sys.argv[1], r["exec"], r["workers"], r["replicas"], w.replace(",", ";"),
       r["window"], r["command_bytes"], r["preload_keys"], round(r["kcps"], 1), l["p50"], l["p99"], l["p999"],
-      "/".join(str(round(k, 1)) for k in r["per_thread_kcps"]), len(set(r["checksums"])) == 1]))
-' "$round" >> "$csv"
+      "/".join(str(round(k, 1)) for k in r["per_thread_kcps"]), len(set(r["checksums"])) == 1,
+      keys, f"{dependent:g}", r["clients"], round(r["secs"], 3), sys.argv[2], r["completed"], l["max"],
+      r["synchronous"], r["conflicts"], r["retries"]]))
+' "$round" "$warmup" >> "$csv"
 }
 
 case $what in
