@@ -26,6 +26,7 @@ use ringsmr::node::{
     StreamTrace, Workload, run_bench, run_local as run_load,
 };
 use ringsmr::proto::{Protocol, VALUE_OVERHEAD_BYTES};
+use ringsmr::service::config::is_service_file;
 use ringsmr::sim::multiring::{self, MultiRingCoverage, MultiRingSimConfig};
 use ringsmr::sim::{self, SimConfig};
 
@@ -55,10 +56,11 @@ enum Command {
     Local(LocalArgs),
     /// Run one process of the cluster described by a cluster file (or a Multi-Ring file). It also
     /// listens for `ringsmr bench` on the node's `control` address (Multi-Ring: its node's in its
-    /// lowest ring).
+    /// lowest ring). With a service file: a replica of the service, serving its clients.
     Node(NodeArgs),
     /// Load a cluster of `ringsmr node` processes (possibly on other hosts) through their control
-    /// endpoints and print throughput, latency and CPU like `local`.
+    /// endpoints and print throughput, latency and CPU like `local`. With a service file: clients
+    /// of its replicas, reporting Kcps, latency and the replicas' checksums.
     Bench(BenchArgs),
     /// Run the protocol cores in the deterministic simulator with faults and check every invariant.
     Sim {
@@ -207,16 +209,21 @@ impl WorkloadArgs {
 struct BenchArgs {
     /// The cluster file (TOML) the node processes run, or the Multi-Ring file (`[[ring]]` tables;
     /// each process then serves on its node's `control` in its lowest ring; `--outstanding` is per
-    /// group, and there is no `--baseline`).
+    /// group, and there is no `--baseline`), or a service file (`multiring = ...`: clients of its
+    /// replicas, with the `Service:` options).
     #[arg(long)]
     config: std::path::PathBuf,
     #[command(flatten)]
     w: WorkloadArgs,
+    /// With a service file: the clients.
+    #[command(flatten)]
+    service: service_cli::ServiceLoadArgs,
 }
 
 #[derive(clap::Args)]
 struct NodeArgs {
-    /// The cluster file (TOML).
+    /// The cluster file (TOML), a Multi-Ring file (`[[ring]]` tables) or a service file
+    /// (`multiring = ...`: a replica of the service, or a process that only orders).
     #[arg(long)]
     config: std::path::PathBuf,
     /// This process' node id in the file.
@@ -384,6 +391,10 @@ fn run_local_multiring(a: LocalArgs) -> Result<ExitCode> {
 }
 
 fn run_bench_command(a: BenchArgs) -> Result<ExitCode> {
+    if is_service_file(&a.config)? {
+        service_cli::run_bench_service(&a.config, &a.service, a.w.duration, a.w.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if multiring_cli::is_multiring_file(&a.config)? {
         if a.w.baseline {
             bail!(
@@ -446,6 +457,9 @@ fn node_payload(id: u16, seq: u64, len: usize) -> Bytes {
 }
 
 fn run_node(a: NodeArgs) -> Result<ExitCode> {
+    if is_service_file(&a.config)? {
+        return service_cli::run_service_node(&a.config, a.id, a.progress_ms);
+    }
     if multiring_cli::is_multiring_file(&a.config)? {
         let run = multiring_cli::NodeRun {
             process: a.id,

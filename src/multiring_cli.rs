@@ -261,6 +261,25 @@ pub struct NodeRun {
     pub series_ms: u64,
 }
 
+impl NodeRun {
+    /// A process that proposes nothing of its own and prints nothing but its start.
+    pub fn only_ordering(process: ProcessId) -> NodeRun {
+        NodeRun {
+            process,
+            propose: 0,
+            groups: Vec::new(),
+            payload_bytes: 0,
+            propose_rate: None,
+            expect: None,
+            progress_ms: None,
+            load_secs: None,
+            outstanding: 1,
+            series: None,
+            series_ms: 100,
+        }
+    }
+}
+
 /// The payload of message `seq` of process `p`: the same on every run.
 fn payload(p: ProcessId, seq: u64, len: usize) -> bytes::Bytes {
     let word = (u64::from(p) << 48) ^ seq;

@@ -1,12 +1,26 @@
 //! The command line of the replicated services: `ringsmr local --service kv`.
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
+use serde::Serialize;
+
+use ringsmr::apps::kv::command::COMMAND_BYTES;
+use ringsmr::apps::kv::store::KvStore;
+use ringsmr::service::config::ServiceFile;
+use ringsmr::service::kv_load::{KvLoad, checksums};
+use ringsmr::service::kv_local::LatencyUs;
+use ringsmr::service::{ClientOptions, Replica, ReplicaSpec};
+use ringsmr::smr::Service;
 
 use ringsmr::apps::kv::workload::{KeyDist, Mix};
 use ringsmr::io::BackendChoice;
+use ringsmr::service::kv_load::KvLoadSpec;
 use ringsmr::service::kv_local::{KvLocalReport, KvLocalSpec, run_local_kv};
 use ringsmr::smr::ExecModel;
 
@@ -28,15 +42,28 @@ pub struct ServiceArgs {
     /// Service: worker threads per replica (MPL; SMR runs one).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Service: processes of the three that execute (the others only order).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u16,
+    /// Service: rings the groups share, group g on ring g mod N (default: one ring per group).
+    #[arg(long)]
+    pub service_rings: Option<usize>,
+    /// Service: keys preloaded in every replica's tree.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub preload: u64,
+    #[command(flatten)]
+    pub load: ServiceLoadArgs,
+}
+
+/// The clients' options, `local --service kv`'s and `bench`'s against a service file.
+#[derive(clap::Args, Debug)]
+pub struct ServiceLoadArgs {
     /// Service: read, update, read-update, insert, or mixed:<percent of inserts and deletes>.
     #[arg(long, default_value = "read")]
     pub workload: String,
     /// Service: key choice, uniform, zipf or zipf:<exponent>.
     #[arg(long, default_value = "uniform")]
     pub keys: String,
-    /// Service: keys preloaded in every replica's tree.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub preload: u64,
     /// Service: client threads, each a closed loop.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
@@ -46,15 +73,28 @@ pub struct ServiceArgs {
     /// Service: bytes of each command (at least 17).
     #[arg(long, default_value_t = 17)]
     pub command_bytes: usize,
-    /// Service: processes of the three that execute (the others only order).
-    #[arg(long, default_value_t = 1)]
-    pub replicas: u16,
-    /// Service: rings the groups share, group g on ring g mod N (default: one ring per group).
-    #[arg(long)]
-    pub service_rings: Option<usize>,
     /// Service: seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+}
+
+impl ServiceLoadArgs {
+    fn spec(&self, preload_keys: u64) -> Result<KvLoadSpec> {
+        if !self.warmup.is_finite() || self.warmup < 0.0 {
+            return Err(anyhow!("--warmup must not be negative"));
+        }
+        Ok(KvLoadSpec {
+            mix: Mix::parse(&self.workload).map_err(|e| anyhow!("--workload: {e}"))?,
+            keys: KeyDist::parse(&self.keys).map_err(|e| anyhow!("--keys: {e}"))?,
+            preload_keys,
+            clients: self.clients.max(1),
+            window: self.client_window,
+            command_bytes: self.command_bytes,
+            warmup: Duration::from_secs_f64(self.warmup),
+            record_history: false,
+            seed: 1,
+        })
+    }
 }
 
 /// Runs `ringsmr local --service kv` and prints its report.
@@ -66,21 +106,12 @@ pub fn run_local_service(
 ) -> Result<()> {
     let model = ExecModel::parse(&a.exec)
         .ok_or_else(|| anyhow!("--exec `{}`: expected smr, spsmr, psmr or opt-psmr", a.exec))?;
-    let mix = Mix::parse(&a.workload).map_err(|e| anyhow!("--workload: {e}"))?;
-    let keys = KeyDist::parse(&a.keys).map_err(|e| anyhow!("--keys: {e}"))?;
-    let finite_positive = duration_secs.is_finite() && duration_secs > 0.0;
-    if !finite_positive || !a.warmup.is_finite() || a.warmup < 0.0 {
-        return Err(anyhow!("--duration must be positive and --warmup not negative"));
+    if !(duration_secs.is_finite() && duration_secs > 0.0) {
+        return Err(anyhow!("--duration must be positive"));
     }
     let spec = KvLocalSpec {
-        mix,
-        keys,
-        preload_keys: a.preload,
-        clients: a.clients.max(1),
-        window: a.client_window,
-        command_bytes: a.command_bytes,
+        load: a.load.spec(a.preload)?,
         duration: Duration::from_secs_f64(duration_secs),
-        warmup: Duration::from_secs_f64(a.warmup),
         replicas: a.replicas,
         backend: BackendChoice::from_env()?,
         lambda_instances: multiring.lambda,
@@ -135,3 +166,166 @@ fn table(r: &KvLocalReport) -> String {
         r.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>().join(" "),
     )
 }
+
+/// `ringsmr node --config SERVICE_FILE --id P`: process P of the service. A replica runs its
+/// rings, front and workers on a freshly preloaded store until SIGTERM or SIGINT, printing
+/// `progress executed N` every `progress_ms` and, at the end, `stopped executed N checksum X`
+/// (stdout). A process that is not a replica runs its rings as the Multi-Ring file says.
+pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> Result<ExitCode> {
+    let file = ServiceFile::load(path)?;
+    let Some(entry) = file.replica(process).cloned() else {
+        let run = crate::multiring_cli::NodeRun::only_ordering(process);
+        return crate::multiring_cli::run_node_multiring(&file.multiring_path, run);
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let spec = ReplicaSpec {
+        model: file.model,
+        workers: file.workers,
+        key_space: file.key_space(),
+        clients: entry.clients,
+        backend: BackendChoice::from_env()?,
+        worker_cores: Some(ringsmr::io::pin::allowed_cores()),
+        ring_cores: None,
+    };
+    let t0 = Instant::now();
+    let state = KvStore::preloaded(file.preload_keys);
+    let replica = Replica::start(&file.multiring, process, &spec, state)?;
+    eprintln!(
+        "ringsmr: replica {process} of kv ({}, {} workers, {} keys preloaded in {:.1} s) takes \
+         clients on {} ({} backend)",
+        file.model.name(),
+        replica.lanes(),
+        file.preload_keys,
+        t0.elapsed().as_secs_f64(),
+        replica.clients_address(),
+        replica.backend()
+    );
+    println!("ready clients {}", replica.clients_address());
+    let executed = |r: &Replica<KvStore>| -> u64 {
+        r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    };
+    let every = progress_ms.map(Duration::from_millis);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(10));
+        if let Some(every) = every
+            && Instant::now() >= next
+        {
+            println!("progress executed {}", executed(&replica));
+            next += every;
+        }
+    }
+    let report = replica.stop();
+    let executed: u64 = report.shared.executed.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
+    println!("stopped executed {executed} checksum {:016x}", report.shared.read().checksum());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `ringsmr bench` against a service file measured.
+#[derive(Debug, Serialize)]
+pub struct KvBenchReport {
+    pub service: &'static str,
+    pub exec: &'static str,
+    pub workers: usize,
+    pub replicas: usize,
+    pub clients: usize,
+    pub window: usize,
+    pub command_bytes: usize,
+    pub preload_keys: u64,
+    pub workload: String,
+    pub keys: String,
+    pub secs: f64,
+    pub completed: u64,
+    pub kcps: f64,
+    pub latency_us: LatencyUs,
+    pub conflicts: u64,
+    pub retries: u64,
+    pub reconnects: u64,
+    /// Every replica's state checksum at one place in the order, after the load.
+    pub checksums: Vec<u64>,
+}
+
+/// `ringsmr bench --config SERVICE_FILE`: closed-loop clients against the file's replicas for
+/// `duration_secs` after the warm-up, then every replica's checksum at one place in the order.
+pub fn run_bench_service(
+    path: &Path,
+    a: &ServiceLoadArgs,
+    duration_secs: f64,
+    json: bool,
+) -> Result<()> {
+    if !(duration_secs.is_finite() && duration_secs > 0.0) {
+        return Err(anyhow!("--duration must be positive"));
+    }
+    let file = ServiceFile::load(path)?;
+    let spec = a.spec(file.preload_keys)?;
+    let opts =
+        ClientOptions::new(file.client_addresses(), file.model, file.workers, file.key_space());
+    let load = KvLoad::start(&spec, &opts)?;
+    std::thread::sleep(spec.warmup + Duration::from_secs_f64(duration_secs));
+    let load = load.stop()?;
+    let checksums = checksums(&opts, CHECKSUMS_WITHIN).map_err(|e| anyhow!("checksums: {e}"))?;
+    let r = KvBenchReport {
+        service: "kv",
+        exec: file.model.name(),
+        workers: file.model.lanes(file.workers),
+        replicas: file.replicas.len(),
+        clients: spec.clients,
+        window: spec.window,
+        command_bytes: spec.command_bytes.max(COMMAND_BYTES),
+        preload_keys: file.preload_keys,
+        workload: format!("{:?}", spec.mix),
+        keys: format!("{:?}", spec.keys),
+        secs: load.secs,
+        completed: load.completed,
+        kcps: load.completed as f64 / load.secs / 1e3,
+        latency_us: LatencyUs::of(&load.latency),
+        conflicts: load.conflicts,
+        retries: load.retries,
+        reconnects: load.reconnects,
+        checksums,
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        return Ok(());
+    }
+    let same = r.checksums.windows(2).all(|w| w[0] == w[1]);
+    write!(
+        out,
+        "service      kv ({} workers of {}, {} replicas, from {})\n\
+         load         {} clients x {} outstanding, {} keys, {} B commands, {} / {}\n\
+         throughput   {:.1} Kcps ({} commands in {:.1} s)\n\
+         latency      p50 {} us  p99 {} us  p999 {} us  max {} us\n\
+         clients      conflicts {}; retries {}; reconnects {}\n\
+         checksums    {} ({})\n",
+        r.workers,
+        r.exec,
+        r.replicas,
+        path.display(),
+        r.clients,
+        r.window,
+        r.preload_keys,
+        r.command_bytes,
+        r.workload,
+        r.keys,
+        r.kcps,
+        r.completed,
+        r.secs,
+        r.latency_us.p50,
+        r.latency_us.p99,
+        r.latency_us.p999,
+        r.latency_us.max,
+        r.conflicts,
+        r.retries,
+        r.reconnects,
+        r.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>().join(" "),
+        if same { "equal" } else { "DIFFERENT" },
+    )?;
+    Ok(())
+}
+
+/// How long the replicas get to answer the checksum command after a bench.
+const CHECKSUMS_WITHIN: Duration = Duration::from_secs(10);

@@ -7,22 +7,26 @@ use std::time::Duration;
 
 use ringsmr::apps::kv::store::preloaded_value;
 use ringsmr::apps::kv::workload::{KeyDist, Mix};
+use ringsmr::service::kv_load::KvLoadSpec;
 use ringsmr::service::kv_local::{KvLocalSpec, run_local_kv};
 use ringsmr::smr::ExecModel;
 use ringsmr::smr::linearizability;
 
 fn run(model: ExecModel, workers: usize) {
     let spec = KvLocalSpec {
-        mix: Mix::All { dependent_percent: 20.0 },
-        keys: KeyDist::Zipf { exponent: 1.0 },
-        preload_keys: 2_000,
-        clients: 3,
-        window: 20,
+        load: KvLoadSpec {
+            mix: Mix::All { dependent_percent: 20.0 },
+            keys: KeyDist::Zipf { exponent: 1.0 },
+            preload_keys: 2_000,
+            clients: 3,
+            window: 20,
+            warmup: Duration::from_millis(200),
+            record_history: true,
+            ..KvLoadSpec::default()
+        },
         duration: Duration::from_millis(1500),
-        warmup: Duration::from_millis(200),
         replicas: 3,
         pin: false,
-        record_history: true,
         ..KvLocalSpec::new(model, workers)
     };
     let report = run_local_kv(&spec).unwrap_or_else(|e| panic!("{}: {e}", model.name()));
@@ -36,7 +40,7 @@ fn run(model: ExecModel, workers: usize) {
         report.checksums
     );
     // The store starts with the even keys below 2 * preload_keys.
-    let preloaded = |k: u64| preloaded_value(spec.preload_keys, k);
+    let preloaded = |k: u64| preloaded_value(spec.load.preload_keys, k);
     if let Err(e) = linearizability::check_from(&report.history, preloaded) {
         panic!("{what}: not linearizable on key {}: {:?}", e.key, e.operations);
     }

@@ -153,7 +153,7 @@ pub struct Client<S: Service> {
     _service: PhantomData<fn() -> S>,
 }
 
-fn fresh_id() -> ClientId {
+pub(crate) fn fresh_id() -> ClientId {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -13,25 +13,25 @@
 //! its operations for the linearizability checker.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::apps::kv::command::{self, KvOp};
+use crate::apps::kv::command;
 use crate::apps::kv::store::KvStore;
-use crate::apps::kv::workload::{KeyDist, Mix, OpStream, key_space};
+use crate::apps::kv::workload::key_space;
 use crate::io::BackendChoice;
 use crate::multiring::config::{GroupEntry, LearnerEntry};
 use crate::multiring::{MultiRingFile, MultiRingNode, MultiRingOptions};
 use crate::node::histogram::Histogram;
 use crate::node::{ClusterFileError, ProtocolName};
 use crate::smr::linearizability::Operation;
-use crate::smr::{ExecModel, Service, Status};
+use crate::smr::{ExecModel, Service};
 
-use super::client::{Client, ClientError, ClientOptions};
+use super::client::{ClientError, ClientOptions};
+use super::kv_load::{KvLoad, KvLoadSpec};
 use super::replica::{Replica, ReplicaError, ReplicaSpec};
 
 /// What to run.
@@ -39,24 +39,15 @@ use super::replica::{Replica, ReplicaError, ReplicaSpec};
 pub struct KvLocalSpec {
     pub model: ExecModel,
     pub workers: usize,
-    pub mix: Mix,
-    pub keys: KeyDist,
-    /// Keys preloaded in every replica's tree.
-    pub preload_keys: u64,
-    pub clients: usize,
-    /// Commands each client keeps outstanding.
-    pub window: usize,
-    /// Bytes of each command (padding past the store's 17).
-    pub command_bytes: usize,
+    /// The clients, and the keys every replica's tree is preloaded with.
+    pub load: KvLoadSpec,
+    /// Measured, after the load's warm-up.
     pub duration: Duration,
-    pub warmup: Duration,
     /// Processes that execute (the first ones); the others of the three only order.
     pub replicas: u16,
     pub backend: BackendChoice,
     /// Pin workers and ring threads to cores.
     pub pin: bool,
-    pub record_history: bool,
-    pub seed: u64,
     /// Multi-Ring's λ and Δ (`None`: the Multi-Ring file's defaults). Under P-SMR a worker's
     /// merge waits for g_all's next skip at most Δ, which bounds its latency from below.
     pub lambda_instances: Option<u64>,
@@ -72,19 +63,11 @@ impl KvLocalSpec {
         KvLocalSpec {
             model,
             workers,
-            mix: Mix::Read,
-            keys: KeyDist::Uniform,
-            preload_keys: 1_000_000,
-            clients: 4,
-            window: 50,
-            command_bytes: command::COMMAND_BYTES,
+            load: KvLoadSpec::default(),
             duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
             replicas: 1,
             backend: BackendChoice::Auto,
             pin: true,
-            record_history: false,
-            seed: 1,
             lambda_instances: None,
             delta_us: None,
             rings: None,
@@ -115,6 +98,17 @@ pub struct LatencyUs {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+}
+
+impl LatencyUs {
+    pub fn of(h: &Histogram) -> LatencyUs {
+        LatencyUs {
+            p50: h.quantile(0.5),
+            p99: h.quantile(0.99),
+            p999: h.quantile(0.999),
+            max: h.max(),
+        }
+    }
 }
 
 /// What a run measured.
@@ -190,7 +184,7 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         groups,
         learners,
     )?;
-    let space = key_space(spec.preload_keys);
+    let space = key_space(spec.load.preload_keys);
     let cores = crate::io::pin::allowed_cores();
     // Processes that only order are acceptors alone (above): they deliver nothing to drain.
     let mut orderers = Vec::new();
@@ -210,56 +204,31 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
             worker_cores: spec.pin.then(|| cores.clone()),
             ring_cores: None,
         };
-        let state = preloaded_store(spec.preload_keys);
+        let state = preloaded_store(spec.load.preload_keys);
         replicas.push(Replica::start(&file, p, &replica_spec, state)?);
     }
     let addresses: Vec<SocketAddr> = replicas.iter().map(Replica::clients_address).collect();
     let io_backend = replicas[0].backend().to_string();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let ready = Arc::new(Barrier::new(spec.clients + 1));
-    let mut handles = Vec::new();
-    for c in 0..spec.clients {
-        let opts = ClientOptions {
-            window: spec.window,
-            ..ClientOptions::new(addresses.clone(), spec.model, spec.workers, space)
+    let client_opts = ClientOptions::new(addresses, spec.model, spec.workers, space);
+    let load = KvLoad::start(&spec.load, &client_opts);
+    let measured = load.map(|load| {
+        let lanes_at = |r: &Replica<KvStore>| -> Vec<u64> {
+            r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).collect()
         };
-        let (spec, stop, ready) = (spec.clone(), Arc::clone(&stop), Arc::clone(&ready));
-        handles.push(std::thread::spawn(move || {
-            let client = Client::<KvStore>::connect(opts);
-            ready.wait();
-            run_client(client?, &spec, c as u64, start, &stop)
-        }));
-    }
-    ready.wait();
-    std::thread::sleep(spec.warmup);
-    let lanes_at = |r: &Replica<KvStore>| -> Vec<u64> {
-        r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).collect()
-    };
-    let measure_from = start.elapsed();
-    let lanes_before = lanes_at(&replicas[0]);
-    std::thread::sleep(spec.duration);
-    let lanes_after = lanes_at(&replicas[0]);
-    let secs = (start.elapsed() - measure_from).as_secs_f64();
-    stop.store(true, Ordering::Release);
-
-    let mut latency = Histogram::default();
-    let (mut completed, mut conflicts, mut retries) = (0, 0, 0);
-    let mut history = Vec::new();
-    let mut failure = None;
-    for h in handles {
-        match h.join().expect("a client thread panicked") {
-            Ok(run) => {
-                latency.merge(&run.latency);
-                completed += run.completed;
-                conflicts += run.conflicts;
-                retries += run.retries;
-                history.extend(run.history);
-            }
-            Err(e) => failure = Some(e),
-        }
-    }
+        std::thread::sleep(spec.load.warmup);
+        let lanes_before = lanes_at(&replicas[0]);
+        let from = Instant::now();
+        std::thread::sleep(spec.duration);
+        let lanes_after = lanes_at(&replicas[0]);
+        let lanes_secs = from.elapsed().as_secs_f64();
+        let per_thread_kcps: Vec<f64> = lanes_after
+            .iter()
+            .zip(&lanes_before)
+            .map(|(a, b)| (a - b) as f64 / lanes_secs / 1e3)
+            .collect();
+        (load.stop(), per_thread_kcps)
+    });
     // Let every replica finish what was ordered before comparing their states.
     settle(&replicas);
     let mut checksums = Vec::new();
@@ -274,11 +243,8 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
     for o in orderers {
         o.stop();
     }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let per_thread_kcps =
-        lanes_after.iter().zip(&lanes_before).map(|(a, b)| (a - b) as f64 / secs / 1e3).collect();
+    let (load, per_thread_kcps) = measured?;
+    let load = load?;
     Ok(KvLocalReport {
         service: "kv",
         exec: spec.model.name(),
@@ -287,28 +253,23 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         lambda_instances: file.lambda_instances,
         delta_us: file.delta_us,
         replicas: spec.replicas,
-        clients: spec.clients,
-        window: spec.window,
-        command_bytes: spec.command_bytes.max(command::COMMAND_BYTES),
-        preload_keys: spec.preload_keys,
-        workload: format!("{:?}", spec.mix),
-        keys: format!("{:?}", spec.keys),
-        secs,
+        clients: spec.load.clients,
+        window: spec.load.window,
+        command_bytes: spec.load.command_bytes.max(command::COMMAND_BYTES),
+        preload_keys: spec.load.preload_keys,
+        workload: format!("{:?}", spec.load.mix),
+        keys: format!("{:?}", spec.load.keys),
+        secs: load.secs,
         io_backend,
-        completed,
-        kcps: completed as f64 / secs / 1e3,
-        latency_us: LatencyUs {
-            p50: latency.quantile(0.5),
-            p99: latency.quantile(0.99),
-            p999: latency.quantile(0.999),
-            max: latency.max(),
-        },
+        completed: load.completed,
+        kcps: load.completed as f64 / load.secs / 1e3,
+        latency_us: LatencyUs::of(&load.latency),
         per_thread_kcps,
         synchronous,
-        conflicts,
-        retries,
+        conflicts: load.conflicts,
+        retries: load.retries,
         checksums,
-        history,
+        history: load.history,
     })
 }
 
@@ -333,77 +294,4 @@ fn settle(replicas: &[Replica<KvStore>]) {
         }
         last = now;
     }
-}
-
-struct ClientRun {
-    latency: Histogram,
-    completed: u64,
-    conflicts: u64,
-    retries: u64,
-    history: Vec<Operation>,
-}
-
-/// One client's closed loop.
-fn run_client(
-    mut client: Client<KvStore>,
-    spec: &KvLocalSpec,
-    index: u64,
-    start: Instant,
-    stop: &AtomicBool,
-) -> Result<ClientRun, KvLocalError> {
-    let mut ops = OpStream::new(spec.mix, spec.keys, spec.preload_keys, spec.seed ^ (index << 32));
-    let warm_at = start + spec.warmup;
-    let window = crate::smr::client_table::WINDOW_MAX as usize;
-    // Per outstanding command (by sequence number in the window): when it was submitted, what
-    // it was, and its index in the history.
-    let mut submitted: Vec<(Instant, KvOp, usize)> = vec![(start, KvOp::Read(0), 0); window];
-    let mut run = ClientRun {
-        latency: Histogram::default(),
-        completed: 0,
-        conflicts: 0,
-        retries: 0,
-        history: Vec::new(),
-    };
-    let mut buf = Vec::with_capacity(spec.command_bytes.max(command::COMMAND_BYTES));
-    let ns = |t: Instant| t.duration_since(start).as_nanos() as u64;
-    while !stop.load(Ordering::Acquire) {
-        while client.has_room() {
-            let op = ops.next_op();
-            buf.clear();
-            command::encode(op, spec.command_bytes, &mut buf);
-            let now = Instant::now();
-            let seq = client.submit(&buf).expect("the window has room and the command is good");
-            let at = run.history.len();
-            if spec.record_history {
-                run.history.push(Operation {
-                    client: client.id(),
-                    call: ns(now),
-                    returned: None,
-                    op,
-                });
-            }
-            submitted[(seq % window as u64) as usize] = (now, op, at);
-        }
-        let history = &mut run.history;
-        let (latency, completed) = (&mut run.latency, &mut run.completed);
-        client.poll(Duration::from_millis(1), |seq, status, body| {
-            let now = Instant::now();
-            let (at_submit, _, at) = submitted[(seq % window as u64) as usize];
-            if now >= warm_at && at_submit >= warm_at {
-                latency.record(now.duration_since(at_submit).as_micros() as u64);
-            }
-            if now >= warm_at {
-                *completed += 1;
-            }
-            if spec.record_history
-                && status == Status::Executed
-                && let Some(reply) = command::decode_reply(body)
-            {
-                history[at].returned = Some((ns(now), reply));
-            }
-        })?;
-    }
-    run.conflicts = client.stats().conflicts;
-    run.retries = client.stats().retries;
-    Ok(run)
 }

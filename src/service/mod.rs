@@ -14,7 +14,9 @@
 //!   replies' way from the workers to it; [`source`]: a worker's merged deliveries.
 
 pub mod client;
+pub mod config;
 pub mod front;
+pub mod kv_load;
 pub mod kv_local;
 pub mod replica;
 pub mod replies;

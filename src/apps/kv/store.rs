@@ -8,7 +8,7 @@ use crate::smr::{
 };
 
 use super::btree::{self, BPlusTree};
-use super::command::{self, DELETE, INSERT, KvOp, KvReply, READ, UPDATE};
+use super::command::{self, CHECKSUM, DELETE, INSERT, KvOp, KvReply, READ, UPDATE};
 
 /// See the module docs.
 #[derive(Default)]
@@ -96,6 +96,8 @@ impl Service for KvStore {
             .command(DELETE, "delete")
             .command(READ, "read")
             .command(UPDATE, "update")
+            .command(CHECKSUM, "checksum")
+            .depends_on_all(CHECKSUM)
             .depends_on_all(INSERT)
             .depends_on_all(DELETE)
             .depends_on(UPDATE, &[UPDATE, READ], DependsWhen::SameKey)
@@ -104,6 +106,9 @@ impl Service for KvStore {
     }
 
     fn signature(c: &[u8]) -> Result<Signature, BadCommand> {
+        if command::is_checksum(c) {
+            return Ok(Signature { class: CHECKSUM, key: None });
+        }
         let op = command::decode(c)?;
         Ok(Signature { class: c[0], key: Some(op.key()) })
     }
@@ -114,6 +119,9 @@ impl Service for KvStore {
     }
 
     fn execute_exclusive(&mut self, c: &[u8], reply: &mut Vec<u8>) {
+        if command::is_checksum(c) {
+            return command::encode_checksum_reply(self.tree.checksum(), reply);
+        }
         let op = command::decode(c).expect("the worker checked the signature");
         command::encode_reply(self.apply(op), reply);
     }
