@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
-use ringsmr::apps::kv::command::COMMAND_BYTES;
 use ringsmr::apps::kv::store::KvStore;
-use ringsmr::service::config::ServiceFile;
-use ringsmr::service::kv_load::{KvLoad, checksums};
-use ringsmr::service::kv_local::LatencyUs;
-use ringsmr::service::{ClientOptions, Replica, ReplicaSpec};
+use ringsmr::service::config::{ReplicaEntry, ServiceFile};
+use ringsmr::service::kv_load::{KvLoad, KvLoadFigures, checksums};
+use ringsmr::service::snapshot::{ReplicaSnapshot, SnapshotDir, fetch};
+use ringsmr::service::{ClientOptions, Replica, ReplicaSpec, ReplicaStart, SnapshotSpec};
 use ringsmr::smr::Service;
 
 use ringsmr::apps::kv::workload::{KeyDist, Mix};
@@ -133,11 +132,9 @@ fn table(r: &KvLocalReport) -> String {
     let threads: Vec<String> = r.per_thread_kcps.iter().map(|k| format!("{k:.1}")).collect();
     format!(
         "service      kv ({} workers of {}, {} rings (lambda {} per {} us), {} replica(s), {})\n\
-         load         {} clients x {} outstanding, {} keys, {} B commands, {} / {}\n\
-         throughput   {:.1} Kcps ({} commands in {:.1} s)\n\
-         latency      p50 {} us  p99 {} us  p999 {} us  max {} us\n\
+         {}\
          per thread   {} Kcps\n\
-         synchronous  {} commands; conflicts {}; retries {}\n\
+         synchronous  {} commands\n\
          checksums    {}\n",
         r.workers,
         r.exec,
@@ -146,31 +143,18 @@ fn table(r: &KvLocalReport) -> String {
         r.delta_us,
         r.replicas,
         r.io_backend,
-        r.clients,
-        r.window,
-        r.preload_keys,
-        r.command_bytes,
-        r.workload,
-        r.keys,
-        r.kcps,
-        r.completed,
-        r.secs,
-        r.latency_us.p50,
-        r.latency_us.p99,
-        r.latency_us.p999,
-        r.latency_us.max,
+        r.load.table_lines(),
         threads.join(" "),
         r.synchronous,
-        r.conflicts,
-        r.retries,
         r.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>().join(" "),
     )
 }
 
 /// `ringsmr node --config SERVICE_FILE --id P`: process P of the service. A replica runs its
-/// rings, front and workers on a freshly preloaded store until SIGTERM or SIGINT, printing
-/// `progress executed N` every `progress_ms` and, at the end, `stopped executed N checksum X`
-/// (stdout). A process that is not a replica runs its rings as the Multi-Ring file says.
+/// rings, front and workers until SIGTERM or SIGINT, from the newest snapshot of its own and the
+/// other replicas' (with checkpoints), else from a freshly preloaded store; it prints `progress
+/// executed N` every `progress_ms` and, at the end, `stopped executed N checksum X` (stdout). A
+/// process that is not a replica runs its rings as the Multi-Ring file says.
 pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> Result<ExitCode> {
     let file = ServiceFile::load(path)?;
     let Some(entry) = file.replica(process).cloned() else {
@@ -189,16 +173,26 @@ pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> 
         backend: BackendChoice::from_env()?,
         worker_cores: Some(ringsmr::io::pin::allowed_cores()),
         ring_cores: None,
+        snapshots: snapshot_spec(&file, &entry)?,
     };
     let t0 = Instant::now();
-    let state = KvStore::preloaded(file.preload_keys);
-    let replica = Replica::start(&file.multiring, process, &spec, state)?;
+    let (start, from) = match &spec.snapshots {
+        Some(s) => match newest_snapshot(&file, &entry, &s.dir) {
+            Some((snapshot, whose)) => {
+                let from = format!("the snapshot at order {} ({whose})", snapshot.order);
+                (ReplicaStart::Snapshot(snapshot), from)
+            }
+            None => (ReplicaStart::Fresh(KvStore::preloaded(file.preload_keys)), String::new()),
+        },
+        None => (ReplicaStart::Fresh(KvStore::preloaded(file.preload_keys)), String::new()),
+    };
+    let from = if from.is_empty() { format!("{} keys preloaded", file.preload_keys) } else { from };
+    let replica = Replica::start(&file.multiring, process, &spec, start)?;
     eprintln!(
-        "ringsmr: replica {process} of kv ({}, {} workers, {} keys preloaded in {:.1} s) takes \
-         clients on {} ({} backend)",
+        "ringsmr: replica {process} of kv ({}, {} workers, from {from} in {:.1} s) takes clients \
+         on {} ({} backend)",
         file.model.name(),
         replica.lanes(),
-        file.preload_keys,
         t0.elapsed().as_secs_f64(),
         replica.clients_address(),
         replica.backend()
@@ -224,6 +218,55 @@ pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where replica `entry` keeps and serves its snapshots, with checkpoints.
+fn snapshot_spec(file: &ServiceFile, entry: &ReplicaEntry) -> Result<Option<SnapshotSpec>> {
+    if file.checkpoint_interval_ms == 0 {
+        return Ok(None);
+    }
+    let dir = entry.snapshot_dir.clone().expect("a loaded file names every replica's directory");
+    let dir = SnapshotDir::open(&dir)
+        .with_context(|| format!("the replica's snapshot directory {}", dir.display()))?;
+    Ok(Some(SnapshotSpec {
+        dir,
+        serve_at: entry.snapshots_address().expect("validated"),
+        interval: Duration::from_millis(file.checkpoint_interval_ms),
+    }))
+}
+
+/// The newest snapshot of this replica's own (in `dir`) and the other replicas' (each asked
+/// once), and whose it is; `None` when nobody has one.
+fn newest_snapshot(
+    file: &ServiceFile,
+    entry: &ReplicaEntry,
+    dir: &SnapshotDir,
+) -> Option<(ReplicaSnapshot, String)> {
+    let mut found: Vec<(ReplicaSnapshot, String)> = Vec::new();
+    match dir.load_bytes() {
+        Ok(Some(b)) => match ReplicaSnapshot::decode(&b) {
+            Ok(s) => found.push((s, "its own".into())),
+            Err(e) => eprintln!(
+                "ringsmr: replica {}: its stored snapshot is unusable: {e}",
+                entry.process
+            ),
+        },
+        Ok(None) => {}
+        Err(e) => eprintln!("ringsmr: replica {}: reading its snapshot: {e}", entry.process),
+    }
+    for other in file.replicas.iter().filter(|r| r.process != entry.process) {
+        let Some(at) = other.snapshots_address() else { continue };
+        match fetch(at, Duration::from_secs(2)) {
+            Ok(Some(s)) => found.push((s, format!("replica {}'s", other.process))),
+            Ok(None) => {}
+            // Down, or not up yet (every replica starting at once asks the others).
+            Err(e) => eprintln!(
+                "ringsmr: replica {}: no snapshot from replica {} ({at}): {e}",
+                entry.process, other.process
+            ),
+        }
+    }
+    found.into_iter().max_by_key(|(s, _)| s.order)
+}
+
 /// What `ringsmr bench` against a service file measured.
 #[derive(Debug, Serialize)]
 pub struct KvBenchReport {
@@ -231,19 +274,8 @@ pub struct KvBenchReport {
     pub exec: &'static str,
     pub workers: usize,
     pub replicas: usize,
-    pub clients: usize,
-    pub window: usize,
-    pub command_bytes: usize,
-    pub preload_keys: u64,
-    pub workload: String,
-    pub keys: String,
-    pub secs: f64,
-    pub completed: u64,
-    pub kcps: f64,
-    pub latency_us: LatencyUs,
-    pub conflicts: u64,
-    pub retries: u64,
-    pub reconnects: u64,
+    #[serde(flatten)]
+    pub load: KvLoadFigures,
     /// Every replica's state checksum at one place in the order, after the load.
     pub checksums: Vec<u64>,
 }
@@ -272,19 +304,7 @@ pub fn run_bench_service(
         exec: file.model.name(),
         workers: file.model.lanes(file.workers),
         replicas: file.replicas.len(),
-        clients: spec.clients,
-        window: spec.window,
-        command_bytes: spec.command_bytes.max(COMMAND_BYTES),
-        preload_keys: file.preload_keys,
-        workload: format!("{:?}", spec.mix),
-        keys: format!("{:?}", spec.keys),
-        secs: load.secs,
-        completed: load.completed,
-        kcps: load.completed as f64 / load.secs / 1e3,
-        latency_us: LatencyUs::of(&load.latency),
-        conflicts: load.conflicts,
-        retries: load.retries,
-        reconnects: load.reconnects,
+        load: KvLoadFigures::of(&spec, &load),
         checksums,
     };
     let mut out = io::stdout().lock();
@@ -295,32 +315,12 @@ pub fn run_bench_service(
     let same = r.checksums.windows(2).all(|w| w[0] == w[1]);
     write!(
         out,
-        "service      kv ({} workers of {}, {} replicas, from {})\n\
-         load         {} clients x {} outstanding, {} keys, {} B commands, {} / {}\n\
-         throughput   {:.1} Kcps ({} commands in {:.1} s)\n\
-         latency      p50 {} us  p99 {} us  p999 {} us  max {} us\n\
-         clients      conflicts {}; retries {}; reconnects {}\n\
-         checksums    {} ({})\n",
+        "service      kv ({} workers of {}, {} replicas, from {})\n{}checksums    {} ({})\n",
         r.workers,
         r.exec,
         r.replicas,
         path.display(),
-        r.clients,
-        r.window,
-        r.preload_keys,
-        r.command_bytes,
-        r.workload,
-        r.keys,
-        r.kcps,
-        r.completed,
-        r.secs,
-        r.latency_us.p50,
-        r.latency_us.p99,
-        r.latency_us.p999,
-        r.latency_us.max,
-        r.conflicts,
-        r.retries,
-        r.reconnects,
+        r.load.table_lines(),
         r.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>().join(" "),
         if same { "equal" } else { "DIFFERENT" },
     )?;

@@ -26,7 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("node", &["node", "io", "proto", "wire", "storage", "chunks", "temp_dir"]),
     ("smr", &["smr"]),
     ("apps", &["apps", "smr"]),
-    ("service", &["service", "smr", "multiring", "node", "io", "proto", "apps"]),
+    ("service", &["service", "smr", "multiring", "node", "io", "proto", "apps", "temp_dir"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

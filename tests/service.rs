@@ -31,7 +31,7 @@ fn run(model: ExecModel, workers: usize) {
     };
     let report = run_local_kv(&spec).unwrap_or_else(|e| panic!("{}: {e}", model.name()));
     let what = format!("{} with {workers} workers", model.name());
-    assert!(report.completed > 1_000, "{what}: {} commands answered", report.completed);
+    assert!(report.load.completed > 1_000, "{what}: {} commands answered", report.load.completed);
     let answered = report.history.iter().filter(|o| o.returned.is_some()).count();
     assert!(answered > 1_000, "{what}: {answered} operations in the history");
     assert!(
@@ -45,7 +45,7 @@ fn run(model: ExecModel, workers: usize) {
         panic!("{what}: not linearizable on key {}: {:?}", e.key, e.operations);
     }
     if model == ExecModel::OptPsmr {
-        assert!(report.conflicts > 0, "{what}: no command met a conflict");
+        assert!(report.load.conflicts > 0, "{what}: no command met a conflict");
     }
 }
 

@@ -48,6 +48,15 @@ struct GroupQueue<T> {
     queue: VecDeque<Decided<T>>,
 }
 
+/// Where a merge stands, as a replica's snapshot keeps it (`service::snapshot`): whose turn it
+/// is, how many of that turn's instances are left, and what each group has queued, front first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergePosition<T> {
+    pub turn: usize,
+    pub left_in_turn: u64,
+    pub queues: Vec<(u32, Vec<Decided<T>>)>,
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Merge<T> {
@@ -183,6 +192,46 @@ impl<T> Merge<T> {
                 }
             }
         }
+    }
+
+    /// Where the merge stands (see [`MergePosition`]).
+    pub fn position(&self) -> MergePosition<T>
+    where
+        T: Clone,
+    {
+        MergePosition {
+            turn: self.turn,
+            left_in_turn: self.left_in_turn,
+            queues: self
+                .groups
+                .iter()
+                .map(|g| (g.group, g.queue.iter().cloned().collect()))
+                .collect(),
+        }
+    }
+
+    /// Puts a fresh merge of the same groups where `p` says (a replica restored from its
+    /// snapshot). `Err` names what does not fit: other groups, a turn out of range, a queue
+    /// beyond the capacity.
+    pub fn restore(&mut self, p: MergePosition<T>) -> Result<(), &'static str> {
+        if p.queues.len() != self.groups.len()
+            || p.queues.iter().zip(&self.groups).any(|((g, _), mine)| *g != mine.group)
+        {
+            return Err("the snapshot's merge has other groups");
+        }
+        let Some(turn) = self.groups.get(p.turn) else { return Err("turn out of range") };
+        if p.left_in_turn == 0 || p.left_in_turn > turn.instances_per_turn {
+            return Err("instances left in the turn out of range");
+        }
+        if p.queues.iter().any(|(_, q)| q.len() > self.capacity) {
+            return Err("a queue beyond the merge's capacity");
+        }
+        self.turn = p.turn;
+        self.left_in_turn = p.left_in_turn;
+        for (g, (_, q)) in self.groups.iter_mut().zip(p.queues) {
+            g.queue = q.into();
+        }
+        Ok(())
     }
 
     /// `n` (at most what is left) of the current group's instances are merged.

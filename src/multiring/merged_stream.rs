@@ -14,7 +14,7 @@ use crate::node::{DeliveredBatch, DeliveryTap};
 use crate::proto::{Batch, Instance};
 
 use super::config::{GroupId, MultiRingFile, RingId};
-use super::merge::Merge;
+use super::merge::{Decided, Merge, MergePosition};
 use super::node::MergedBatch;
 use super::ring_stream::RingCursor;
 
@@ -58,8 +58,47 @@ struct TapRing {
 
 impl MergeInput for TapRing {
     fn cursor_and_next(&mut self) -> Option<(&mut RingCursor, DeliveredBatch)> {
-        let b = self.tap.try_recv_batch()?;
-        Some((&mut self.cursor, b))
+        loop {
+            let b = self.tap.try_recv_batch()?;
+            // A merge resumed from a snapshot holds instances the ring hands over again (its
+            // node resumes at the lowest instance any merge of the process still needs).
+            if b.instance >= self.cursor.next_instance() {
+                return Some((&mut self.cursor, b));
+            }
+        }
+    }
+}
+
+/// Where a [`TapMerge`] stands, as a replica's snapshot keeps it: each ring's cursor (next
+/// instance, logical position) and the merge with what it has queued.
+#[derive(Clone, Debug)]
+pub struct TapMergePosition {
+    pub cursors: Vec<(RingId, Instance, u64)>,
+    pub merge: MergePosition<(Instance, Batch)>,
+}
+
+impl TapMergePosition {
+    /// Per ring, the lowest instance this merge still needs handed over: its first queued value,
+    /// else its cursor's next instance.
+    pub fn needed_from(&self) -> Vec<(RingId, Instance)> {
+        self.cursors
+            .iter()
+            .map(|&(ring, next, _)| {
+                let queued = self.merge.queues.iter().filter(|(r, _)| *r == ring);
+                let first_value = queued.flat_map(|(_, q)| q.iter()).find_map(|d| match d {
+                    Decided::Value((instance, _)) => Some(*instance),
+                    Decided::Skip { .. } => None,
+                });
+                (ring, first_value.unwrap_or(next).min(next))
+            })
+            .collect()
+    }
+
+    /// The logical position of `ring`'s instance `instance` at or below its cursor, counting one
+    /// position per instance below the cursor (exact unless skips were decided in between).
+    pub fn logical_of(&self, ring: RingId, instance: Instance) -> Option<u64> {
+        let &(_, next, logical) = self.cursors.iter().find(|c| c.0 == ring)?;
+        Some(logical.saturating_sub(next.saturating_sub(instance)))
     }
 }
 
@@ -88,6 +127,39 @@ impl TapMerge {
             .map(|r| (r.ring, file.groups_of_ring(r.ring).next().map_or(1, |g| g.m)))
             .collect();
         TapMerge { rings, index_of, merge: Merge::with_turns(&turns, 4) }
+    }
+
+    /// Merges `taps` from where `position` says (a replica restored from its snapshot); `Err`
+    /// names what does not fit these rings.
+    pub fn resume(
+        file: &MultiRingFile,
+        taps: Vec<(RingId, DeliveryTap)>,
+        position: TapMergePosition,
+    ) -> Result<TapMerge, &'static str> {
+        let mut m = TapMerge::new(file, taps);
+        if position.cursors.len() != m.rings.len() {
+            return Err("the snapshot's merge has other rings");
+        }
+        for (r, &(ring, next, logical)) in m.rings.iter_mut().zip(&position.cursors) {
+            if r.ring != ring {
+                return Err("the snapshot's merge has other rings");
+            }
+            r.cursor = RingCursor::at(next, logical);
+        }
+        m.merge.restore(position.merge)?;
+        Ok(m)
+    }
+
+    /// Where this merge stands (see [`TapMergePosition`]).
+    pub fn position(&self) -> TapMergePosition {
+        TapMergePosition {
+            cursors: self
+                .rings
+                .iter()
+                .map(|r| (r.ring, r.cursor.next_instance(), r.cursor.logical_next()))
+                .collect(),
+            merge: self.merge.position(),
+        }
     }
 
     /// The next instance in merged order, if the rings have decided it (skips consumed).

@@ -23,8 +23,8 @@ pub mod node;
 pub mod ring_stream;
 
 pub use config::{GroupId, MultiRingFile, ProcessId, RingId};
-pub use merge::{Decided, Merge, QueueFull};
-pub use merged_stream::TapMerge;
+pub use merge::{Decided, Merge, MergePosition, QueueFull};
+pub use merged_stream::{TapMerge, TapMergePosition};
 pub use node::{
     MergedBatch, MultiRingError, MultiRingNode, MultiRingOptions, MultiRingReport,
     MulticastDelivery, MulticastError,

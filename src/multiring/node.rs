@@ -40,7 +40,7 @@ use crate::io::pin::allowed_cores;
 use crate::node::{
     DeliveredBatch, DeliveryTap, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
 };
-use crate::proto::{Batch, Instance, IntoValues, NodeId, ValueId};
+use crate::proto::{Batch, Instance, IntoValues, LearnerCheckpoint, NodeId, ValueId};
 
 use super::config::{GroupId, MultiRingFile, ProcessId, RingId};
 use super::merge::Merge;
@@ -63,6 +63,11 @@ pub struct MultiRingOptions {
     /// for threads that merge on their own ([`TapMerge`](super::TapMerge)); the process' own
     /// merge leaves these rings out.
     pub delivery_taps: Vec<(RingId, usize)>,
+    /// The application keeps snapshots of its own (`NodeOptions::application_versions`).
+    pub application_versions: bool,
+    /// Rings whose learners start where the application's snapshot needs them
+    /// (`NodeOptions::resume_from`).
+    pub resume_from: Vec<(RingId, LearnerCheckpoint)>,
 }
 
 impl Default for MultiRingOptions {
@@ -72,6 +77,8 @@ impl Default for MultiRingOptions {
             cores: None,
             proposals_capacity: 65_536,
             delivery_taps: Vec::new(),
+            application_versions: false,
+            resume_from: Vec::new(),
         }
     }
 }
@@ -137,7 +144,7 @@ pub struct MulticastDelivery {
 
 /// The messages of one instance in merged order, for applications that take many small messages
 /// (one call per batch; the payloads are slices of the batch as it arrived).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct MergedBatch {
     pub ring: RingId,
     pub instance: Instance,
@@ -225,6 +232,12 @@ impl MultiRingNode {
                 skip_lambda_instances: file.lambda_instances,
                 skip_interval_us: file.delta_us,
                 delivery_taps: taps,
+                application_versions: opts.application_versions,
+                resume_from: opts
+                    .resume_from
+                    .iter()
+                    .find(|(r, _)| *r == ring.id)
+                    .map(|r| r.1.clone()),
                 ..NodeOptions::default()
             };
             let node_err = |source| MultiRingError::Node { ring: ring.id, source };

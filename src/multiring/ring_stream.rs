@@ -30,6 +30,11 @@ impl RingCursor {
         RingCursor::default()
     }
 
+    /// A cursor where a snapshot left one: `next_instance` at logical position `logical_next`.
+    pub fn at(next_instance: Instance, logical_next: u64) -> RingCursor {
+        RingCursor { next_instance, logical_next }
+    }
+
     /// The next instance the ring has not handed over.
     pub fn next_instance(&self) -> Instance {
         self.next_instance

@@ -82,8 +82,26 @@ impl DeliveryTap {
         self.queue.slots()
     }
 
+    /// A handle another thread may keep to report the application's stored version.
+    pub fn stable_versions(&self) -> StableVersions {
+        StableVersions(Arc::clone(&self.shared))
+    }
+
     /// Has the node unpark `thread` whenever it delivers (the first thread registered stays).
     pub fn wake_on_delivery(&self, thread: Thread) {
         let _ = self.shared.tap_consumers[self.index].set(thread);
+    }
+}
+
+/// Where an application that keeps snapshots of its own (`NodeOptions::application_versions`)
+/// tells the node what it stored.
+#[derive(Clone, Debug)]
+pub struct StableVersions(Arc<Shared>);
+
+impl StableVersions {
+    /// The application stored, for good, a state that needs nothing below `next_instance` of this
+    /// ring: the version the node reports for garbage collection from now on.
+    pub fn report(&self, next_instance: crate::proto::Instance) {
+        self.0.stable_version.fetch_max(next_instance, Ordering::AcqRel);
     }
 }

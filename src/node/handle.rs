@@ -141,6 +141,13 @@ pub struct NodeOptions {
     /// `deliveries_capacity` another thread may own, instead of the node's own queue (0: the
     /// node's own). Not with checkpoints.
     pub delivery_taps: usize,
+    /// The application keeps snapshots of its own (a replicated service's, with taps): the node
+    /// reports for garbage collection the version it last said it stored
+    /// ([`StableVersions::report`](super::StableVersions::report)) instead of what it delivered.
+    pub application_versions: bool,
+    /// Start the learner here (the application restored its state from a snapshot of its own
+    /// that needs this ring from `next_instance` on), not at the ring's first instance.
+    pub resume_from: Option<LearnerCheckpoint>,
 }
 
 impl Default for NodeOptions {
@@ -156,6 +163,8 @@ impl Default for NodeOptions {
             skip_lambda_instances: 0,
             skip_interval_us: 1_000,
             delivery_taps: 0,
+            application_versions: false,
+            resume_from: None,
         }
     }
 }
@@ -309,6 +318,7 @@ impl Node {
     pub fn start(cluster: &ClusterFile, id: NodeId, opts: NodeOptions) -> Result<Node, NodeError> {
         let mut cfg = cluster.node_config(id)?;
         cfg.checkpoint_interval_instances = opts.checkpoint_interval_instances;
+        cfg.application_versions = opts.application_versions;
         cfg.skip_lambda_instances = opts.skip_lambda_instances;
         cfg.skip_interval_us = opts.skip_interval_us;
         cfg.incarnation = incarnation_now();
@@ -346,6 +356,17 @@ impl Node {
         let mut core = RingNode::new(cfg, 0, boot)
             .map_err(|e| NodeError::Start { id, what: e.to_string() })?;
         let (proposals_tx, proposals_rx) = rtrb::RingBuffer::new(opts.proposals_capacity);
+        if opts.resume_from.is_some() && opts.checkpoint_interval_instances > 0 {
+            return Err(NodeError::Start {
+                id,
+                what: "a node with checkpoints resumes from its own snapshot, not from one the \
+                       application gives"
+                    .into(),
+            });
+        }
+        if let Some(cp) = &opts.resume_from {
+            core.resume_learner(cp);
+        }
         if opts.delivery_taps > 0 && opts.checkpoint_interval_instances > 0 {
             return Err(NodeError::Start {
                 id,
@@ -364,6 +385,9 @@ impl Node {
             tap_consumers: (0..opts.delivery_taps).map(|_| OnceLock::new()).collect(),
             ..Shared::default()
         });
+        if let Some(cp) = &opts.resume_from {
+            shared.stable_version.store(cp.next_instance, Ordering::Release);
+        }
         let (snapshots, snapshot_server, state_transfer) = if opts.checkpoint_interval_instances > 0
         {
             let dir =

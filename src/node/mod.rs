@@ -28,7 +28,7 @@ pub use bench::{BenchError, BenchSpec, run_bench};
 pub use checksum::{StreamChecksum, StreamTrace};
 pub use config::{ClusterFile, ClusterFileError, ProtocolName, Role};
 pub use control::{ControlError, ControlServer};
-pub use delivery_tap::DeliveryTap;
+pub use delivery_tap::{DeliveryTap, StableVersions};
 pub use handle::{
     DeliveredBatch, Delivery, Marker, Node, NodeError, NodeOptions, NodeReport, ProposeBackpressure,
 };

@@ -75,6 +75,10 @@ pub struct NodeConfig {
     /// not what it delivered: acceptors keep what a restarted learner needs to go on from its
     /// checkpoint (3.3.7).
     pub checkpoint_interval_instances: u64,
+    /// The application keeps snapshots of its own and says which version it stored
+    /// ([`RingNode::set_stable_version`](super::RingNode::set_stable_version)) without the core's
+    /// checkpoints: the version reported for garbage collection is that one, as with checkpoints.
+    pub application_versions: bool,
 
     /// Upper bound of one consensus instance's batch (thesis 3.5.6: 8–32 KB packets).
     pub batch_bytes_max: usize,
@@ -174,6 +178,7 @@ impl NodeConfig {
             incarnation: 0,
             stable_storage: false,
             checkpoint_interval_instances: 0,
+            application_versions: false,
             batch_bytes_max: 32 * 1024,
             window_instances: 32,
             window_bytes: 32 * 32 * 1024,

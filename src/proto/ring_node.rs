@@ -364,7 +364,7 @@ impl RingNode {
 
     /// The version this process reports (3.3.7): what its application applied for good.
     fn version(&self) -> Instance {
-        if self.cfg.checkpoint_interval_instances > 0 {
+        if self.cfg.checkpoint_interval_instances > 0 || self.cfg.application_versions {
             self.stable_version
         } else {
             self.learner.next_instance()

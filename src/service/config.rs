@@ -8,11 +8,19 @@
 //! exec = "psmr"                 # smr, spsmr, psmr or opt-psmr
 //! workers = 2                   # MPL (SMR runs one worker whatever this says)
 //! preload_keys = 1000000        # every replica starts with the even keys below 2N
+//! checkpoint_interval_ms = 5000 # how often each replica requests a checkpoint (0: never)
 //!
 //! [[replica]]
 //! process = 0                   # a process of the Multi-Ring file
 //! clients = "127.0.0.1:7400"    # where its clients connect
+//! snapshots = "127.0.0.1:8400"  # optional: where it serves its snapshot (default: clients + 1000)
+//! snapshot_dir = "replica-0"    # optional: where it keeps it (default: replica-<process>,
+//!                               # relative to this file)
 //! ```
+//!
+//! With checkpoints a restarted replica goes on from the newest snapshot of its own and the other
+//! replicas' (`service::snapshot`); without, it must learn every ring from its first instance,
+//! which the acceptors keep only while it fits their retention.
 //!
 //! The Multi-Ring file must have the groups the model orders through (`ExecModel::groups`:
 //! group 0 is g_all, group i + 1 worker i's g_i), and every replica must be a proposer (its
@@ -45,8 +53,14 @@ struct RawFile {
     workers: usize,
     #[serde(default = "default_preload")]
     preload_keys: u64,
+    #[serde(default = "default_checkpoint_interval")]
+    checkpoint_interval_ms: u64,
     #[serde(rename = "replica")]
     replicas: Vec<ReplicaEntry>,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    5_000
 }
 
 fn default_workers() -> usize {
@@ -62,6 +76,20 @@ fn default_preload() -> u64 {
 pub struct ReplicaEntry {
     pub process: ProcessId,
     pub clients: SocketAddr,
+    #[serde(default)]
+    pub snapshots: Option<SocketAddr>,
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+impl ReplicaEntry {
+    /// Where the replica serves its snapshot: as the file says, else its clients' port + 1000.
+    pub fn snapshots_address(&self) -> Option<SocketAddr> {
+        self.snapshots.or_else(|| {
+            let port = self.clients.port().checked_add(1000)?;
+            Some(SocketAddr::new(self.clients.ip(), port))
+        })
+    }
 }
 
 /// A validated service file.
@@ -73,6 +101,8 @@ pub struct ServiceFile {
     pub model: ExecModel,
     pub workers: usize,
     pub preload_keys: u64,
+    /// 0: no checkpoints.
+    pub checkpoint_interval_ms: u64,
     pub replicas: Vec<ReplicaEntry>,
 }
 
@@ -104,9 +134,16 @@ impl ServiceFile {
         let Some(model) = ExecModel::parse(&raw.exec) else {
             return invalid("exec", format!("is `{}`: smr, spsmr, psmr or opt-psmr", raw.exec));
         };
-        let mut file =
-            ServiceFile::new(multiring, model, raw.workers, raw.preload_keys, raw.replicas)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut replicas = raw.replicas;
+        for r in &mut replicas {
+            let dir =
+                r.snapshot_dir.take().unwrap_or_else(|| format!("replica-{}", r.process).into());
+            r.snapshot_dir = Some(base.join(dir));
+        }
+        let mut file = ServiceFile::new(multiring, model, raw.workers, raw.preload_keys, replicas)?;
         file.multiring_path = multiring_path;
+        file.checkpoint_interval_ms = raw.checkpoint_interval_ms;
         Ok(file)
     }
 
@@ -134,6 +171,18 @@ impl ServiceFile {
             }
             if replicas[..i].iter().any(|o| o.clients == r.clients) {
                 return invalid(format!("replica[{i}].clients"), "is another replica's too");
+            }
+            let Some(snapshots) = r.snapshots_address() else {
+                return invalid(
+                    format!("replica[{i}].snapshots"),
+                    "is needed: clients + 1000 is no port",
+                );
+            };
+            let endpoints = |o: &ReplicaEntry| [Some(o.clients), o.snapshots_address()];
+            if snapshots == r.clients
+                || replicas[..i].iter().any(|o| endpoints(o).contains(&Some(snapshots)))
+            {
+                return invalid(format!("replica[{i}].snapshots"), "is another endpoint's too");
             }
             if !multiring.processes().contains(&r.process) {
                 return invalid(
@@ -173,7 +222,16 @@ impl ServiceFile {
             }
         }
         let multiring_path = PathBuf::new();
-        Ok(ServiceFile { multiring, multiring_path, model, workers, preload_keys, replicas })
+        let checkpoint_interval_ms = default_checkpoint_interval();
+        Ok(ServiceFile {
+            multiring,
+            multiring_path,
+            model,
+            workers,
+            preload_keys,
+            checkpoint_interval_ms,
+            replicas,
+        })
     }
 
     /// The keys C-G splits among the workers: twice the preloaded ones, as the workload draws.

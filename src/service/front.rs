@@ -10,13 +10,18 @@
 //!
 //! A request the ring's proposal queue has no room for waits in its connection, which is read no
 //! further until it went: clients feel the ring's flow control as TCP backpressure.
+//!
+//! With checkpoints, the front also multicasts the replicas' own checkpoint request to g_all
+//! every interval (`smr::checkpoint`): each replica's front does, so checkpoints go on while any
+//! replica runs; the client id `REPLICA_CLIENT` is theirs, and a client that says it is theirs is
+//! refused.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
@@ -24,6 +29,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::multiring::{MultiRingNode, MulticastError};
 use crate::smr::ClientId;
+use crate::smr::checkpoint::REPLICA_CLIENT;
+use crate::smr::exec::GROUP_ALL;
+use crate::smr::request::{BatchWriter, batch_client};
 
 use super::replies::ReplyDrain;
 use super::stream_io::{Link, SCRATCH_BYTES, read_available, write_available};
@@ -74,6 +82,9 @@ pub struct Front {
     stop: Arc<AtomicBool>,
     stats: FrontStats,
     scratch: Vec<u8>,
+    /// With checkpoints: how often to request one, and when next.
+    checkpoints: Option<(Duration, Instant)>,
+    checkpoint_seq: u64,
 }
 
 impl Front {
@@ -97,8 +108,32 @@ impl Front {
             stop,
             stats: FrontStats::default(),
             scratch: vec![0; SCRATCH_BYTES],
+            checkpoints: None,
+            checkpoint_seq: 0,
         };
         Ok((front, waker))
+    }
+
+    /// Requests a checkpoint every `interval`, the first one `interval` from now.
+    pub fn request_checkpoints(&mut self, interval: Duration) {
+        self.checkpoints = Some((interval, Instant::now() + interval));
+    }
+
+    fn request_checkpoint_if_due(&mut self) {
+        let Some((interval, due)) = self.checkpoints else { return };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let mut w = BatchWriter::new(64);
+        w.begin(REPLICA_CLIENT, self.checkpoint_seq);
+        w.push(self.checkpoint_seq, b"checkpoint");
+        self.checkpoint_seq += 1;
+        match self.node.multicast(GROUP_ALL, Bytes::copy_from_slice(w.bytes())) {
+            Ok(_) => self.checkpoints = Some((interval, now + interval)),
+            // The ring is full: try again soon rather than wait a whole interval.
+            Err(_) => self.checkpoints = Some((interval, now + Duration::from_millis(10))),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -141,6 +176,7 @@ impl Front {
             for i in 0..self.conns.len() {
                 self.serve(i);
             }
+            self.request_checkpoint_if_due();
         }
         (self.stats, self.node)
     }
@@ -248,10 +284,17 @@ impl Front {
             match frame[0] {
                 KIND_HELLO if frame.len() == 9 => {
                     let client = u64::from_le_bytes(frame[1..9].try_into().expect("8 bytes"));
+                    if client == REPLICA_CLIENT {
+                        return Err(()); // the replicas' own id
+                    }
                     c.client = Some(client);
                     self.by_client.insert(client, i);
                 }
                 KIND_REQUEST if frame.len() > 5 => {
+                    // A client speaks for itself only (and never as the replicas' own id).
+                    if c.client.is_none() || batch_client(&frame[5..]) != c.client {
+                        return Err(());
+                    }
                     let group = u32::from_le_bytes(frame[1..5].try_into().expect("4 bytes"));
                     let batch = Bytes::copy_from_slice(&frame[5..]);
                     match self.node.multicast(group, batch) {

@@ -12,6 +12,8 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use crate::apps::kv::command::{self, KvOp};
 use crate::apps::kv::store::KvStore;
 use crate::apps::kv::workload::{KeyDist, Mix, OpStream};
@@ -69,6 +71,88 @@ pub struct KvLoadReport {
     pub reconnects: u64,
     /// Every operation, when recorded; times in nanoseconds from the start.
     pub history: Vec<Operation>,
+}
+
+/// What a run's clients measured, as every service report gives it (`--json` keys alike).
+#[derive(Clone, Debug, Serialize)]
+pub struct KvLoadFigures {
+    pub clients: usize,
+    pub window: usize,
+    pub command_bytes: usize,
+    pub preload_keys: u64,
+    pub workload: String,
+    pub keys: String,
+    /// Measured: from the end of the warm-up to the stop.
+    pub secs: f64,
+    /// Commands answered in the measured interval.
+    pub completed: u64,
+    pub kcps: f64,
+    pub latency_us: LatencyUs,
+    /// opt-PSMR: commands a replica refused for conflict and clients sent again.
+    pub conflicts: u64,
+    pub retries: u64,
+    pub reconnects: u64,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyUs {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl KvLoadFigures {
+    pub fn of(spec: &KvLoadSpec, r: &KvLoadReport) -> KvLoadFigures {
+        let h = &r.latency;
+        KvLoadFigures {
+            clients: spec.clients,
+            window: spec.window,
+            command_bytes: spec.command_bytes.max(command::COMMAND_BYTES),
+            preload_keys: spec.preload_keys,
+            workload: format!("{:?}", spec.mix),
+            keys: format!("{:?}", spec.keys),
+            secs: r.secs,
+            completed: r.completed,
+            kcps: r.completed as f64 / r.secs.max(1e-9) / 1e3,
+            latency_us: LatencyUs {
+                p50: h.quantile(0.5),
+                p99: h.quantile(0.99),
+                p999: h.quantile(0.999),
+                max: h.max(),
+            },
+            conflicts: r.conflicts,
+            retries: r.retries,
+            reconnects: r.reconnects,
+        }
+    }
+
+    /// The `load`, `throughput`, `latency` and `clients` lines of a report's table.
+    pub fn table_lines(&self) -> String {
+        format!(
+            "load         {} clients x {} outstanding, {} keys, {} B commands, {} / {}\n\
+             throughput   {:.1} Kcps ({} commands in {:.1} s)\n\
+             latency      p50 {} us  p99 {} us  p999 {} us  max {} us\n\
+             clients      conflicts {}; retries {}; reconnects {}\n",
+            self.clients,
+            self.window,
+            self.preload_keys,
+            self.command_bytes,
+            self.workload,
+            self.keys,
+            self.kcps,
+            self.completed,
+            self.secs,
+            self.latency_us.p50,
+            self.latency_us.p99,
+            self.latency_us.p999,
+            self.latency_us.max,
+            self.conflicts,
+            self.retries,
+            self.reconnects,
+        )
+    }
 }
 
 /// Clients running (see the module docs).

@@ -19,20 +19,18 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::apps::kv::command;
 use crate::apps::kv::store::KvStore;
 use crate::apps::kv::workload::key_space;
 use crate::io::BackendChoice;
 use crate::multiring::config::{GroupEntry, LearnerEntry};
 use crate::multiring::{MultiRingFile, MultiRingNode, MultiRingOptions};
-use crate::node::histogram::Histogram;
 use crate::node::{ClusterFileError, ProtocolName};
 use crate::smr::linearizability::Operation;
 use crate::smr::{ExecModel, Service};
 
 use super::client::{ClientError, ClientOptions};
-use super::kv_load::{KvLoad, KvLoadSpec};
-use super::replica::{Replica, ReplicaError, ReplicaSpec};
+use super::kv_load::{KvLoad, KvLoadFigures, KvLoadSpec};
+use super::replica::{Replica, ReplicaError, ReplicaSpec, ReplicaStart};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -92,25 +90,6 @@ pub enum KvLocalError {
 /// Processes of every ring.
 pub const PROCESSES: u16 = 3;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct LatencyUs {
-    pub p50: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
-
-impl LatencyUs {
-    pub fn of(h: &Histogram) -> LatencyUs {
-        LatencyUs {
-            p50: h.quantile(0.5),
-            p99: h.quantile(0.99),
-            p999: h.quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
-
 /// What a run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct KvLocalReport {
@@ -121,25 +100,13 @@ pub struct KvLocalReport {
     pub lambda_instances: u64,
     pub delta_us: u64,
     pub replicas: u16,
-    pub clients: usize,
-    pub window: usize,
-    pub command_bytes: usize,
-    pub preload_keys: u64,
-    pub workload: String,
-    pub keys: String,
-    pub secs: f64,
     pub io_backend: String,
-    /// Commands answered in the measured interval.
-    pub completed: u64,
-    pub kcps: f64,
-    pub latency_us: LatencyUs,
+    #[serde(flatten)]
+    pub load: KvLoadFigures,
     /// Commands each worker lane of the first replica executed per second, in thousands.
     pub per_thread_kcps: Vec<f64>,
     /// Of the first replica's commands, those executed in synchronous mode.
     pub synchronous: u64,
-    /// opt-PSMR: commands a replica refused for conflict and clients sent again.
-    pub conflicts: u64,
-    pub retries: u64,
     /// Every replica's state checksum at the end (equal when they executed the same).
     pub checksums: Vec<u64>,
     #[serde(skip)]
@@ -203,9 +170,10 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
             // Workers spread over the cores from the first; the rings' threads float.
             worker_cores: spec.pin.then(|| cores.clone()),
             ring_cores: None,
+            snapshots: None,
         };
         let state = preloaded_store(spec.load.preload_keys);
-        replicas.push(Replica::start(&file, p, &replica_spec, state)?);
+        replicas.push(Replica::start(&file, p, &replica_spec, ReplicaStart::Fresh(state))?);
     }
     let addresses: Vec<SocketAddr> = replicas.iter().map(Replica::clients_address).collect();
     let io_backend = replicas[0].backend().to_string();
@@ -253,21 +221,10 @@ pub fn run_local_kv(spec: &KvLocalSpec) -> Result<KvLocalReport, KvLocalError> {
         lambda_instances: file.lambda_instances,
         delta_us: file.delta_us,
         replicas: spec.replicas,
-        clients: spec.load.clients,
-        window: spec.load.window,
-        command_bytes: spec.load.command_bytes.max(command::COMMAND_BYTES),
-        preload_keys: spec.load.preload_keys,
-        workload: format!("{:?}", spec.load.mix),
-        keys: format!("{:?}", spec.load.keys),
-        secs: load.secs,
         io_backend,
-        completed: load.completed,
-        kcps: load.completed as f64 / load.secs / 1e3,
-        latency_us: LatencyUs::of(&load.latency),
+        load: KvLoadFigures::of(&spec.load, &load),
         per_thread_kcps,
         synchronous,
-        conflicts: load.conflicts,
-        retries: load.retries,
         checksums,
         history: load.history,
     })

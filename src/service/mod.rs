@@ -20,8 +20,11 @@ pub mod kv_load;
 pub mod kv_local;
 pub mod replica;
 pub mod replies;
+pub(crate) mod restore;
+pub mod snapshot;
+pub(crate) mod snapshot_writer;
 pub mod source;
 pub mod stream_io;
 
 pub use client::{Client, ClientError, ClientOptions, ClientStats, SubmitError};
-pub use replica::{Replica, ReplicaError, ReplicaReport, ReplicaSpec};
+pub use replica::{Replica, ReplicaError, ReplicaReport, ReplicaSpec, ReplicaStart, SnapshotSpec};

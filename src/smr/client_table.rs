@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+use super::byte_reader::ByteReader;
 use super::request::{ClientId, Status};
 
 /// The most commands a client may have outstanding.
@@ -147,7 +148,7 @@ impl ClientTable {
 
     /// Reads what [`Self::encode`] wrote, returning the table and the bytes it took.
     pub fn decode(bytes: &[u8]) -> Result<(ClientTable, usize), TableSnapshotError> {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = TableReader(ByteReader::new(bytes));
         let n = r.u64()?;
         let mut table = ClientTable::new();
         for _ in 0..n {
@@ -170,7 +171,7 @@ impl ClientTable {
                 return Err(TableSnapshotError("a client appears twice"));
             }
         }
-        Ok((table, r.at))
+        Ok((table, r.0.consumed()))
     }
 
     /// Order-independent digest of the table, for replicas to compare.
@@ -185,25 +186,21 @@ impl ClientTable {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
+/// [`ByteReader`] with this module's error.
+struct TableReader<'a>(ByteReader<'a>);
 
-impl<'a> Reader<'a> {
+impl<'a> TableReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], TableSnapshotError> {
-        let s = self.bytes.get(self.at..self.at + n).ok_or(TableSnapshotError("truncated"))?;
-        self.at += n;
-        Ok(s)
+        self.0.take(n).map_err(TableSnapshotError)
     }
     fn u8(&mut self) -> Result<u8, TableSnapshotError> {
-        Ok(self.take(1)?[0])
+        self.0.u8().map_err(TableSnapshotError)
     }
     fn u32(&mut self) -> Result<u32, TableSnapshotError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+        self.0.u32().map_err(TableSnapshotError)
     }
     fn u64(&mut self) -> Result<u64, TableSnapshotError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+        self.0.u64().map_err(TableSnapshotError)
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::cdep::{CommandToGroups, Destination};
+use super::checkpoint::{Checkpointer, REPLICA_CLIENT};
 use super::client_table::ClientTable;
 use super::handoff::{HandoffReceiver, HandoffSender, handoff};
 use super::request::RequestBatch;
@@ -109,6 +110,15 @@ pub enum Inputs {
     Scheduled(Box<dyn WorkSource>),
 }
 
+/// Where an execution starts from, beside the state: fresh, or a checkpoint's client tables; and
+/// who takes checkpoints.
+#[derive(Default)]
+pub struct ExecStart {
+    /// Per lane: its table and g_all's (`None`: empty tables).
+    pub tables: Option<Vec<(ClientTable, ClientTable)>>,
+    pub checkpointer: Option<Arc<dyn Checkpointer>>,
+}
+
 /// What a replica's threads did, when stopped.
 #[derive(Debug)]
 pub struct ExecReport {
@@ -138,10 +148,14 @@ impl<S: Service> Execution<S> {
         inputs: Inputs,
         sinks: Vec<R>,
         on_start: Arc<dyn Fn(usize) + Send + Sync>,
+        from: ExecStart,
     ) -> Execution<S> {
         let lanes = cg.lanes();
         assert_eq!(sinks.len(), lanes, "one reply sink per lane");
-        let shared = Arc::new(Shared::new(state, cg, model == ExecModel::OptPsmr));
+        let mut shared = Shared::new(state, cg, model == ExecModel::OptPsmr);
+        shared.checkpointer = from.checkpointer;
+        let shared = Arc::new(shared);
+        let mut tables = from.tables.unwrap_or_default().into_iter();
         let (sources, scheduler): (Vec<Box<dyn WorkSource>>, _) = match inputs {
             Inputs::PerLane(sources) => {
                 assert_eq!(sources.len(), lanes, "one source per lane");
@@ -158,7 +172,8 @@ impl<S: Service> Execution<S> {
                         schedule::<S>(source.as_mut(), &cg, txs)
                     })
                     .expect("spawning the scheduler thread");
-                let sources = rxs.into_iter().map(|rx| Box::new(Queued(rx)) as _).collect();
+                let sources =
+                    rxs.into_iter().map(|rx| Box::new(Queued { rx, last: None }) as _).collect();
                 (sources, Some(scheduler))
             }
         };
@@ -169,11 +184,12 @@ impl<S: Service> Execution<S> {
             .map(|(lane, (mut source, sink))| {
                 let shared = Arc::clone(&shared);
                 let on_start = Arc::clone(&on_start);
+                let tables = tables.next().unwrap_or_default();
                 std::thread::Builder::new()
                     .name(format!("smr-worker-{lane}"))
                     .spawn(move || {
                         on_start(lane);
-                        Worker::new(lane, shared, sink).run(source.as_mut())
+                        Worker::with_tables(lane, shared, sink, tables).run(source.as_mut())
                     })
                     .expect("spawning a worker thread")
             })
@@ -202,11 +218,21 @@ impl<S: Service> Execution<S> {
 }
 
 /// A worker's source under sP-SMR: its queue from the scheduler.
-struct Queued(HandoffReceiver<Delivered>);
+struct Queued {
+    rx: HandoffReceiver<Delivered>,
+    /// The scheduler's position that came with the last batch, if it did.
+    last: Option<Arc<[u8]>>,
+}
 
 impl WorkSource for Queued {
     fn next(&mut self) -> Option<Delivered> {
-        self.0.recv()
+        let d = self.rx.recv()?;
+        self.last.clone_from(&d.position);
+        Some(d)
+    }
+
+    fn position(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.last.as_deref().unwrap_or_default());
     }
 }
 
@@ -219,13 +245,21 @@ fn schedule<S: Service>(
 ) -> u64 {
     let mut handoffs = 0;
     while let Some(d) = source.next() {
+        let mut position = None;
         let mask = match RequestBatch::parse(&d.payload) {
             // Lane 0 counts it as dropped; nobody else needs to see it.
             Err(_) => 1,
+            Ok(batch) if batch.client == REPLICA_CLIENT => {
+                // The workers meet at it with the scheduler's position, which is here, now.
+                let mut p = Vec::new();
+                source.position(&mut p);
+                position = Some(Arc::from(p));
+                u64::MAX
+            }
             Ok(batch) => {
                 let mut mask = 0u64;
                 for r in batch.iter() {
-                    match super::worker::total_destination::<S>(cg, r) {
+                    match super::worker::total_destination::<S>(cg, batch.client, r) {
                         Destination::Lane(l) => mask |= 1 << l,
                         Destination::All => {
                             mask = u64::MAX;
@@ -238,7 +272,11 @@ fn schedule<S: Service>(
         };
         for (lane, tx) in lanes.iter_mut().enumerate() {
             if mask & (1 << lane) != 0 {
-                let item = Delivered { scope: Scope::Total, payload: d.payload.clone() };
+                let item = Delivered {
+                    scope: Scope::Total,
+                    payload: d.payload.clone(),
+                    position: position.clone(),
+                };
                 if tx.send(item).is_err() {
                     return handoffs; // a worker stopped: the replica is shutting down
                 }

@@ -13,7 +13,9 @@
 //! - [`splitmix`]: the workloads' generator.
 //! - [`linearizability`]: the checker the service tests judge recorded client histories with.
 
+pub mod byte_reader;
 pub mod cdep;
+pub mod checkpoint;
 pub mod client_table;
 pub mod exec;
 pub mod handoff;
@@ -34,7 +36,7 @@ pub use cdep::{
     Signature,
 };
 pub use client_table::ClientTable;
-pub use exec::{ExecModel, ExecReport, Execution, Inputs};
+pub use exec::{ExecModel, ExecReport, ExecStart, Execution, Inputs};
 pub use request::{ClientId, Reply, RequestBatch, Status};
 pub use service::{BadCommand, Conflict, Service, ServiceSnapshotError};
 pub use worker::{Delivered, ReplySink, Scope, Shared, WorkSource, Worker, WorkerStats};

@@ -73,6 +73,12 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
 }
 
+/// The client a batch says it is from, if it is long enough to say (the front checks it against
+/// the connection's client before multicasting).
+pub fn batch_client(bytes: &[u8]) -> Option<ClientId> {
+    Some(u64::from_le_bytes(bytes.get(2..10)?.try_into().ok()?))
+}
+
 impl<'a> RequestBatch<'a> {
     /// Checks the whole batch.
     pub fn parse(bytes: &'a [u8]) -> Result<RequestBatch<'a>, MalformedRequest> {

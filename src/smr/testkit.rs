@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::cdep::{CommandToGroups, Destination, KeyPartition};
-use super::exec::{ExecModel, ExecReport, Execution, GROUP_ALL, Inputs};
+use super::exec::{ExecModel, ExecReport, ExecStart, Execution, GROUP_ALL, Inputs};
 use super::request::{BatchWriter, ClientId, Reply, Status};
 use super::service::Service;
 use super::worker::{Delivered, ReplySink, WorkSource};
@@ -115,6 +115,7 @@ pub fn run<S: Service>(
     let delivered = |group: u32, payload: &Bytes| Delivered {
         scope: model.scope_of(group),
         payload: payload.clone(),
+        position: None,
     };
     let inputs = if model.multicast() {
         let per_lane = (0..lanes)
@@ -140,7 +141,8 @@ pub fn run<S: Service>(
     };
     let collect = Collect::default();
     let sinks = vec![collect.clone(); lanes];
-    let exec = Execution::start(model, state, cg, inputs, sinks, Arc::new(|_| {}));
+    let exec =
+        Execution::start(model, state, cg, inputs, sinks, Arc::new(|_| {}), ExecStart::default());
     let (report, shared) = exec.join();
     let mut replies = std::mem::take(&mut *collect.0.lock().unwrap());
     replies.sort();

@@ -22,6 +22,9 @@
 //!
 //! Exactly-once: each lane keeps the [`ClientTable`] of the commands it executes, and lane 0
 //! also g_all's (it executes every g_all command).
+//!
+//! Checkpoint requests ([`checkpoint`](super::checkpoint)) go through synchronous mode like any
+//! g_all command; lane 0 takes the checkpoint instead of executing anything.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +32,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 
 use super::cdep::{ClassMapping, CommandToGroups, Destination};
+use super::checkpoint::{Checkpoint, Checkpointer, LanePart, Parts, REPLICA_CLIENT};
 use super::client_table::{Admission, ClientTable};
 use super::rendezvous::{Aborted, Rendezvous};
 use super::request::{ClientId, Reply, Request, RequestBatch, Status};
@@ -47,12 +51,18 @@ pub enum Scope {
 pub struct Delivered {
     pub scope: Scope,
     pub payload: Bytes,
+    /// sP-SMR: the scheduler's source's position, when the batch holds a checkpoint request
+    /// (the workers' own sources are only queues).
+    pub position: Option<Arc<[u8]>>,
 }
 
 /// Where a worker's batches come from: its merged groups (P-SMR), the scheduler (sP-SMR), the
 /// total order (SMR), or a test. `None`: stop.
 pub trait WorkSource: Send {
     fn next(&mut self) -> Option<Delivered>;
+    /// Appends where the source stands, from the batch it handed out last on (see
+    /// [`checkpoint`](super::checkpoint)); a source that cannot be resumed writes nothing.
+    fn position(&self, _out: &mut Vec<u8>) {}
 }
 
 /// Where a worker's replies go: straight to the clients (6.3.4 line 13).
@@ -78,6 +88,9 @@ pub struct Shared<S> {
     /// Commands each lane executed (synchronous ones count for lane 0), for per-thread
     /// throughput while the replica runs.
     pub executed: Vec<LaneCounter>,
+    /// Takes checkpoints (`None`: checkpoint requests are ignored).
+    pub checkpointer: Option<Arc<dyn Checkpointer>>,
+    parts: Parts,
 }
 
 impl<S: Service> Shared<S> {
@@ -89,6 +102,8 @@ impl<S: Service> Shared<S> {
             cg,
             optimistic,
             executed: (0..lanes).map(|_| LaneCounter::default()).collect(),
+            checkpointer: None,
+            parts: Parts::new(lanes),
         }
     }
 
@@ -142,12 +157,22 @@ enum Access<'a, S> {
 
 impl<S: Service, R: ReplySink> Worker<S, R> {
     pub fn new(lane: usize, shared: Arc<Shared<S>>, sink: R) -> Worker<S, R> {
+        Worker::with_tables(lane, shared, sink, (ClientTable::new(), ClientTable::new()))
+    }
+
+    /// A worker whose lane table and g_all table start as `tables` (restored from a checkpoint).
+    pub fn with_tables(
+        lane: usize,
+        shared: Arc<Shared<S>>,
+        sink: R,
+        (table, table_all): (ClientTable, ClientTable),
+    ) -> Worker<S, R> {
         assert!(lane < shared.cg.lanes(), "lane {lane} of {} lanes", shared.cg.lanes());
         Worker {
             lane,
             shared,
-            table: ClientTable::new(),
-            table_all: ClientTable::new(),
+            table,
+            table_all,
             sink,
             reply: Vec::with_capacity(256),
             stats: WorkerStats::default(),
@@ -160,7 +185,8 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         let shared = Arc::clone(&self.shared);
         let mut access = Access::None;
         while let Some(d) = source.next() {
-            if self.handle(&shared, &mut access, d.scope, &d.payload).is_err() {
+            let position = Position { source: &*source, scheduler: d.position.as_deref() };
+            if self.handle(&shared, &mut access, d.scope, &d.payload, position).is_err() {
                 break;
             }
             self.sink.flush();
@@ -179,6 +205,7 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         access: &mut Access<'s, S>,
         scope: Scope,
         payload: &[u8],
+        position: Position<'_>,
     ) -> Result<(), Aborted> {
         let Ok(batch) = RequestBatch::parse(payload) else {
             // Every worker and replica decodes the same bytes, so all drop the batch.
@@ -186,6 +213,11 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
             return Ok(());
         };
         match scope {
+            // Checkpoint requests come in g_all only (a lane's group is no place to meet).
+            Scope::Lane if batch.client == REPLICA_CLIENT => {
+                self.stats.refused += batch.iter().count() as u64;
+                Ok(())
+            }
             Scope::Lane => {
                 for r in batch.iter() {
                     self.parallel(shared, access, &batch, r);
@@ -194,12 +226,12 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
             }
             Scope::All => {
                 let mut all = batch.iter();
-                self.synchronous(shared, access, &batch, &mut all, usize::MAX)
+                self.synchronous(shared, access, &batch, &mut all, usize::MAX, position)
             }
             Scope::Total => {
                 let mut rest = batch.iter().peekable();
                 while let Some(&r) = rest.peek() {
-                    match total_destination::<S>(&shared.cg, r) {
+                    match total_destination::<S>(&shared.cg, batch.client, r) {
                         Destination::Lane(l) => {
                             rest.next();
                             if l == self.lane {
@@ -208,10 +240,11 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
                         }
                         Destination::All => {
                             let run = rest.clone().take_while(|&r| {
-                                total_destination::<S>(&shared.cg, r) == Destination::All
+                                total_destination::<S>(&shared.cg, batch.client, r)
+                                    == Destination::All
                             });
                             let n = run.count();
-                            self.synchronous(shared, access, &batch, &mut rest, n)?;
+                            self.synchronous(shared, access, &batch, &mut rest, n, position)?;
                         }
                     }
                 }
@@ -269,17 +302,34 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         batch: &RequestBatch<'b>,
         requests: &mut dyn Iterator<Item = Request<'b>>,
         n: usize,
+        position: Position<'_>,
     ) -> Result<(), Aborted> {
         *access = Access::None;
         self.stats.rendezvous += 1;
+        let checkpoint = batch.client == REPLICA_CLIENT && shared.checkpointer.is_some();
         if self.lane != 0 {
             requests.take(n).for_each(drop);
+            if checkpoint {
+                shared.parts.put(self.lane, self.part(position));
+            }
             return shared.rendezvous.arrive_and_wait();
         }
         shared.rendezvous.wait_for_others()?;
         {
             let mut state = shared.write();
             for r in requests.take(n) {
+                if batch.client == REPLICA_CLIENT {
+                    if let Some(c) = shared.checkpointer.as_ref() {
+                        let mut lanes = vec![self.part(position)];
+                        lanes.extend((1..shared.cg.lanes()).map(|l| shared.parts.take(l)));
+                        let mut service = Vec::new();
+                        state.snapshot(&mut service);
+                        c.checkpoint(Checkpoint { service, lanes });
+                    }
+                    // Copies of one request (or several in a batch) each take one: the same
+                    // at every replica.
+                    continue;
+                }
                 let table = &mut self.table_all;
                 if answered_from_table(table, batch, r, &mut self.stats, &mut self.sink) {
                     continue;
@@ -299,6 +349,18 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         Ok(())
     }
 
+    /// This lane's part of a checkpoint.
+    fn part(&self, position: Position<'_>) -> LanePart {
+        let mut part = LanePart::default();
+        self.table.encode(&mut part.table);
+        self.table_all.encode(&mut part.table_all);
+        match position.scheduler {
+            Some(p) => part.position.extend_from_slice(p),
+            None => position.source.position(&mut part.position),
+        }
+        part
+    }
+
     /// Records a decided command in its table, counts it and replies.
     fn finish(&mut self, synchronous: bool, client: ClientId, seq: u64, status: Status) {
         let table = if synchronous { &mut self.table_all } else { &mut self.table };
@@ -315,10 +377,25 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
     }
 }
 
-/// In the total order, where a command goes: by C-G; an undecodable one is lane 0's to refuse.
-/// A free class (a store's reads when nothing updates) is spread by sequence number, which every
-/// replica sees alike.
-pub fn total_destination<S: Service>(cg: &CommandToGroups, r: Request<'_>) -> Destination {
+/// Where the batch being handled stands in the order, for a checkpoint.
+#[derive(Clone, Copy)]
+struct Position<'a> {
+    source: &'a dyn WorkSource,
+    /// sP-SMR: the scheduler's, which came with the batch.
+    scheduler: Option<&'a [u8]>,
+}
+
+/// In the total order, where a command of `client` goes: by C-G; a checkpoint request to every
+/// lane; an undecodable one is lane 0's to refuse. A free class (a store's reads when nothing
+/// updates) is spread by sequence number, which every replica sees alike.
+pub fn total_destination<S: Service>(
+    cg: &CommandToGroups,
+    client: ClientId,
+    r: Request<'_>,
+) -> Destination {
+    if client == REPLICA_CLIENT {
+        return Destination::All;
+    }
     match S::signature(r.command) {
         Ok(sig) => cg.destination(sig, r.seq as usize).unwrap_or(Destination::Lane(0)),
         Err(_) => Destination::Lane(0),

@@ -81,12 +81,6 @@ const NIL: u32 = u32::MAX;
 /// of at most `u32::MAX` leaves has fewer than 32 internal levels.
 const HEIGHT_MAX: usize = 40;
 
-/// Snapshot layout: this magic, the pair count (u64 LE), then each pair as key u64 LE, value
-/// u64 LE, in strictly increasing key order.
-const SNAPSHOT_MAGIC: [u8; 8] = *b"RSMRBT01";
-const SNAPSHOT_HEADER_BYTES: usize = 16;
-const SNAPSHOT_PAIR_BYTES: usize = 16;
-
 /// Inclusive key range a worker thread owns in opt-PSMR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyRange {
@@ -123,22 +117,13 @@ impl KeyRange {
 )]
 pub struct Conflict;
 
-/// Why snapshot bytes were refused.
+/// Why snapshot bytes were refused (`btree_snapshot`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
-    #[error(
-        "snapshot of {len_bytes} bytes is shorter than its {SNAPSHOT_HEADER_BYTES}-byte header"
-    )]
-    TruncatedHeader { len_bytes: usize },
-    #[error("snapshot magic {found:?} is not {SNAPSHOT_MAGIC:?} (\"RSMRBT01\")")]
-    BadMagic { found: [u8; 8] },
-    #[error(
-        "snapshot header announces {count} pairs of {SNAPSHOT_PAIR_BYTES} bytes, but {body_bytes} \
-         bytes follow the header"
-    )]
-    LengthMismatch { count: u64, body_bytes: usize },
-    #[error("snapshot key {key} of pair {index} does not exceed the key {previous} before it")]
-    UnsortedKeys { index: u64, previous: u64, key: u64 },
+    #[error("not a tree snapshot of this format (magic \"RSMRBT02\")")]
+    BadMagic,
+    #[error("tree snapshot: {0}")]
+    Malformed(&'static str),
 }
 
 /// Node capacities of a tree. The defaults are the slot counts; smaller values make tests split
@@ -626,55 +611,6 @@ impl BPlusTree {
     /// The pairs in key order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         Iter { tree: self, leaf: self.leftmost_leaf(), slot: 0 }
-    }
-
-    /// Appends the snapshot encoding: magic, pair count (u64 LE), then key and value (u64 LE
-    /// each) per pair in key order.
-    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        let count_at = out.len();
-        out.extend_from_slice(&0u64.to_le_bytes());
-        let mut count = 0u64;
-        for (key, value) in self.iter() {
-            out.extend_from_slice(&key.to_le_bytes());
-            out.extend_from_slice(&value.to_le_bytes());
-            count += 1;
-        }
-        // The count is patched in after the walk rather than taken from `len`, which would walk
-        // the leaves a second time.
-        out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
-    }
-
-    /// Rebuilds a tree (default capacities, bulk-loaded) from [`BPlusTree::encode_snapshot`]
-    /// bytes, refusing a wrong magic, a length that does not match the pair count, and keys that
-    /// are not strictly increasing.
-    pub fn decode_snapshot(bytes: &[u8]) -> Result<BPlusTree, SnapshotError> {
-        if bytes.len() < SNAPSHOT_HEADER_BYTES {
-            return Err(SnapshotError::TruncatedHeader { len_bytes: bytes.len() });
-        }
-        let (header, body) = bytes.split_at(SNAPSHOT_HEADER_BYTES);
-        let magic: [u8; 8] = header[..8].try_into().expect("8 bytes");
-        if magic != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadMagic { found: magic });
-        }
-        let count = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
-        if count.checked_mul(SNAPSHOT_PAIR_BYTES as u64) != Some(body.len() as u64) {
-            return Err(SnapshotError::LengthMismatch { count, body_bytes: body.len() });
-        }
-        let pairs = body.chunks_exact(SNAPSHOT_PAIR_BYTES).map(|pair| {
-            let (key, value) = pair.split_at(8);
-            (
-                u64::from_le_bytes(key.try_into().expect("8 bytes")),
-                u64::from_le_bytes(value.try_into().expect("8 bytes")),
-            )
-        });
-        BPlusTree::build(pairs, NodeCapacities::DEFAULT).map_err(
-            |OutOfOrder { index, previous, key }| SnapshotError::UnsortedKeys {
-                index,
-                previous,
-                key,
-            },
-        )
     }
 
     /// Panics naming the first broken invariant: keys sorted within nodes, separators strictly
@@ -1280,6 +1216,9 @@ impl BPlusTree {
         self.leaf_chain().count()
     }
 }
+
+#[path = "btree_snapshot.rs"]
+mod snapshot;
 
 #[cfg(test)]
 #[path = "btree_tests.rs"]

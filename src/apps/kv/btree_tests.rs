@@ -552,68 +552,95 @@ fn checksum_ignores_shape_and_sees_every_pair() {
 
 // ---- snapshots ----
 
-#[test]
-fn snapshot_round_trip() {
-    for count in [0u64, 1, 2, 47, 1_000, 30_000] {
-        let mut tree = BPlusTree::with_capacities(caps(4, 3));
-        let mut rng = SplitMix(count);
-        for _ in 0..count {
-            tree.insert(rng.next(), rng.next());
+/// A tree of small nodes shaped by `ops` random inserts and deletes (so not a bulk load's shape).
+fn shaped_tree(ops: u64, seed: u64) -> BPlusTree {
+    let mut tree = BPlusTree::with_capacities(caps(4, 3));
+    let mut rng = SplitMix(seed);
+    for i in 0..ops {
+        let key = rng.next() % (ops + 1);
+        if i % 3 == 2 {
+            tree.delete(key);
+        } else {
+            tree.insert(key, rng.next());
         }
+    }
+    tree
+}
+
+#[test]
+fn snapshot_round_trip_keeps_the_shape() {
+    for ops in [0u64, 1, 2, 47, 1_000, 30_000] {
+        let tree = shaped_tree(ops, ops);
         let mut bytes = vec![0xee]; // Encoding appends.
         tree.encode_snapshot(&mut bytes);
-        assert_eq!(bytes.len(), 1 + 16 + 16 * tree.len());
         let decoded = BPlusTree::decode_snapshot(&bytes[1..]).unwrap();
         decoded.check_invariants();
         assert_eq!(contents(&decoded), contents(&tree));
         assert_eq!(decoded.checksum(), tree.checksum());
-        assert_eq!(decoded.capacities(), NodeCapacities::DEFAULT);
+        assert_eq!(decoded.capacities(), tree.capacities());
+        let mut again = vec![0xee];
+        decoded.encode_snapshot(&mut again);
+        assert_eq!(again, bytes, "{ops} operations: the decoded tree has another shape");
     }
 }
 
 #[test]
+fn a_decoded_tree_takes_the_same_opt_psmr_decisions() {
+    // The decisions depend on the shape: a bulk load of the same pairs decides otherwise.
+    let (original, mut bytes) = (shaped_tree(5_000, 7), Vec::new());
+    original.encode_snapshot(&mut bytes);
+    let decoded = BPlusTree::decode_snapshot(&bytes).unwrap();
+    let bulk = BPlusTree::bulk_load_with_capacities(contents(&original), caps(4, 3));
+    let range = KeyRange { first: 0, last: 2_500 };
+    let mut rng = SplitMix(99);
+    let mut differs_from_bulk = false;
+    for _ in 0..2_000 {
+        let key = rng.next() % 5_001;
+        let (a, b, c) = if key.is_multiple_of(2) {
+            let v = rng.next();
+            let run = |t: &BPlusTree| t.try_insert_within(key, v, range);
+            (run(&original), run(&decoded), run(&bulk))
+        } else {
+            let run = |t: &BPlusTree| t.try_delete_within(key, range);
+            (run(&original), run(&decoded), run(&bulk))
+        };
+        assert_eq!(a, b, "key {key}: the decoded tree decided otherwise");
+        differs_from_bulk |= a != c;
+    }
+    assert!(differs_from_bulk, "the test's operations must depend on the shape");
+}
+
+#[test]
 fn decode_refuses_malformed_snapshots() {
-    let tree = BPlusTree::bulk_load([(1, 10), (2, 20), (3, 30)]);
+    let tree = shaped_tree(200, 3);
     let mut good = Vec::new();
     tree.encode_snapshot(&mut good);
     assert!(BPlusTree::decode_snapshot(&good).is_ok());
-
     for cut in 0..good.len() {
-        let err = BPlusTree::decode_snapshot(&good[..cut]).unwrap_err();
-        if cut < 16 {
-            assert_eq!(err, SnapshotError::TruncatedHeader { len_bytes: cut });
-        } else {
-            assert_eq!(err, SnapshotError::LengthMismatch { count: 3, body_bytes: cut - 16 });
-        }
+        assert!(BPlusTree::decode_snapshot(&good[..cut]).is_err(), "cut at {cut}");
     }
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(matches!(
-        BPlusTree::decode_snapshot(&trailing),
-        Err(SnapshotError::LengthMismatch { count: 3, body_bytes: 49 })
-    ));
-
+    assert_eq!(
+        BPlusTree::decode_snapshot(&trailing).unwrap_err(),
+        SnapshotError::Malformed("bytes after the tree")
+    );
     let mut magic = good.clone();
     magic[0] ^= 1;
-    assert!(matches!(BPlusTree::decode_snapshot(&magic), Err(SnapshotError::BadMagic { .. })));
-
-    // A count whose byte length overflows is a mismatch, not a panic.
-    let mut huge = good.clone();
-    huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(
-        BPlusTree::decode_snapshot(&huge),
-        Err(SnapshotError::LengthMismatch { count: u64::MAX, .. })
-    ));
-
-    // Keys 1, 3, 3 (duplicate) and 1, 3, 2 (decreasing).
-    for (third, previous) in [(3u64, 3u64), (2, 3)] {
-        let mut unsorted = good.clone();
-        unsorted[16 + 16..16 + 24].copy_from_slice(&3u64.to_le_bytes());
-        unsorted[16 + 32..16 + 40].copy_from_slice(&third.to_le_bytes());
-        let err = BPlusTree::decode_snapshot(&unsorted).unwrap_err();
-        assert_eq!(err, SnapshotError::UnsortedKeys { index: 2, previous, key: third });
-        assert!(err.to_string().contains("does not exceed"), "{err}");
+    assert_eq!(BPlusTree::decode_snapshot(&magic).unwrap_err(), SnapshotError::BadMagic);
+    let mut capacity = good.clone();
+    capacity[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(BPlusTree::decode_snapshot(&capacity).is_err(), "a leaf capacity of 1");
+    // The body overwritten 8 bytes at a time with one number: counts and keys alike go wrong.
+    let mut flat = good.clone();
+    for chunk in flat[20..].chunks_exact_mut(8) {
+        chunk.copy_from_slice(&5u64.to_le_bytes());
     }
+    assert!(BPlusTree::decode_snapshot(&flat).is_err());
+    let height_max = u32::MAX.to_le_bytes();
+    let mut tall = good.clone();
+    tall[16..20].copy_from_slice(&height_max);
+    assert!(BPlusTree::decode_snapshot(&tall).is_err());
 }
 
 // ---- concurrency and determinism ----
