@@ -9,75 +9,115 @@
 //! It is taken once per run of consecutive g_all commands, not per command: a batch of dependent
 //! commands delivered together costs one rendezvous.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// A worker stopped while others waited for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Aborted;
 
-#[derive(Debug, Default)]
-struct State {
-    /// Lanes other than the executor that arrived in this round.
-    arrived: usize,
-    round: u64,
-    aborted: bool,
-}
+/// How long a waiter spins (pause instructions, then yields) before it sleeps on the condition
+/// variable. A rendezvous is usually met within microseconds, by a worker busy on another core;
+/// sleeping at once made every meeting cost two futex wake-ups, each a trip through the
+/// scheduler, and on a busy 2-core machine P-SMR with 10% dependent commands ran at a quarter
+/// of SMR's throughput (`bench/RESULTS.md`, thirteenth session).
+const SPINS: u32 = 256;
+const YIELDS: u32 = 16;
 
 /// See the module docs.
 #[derive(Debug)]
 pub struct Rendezvous {
     lanes: usize,
-    state: Mutex<State>,
+    /// Lanes other than the executor that arrived in this round.
+    arrived: AtomicUsize,
+    round: AtomicU64,
+    aborted: AtomicBool,
+    /// Waiters asleep on `changed` (a notifier takes the lock only when there are some).
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
     changed: Condvar,
 }
 
 impl Rendezvous {
     pub fn new(lanes: usize) -> Rendezvous {
-        Rendezvous { lanes, state: Mutex::new(State::default()), changed: Condvar::new() }
+        Rendezvous {
+            lanes,
+            arrived: AtomicUsize::new(0),
+            round: AtomicU64::new(0),
+            aborted: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            changed: Condvar::new(),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A worker that panicked poisons nothing we rely on: the state is plain counters.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Returns once `done()` holds: spins, yields, then sleeps until a [`Self::notify`].
+    ///
+    /// No wake-up is lost: a sleeper counts itself (SeqCst) before its last check, under the
+    /// lock; a notifier changes the state (SeqCst) before it reads the count, and takes the lock
+    /// to notify. Either the notifier sees the sleeper and wakes it, or the sleeper's last check
+    /// sees the change.
+    fn wait_until(&self, done: impl Fn() -> bool) {
+        for i in 0..SPINS + YIELDS {
+            if done() {
+                return;
+            }
+            if i < SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        while !done() {
+            guard = self.changed.wait(guard).unwrap_or_else(|p| p.into_inner());
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes the sleepers after a change of state (made with SeqCst).
+    fn notify(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.changed.notify_all();
+        }
     }
 
     /// A worker other than the executor: signal it, and wait for its signal (lines 25–26).
     pub fn arrive_and_wait(&self) -> Result<(), Aborted> {
-        let mut s = self.lock();
-        if s.aborted {
+        if self.aborted.load(Ordering::SeqCst) {
             return Err(Aborted);
         }
-        s.arrived += 1;
-        let round = s.round;
-        if s.arrived + 1 == self.lanes {
-            self.changed.notify_all();
+        let round = self.round.load(Ordering::SeqCst);
+        if self.arrived.fetch_add(1, Ordering::SeqCst) + 2 == self.lanes {
+            self.notify(); // the executor may be asleep waiting for the last one
         }
-        while s.round == round && !s.aborted {
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-        if s.round == round { Err(Aborted) } else { Ok(()) }
+        let released = || self.round.load(Ordering::SeqCst) != round;
+        self.wait_until(|| released() || self.aborted.load(Ordering::SeqCst));
+        if released() { Ok(()) } else { Err(Aborted) }
     }
 
     /// The executor: wait for every other worker's signal (lines 18–19).
     pub fn wait_for_others(&self) -> Result<(), Aborted> {
-        let mut s = self.lock();
-        while s.arrived + 1 < self.lanes && !s.aborted {
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-        if s.aborted { Err(Aborted) } else { Ok(()) }
+        let all = || self.arrived.load(Ordering::SeqCst) + 1 >= self.lanes;
+        self.wait_until(|| all() || self.aborted.load(Ordering::SeqCst));
+        if self.aborted.load(Ordering::SeqCst) { Err(Aborted) } else { Ok(()) }
     }
 
-    /// The executor, done: let the others go on (lines 22–23).
+    /// The executor, done: let the others go on (lines 22–23). The count is reset before the
+    /// round moves on, and nobody arrives for the next round before seeing it move.
     pub fn release(&self) {
-        let mut s = self.lock();
-        s.arrived = 0;
-        s.round += 1;
-        self.changed.notify_all();
+        self.arrived.store(0, Ordering::SeqCst);
+        self.round.fetch_add(1, Ordering::SeqCst);
+        self.notify();
     }
 
     /// A worker stops: nobody waits for it any more.
     pub fn abort(&self) {
-        self.lock().aborted = true;
+        self.aborted.store(true, Ordering::SeqCst);
+        // Unconditionally: an abort is rare, and a waiter may be between its count and its wait.
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.changed.notify_all();
     }
 }

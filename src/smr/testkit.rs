@@ -30,12 +30,22 @@ impl ReplySink for Collect {
     }
 }
 
-/// A fixed list of batches.
-pub struct Script(pub std::vec::IntoIter<Delivered>);
+/// A fixed list of batches, each with its index in the script: its position is the index of the
+/// batch it handed out last (what a checkpoint records).
+pub struct Script {
+    items: std::vec::IntoIter<(u64, Delivered)>,
+    last: u64,
+}
 
 impl WorkSource for Script {
     fn next(&mut self) -> Option<Delivered> {
-        self.0.next()
+        let (index, d) = self.items.next()?;
+        self.last = index;
+        Some(d)
+    }
+
+    fn position(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.last.to_le_bytes());
     }
 }
 
@@ -110,6 +120,20 @@ pub fn run<S: Service>(
     state: S,
     script: &[(u32, Bytes)],
 ) -> (Vec<Recorded>, Arc<super::worker::Shared<S>>, ExecReport) {
+    run_from(model, lanes, key_space, state, script, 0, ExecStart::default())
+}
+
+/// [`run`] from the script's batch `from` on (a replica restored from a checkpoint taken there),
+/// with `start`'s tables and checkpointer.
+pub fn run_from<S: Service>(
+    model: ExecModel,
+    lanes: usize,
+    key_space: u64,
+    state: S,
+    script: &[(u32, Bytes)],
+    from: usize,
+    start: ExecStart,
+) -> (Vec<Recorded>, Arc<super::worker::Shared<S>>, ExecReport) {
     let cg = CommandToGroups::derive(&S::dependencies(), KeyPartition::new(key_space, lanes))
         .expect("the service's C-Dep derives");
     let delivered = |group: u32, payload: &Bytes| Delivered {
@@ -117,22 +141,24 @@ pub fn run<S: Service>(
         payload: payload.clone(),
         position: None,
     };
+    let indexed: Vec<(u64, &(u32, Bytes))> =
+        script.iter().enumerate().skip(from).map(|(i, item)| (i as u64, item)).collect();
     let inputs = if model.multicast() {
         let per_lane = (0..lanes)
             .map(|lane| {
                 let mine = ExecModel::lane_group(lane);
-                let items: Vec<_> = script
+                let items: Vec<_> = indexed
                     .iter()
-                    .filter(|(g, _)| *g == mine || *g == GROUP_ALL)
-                    .map(|(g, p)| delivered(*g, p))
+                    .filter(|(_, (g, _))| *g == mine || *g == GROUP_ALL)
+                    .map(|(i, (g, p))| (*i, delivered(*g, p)))
                     .collect();
-                Box::new(Script(items.into_iter())) as Box<dyn WorkSource>
+                Box::new(Script { items: items.into_iter(), last: 0 }) as Box<dyn WorkSource>
             })
             .collect();
         Inputs::PerLane(per_lane)
     } else {
-        let items: Vec<_> = script.iter().map(|(g, p)| delivered(*g, p)).collect();
-        let source = Box::new(Script(items.into_iter()));
+        let items: Vec<_> = indexed.iter().map(|(i, (g, p))| (*i, delivered(*g, p))).collect();
+        let source = Box::new(Script { items: items.into_iter(), last: 0 });
         if model == ExecModel::SpSmr {
             Inputs::Scheduled(source)
         } else {
@@ -141,8 +167,7 @@ pub fn run<S: Service>(
     };
     let collect = Collect::default();
     let sinks = vec![collect.clone(); lanes];
-    let exec =
-        Execution::start(model, state, cg, inputs, sinks, Arc::new(|_| {}), ExecStart::default());
+    let exec = Execution::start(model, state, cg, inputs, sinks, Arc::new(|_| {}), start);
     let (report, shared) = exec.join();
     let mut replies = std::mem::take(&mut *collect.0.lock().unwrap());
     replies.sort();

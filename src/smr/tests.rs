@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cdep::{CDep, DependsWhen, Signature};
+use super::checkpoint::{Checkpoint, Checkpointer};
 use super::exec::ExecModel;
 use super::request::{BatchWriter, Status};
 use super::service::{BadCommand, Service, ServiceSnapshotError};
@@ -92,8 +93,14 @@ impl Service for Registers {
         }
     }
 
-    fn restore(_bytes: &[u8]) -> Result<Registers, ServiceSnapshotError> {
-        Err(ServiceSnapshotError("not needed by these tests".into()))
+    fn restore(bytes: &[u8]) -> Result<Registers, ServiceSnapshotError> {
+        let words: Vec<u64> =
+            bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        if bytes.len() % 8 != 0 || words.len() < KEYS as usize {
+            return Err(ServiceSnapshotError("not a snapshot of the registers".into()));
+        }
+        let (regs, log) = words.split_at(KEYS as usize);
+        Ok(Registers { regs: regs.iter().map(|&v| AtomicU64::new(v)).collect(), log: log.to_vec() })
     }
 
     fn checksum(&self) -> u64 {
@@ -209,4 +216,92 @@ fn copies_are_answered_once_and_misdirected_commands_refused() {
     assert_eq!(total(|w| w.duplicates), 2);
     assert_eq!(total(|w| w.refused), 2);
     assert_eq!(total(|w| w.malformed_batches), 1);
+}
+
+/// Takes every checkpoint a run makes.
+#[derive(Debug, Default)]
+struct Taken(std::sync::Mutex<Vec<Checkpoint>>);
+
+impl Checkpointer for Taken {
+    fn checkpoint(&self, c: Checkpoint) {
+        self.0.lock().unwrap().push(c);
+    }
+}
+
+#[test]
+fn a_replica_restored_from_a_checkpoint_goes_on_as_if_never_stopped() {
+    use std::sync::Arc;
+
+    use super::checkpoint::REPLICA_CLIENT;
+    use super::client_table::ClientTable;
+    use super::exec::{ExecStart, GROUP_ALL};
+
+    let mut request = BatchWriter::new(64);
+    request.begin(REPLICA_CLIENT, 0);
+    request.push(0, b"checkpoint");
+    let request = bytes::Bytes::copy_from_slice(request.bytes());
+    let models = [
+        (ExecModel::Smr, 1),
+        (ExecModel::SpSmr, 2),
+        (ExecModel::SpSmr, 4),
+        (ExecModel::Psmr, 2),
+        (ExecModel::Psmr, 5),
+        (ExecModel::OptPsmr, 3),
+    ];
+    for (model, workers) in models {
+        for seed in 0..3u64 {
+            let what = format!("{} with {workers} workers, seed {seed}", model.name());
+            let lanes = model.lanes(workers);
+            let cmds = workload(&mut Rng::new(seed), 3_000, 5, 10);
+            let cg = super::cdep::CommandToGroups::derive(
+                &Registers::dependencies(),
+                super::cdep::KeyPartition::new(KEYS, lanes),
+            )
+            .unwrap();
+            let mut script = testkit::script::<Registers>(model, &cg, &cmds, 7);
+            let at = script.len() / 2 + seed as usize;
+            script.insert(at, (GROUP_ALL, request.clone()));
+            // Clients' copies of the batches just before the checkpoint, ordered again after
+            // it: the restored tables must answer them as the uninterrupted replica does.
+            let copies: Vec<_> = script[at - 6..at].to_vec();
+            script.splice(at + 1..at + 1, copies);
+            let taken = Arc::new(Taken::default());
+            let start = ExecStart { tables: None, checkpointer: Some(taken.clone()) };
+            let (want, want_state, _) =
+                testkit::run_from(model, lanes, KEYS, Registers::new(), &script, 0, start);
+
+            let c = taken.0.lock().unwrap().pop().expect("one checkpoint");
+            assert_eq!(c.lanes.len(), lanes, "{what}: a part per lane");
+            for part in &c.lanes {
+                let position = u64::from_le_bytes(part.position[..].try_into().unwrap());
+                assert_eq!(position, at as u64, "{what}: every source stood at the request");
+            }
+            let tables = c
+                .lanes
+                .iter()
+                .map(|p| {
+                    (
+                        ClientTable::decode(&p.table).unwrap().0,
+                        ClientTable::decode(&p.table_all).unwrap().0,
+                    )
+                })
+                .collect();
+            let state = Registers::restore(&c.service).unwrap();
+            let start = ExecStart { tables: Some(tables), checkpointer: None };
+            let (got, got_state, _) =
+                testkit::run_from(model, lanes, KEYS, state, &script, at, start);
+
+            assert_eq!(got_state.read().checksum(), want_state.read().checksum(), "{what}: state");
+            // Every reply the restored replica gives is the one the uninterrupted run gave,
+            // and every command ordered after the checkpoint is answered.
+            for r in &got {
+                assert!(want.binary_search(r).is_ok(), "{what}: {r:?} differs");
+            }
+            let after: usize = script[at + 7..]
+                .iter()
+                .map(|(_, b)| super::request::RequestBatch::parse(b).unwrap().len())
+                .sum();
+            assert!(got.len() >= after, "{what}: {} replies, {after} new commands", got.len());
+        }
+    }
 }
