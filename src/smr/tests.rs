@@ -96,7 +96,7 @@ impl Service for Registers {
     fn restore(bytes: &[u8]) -> Result<Registers, ServiceSnapshotError> {
         let words: Vec<u64> =
             bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-        if bytes.len() % 8 != 0 || words.len() < KEYS as usize {
+        if !bytes.len().is_multiple_of(8) || words.len() < KEYS as usize {
             return Err(ServiceSnapshotError("not a snapshot of the registers".into()));
         }
         let (regs, log) = words.split_at(KEYS as usize);
