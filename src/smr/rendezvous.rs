@@ -16,13 +16,17 @@ use std::sync::{Condvar, Mutex};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Aborted;
 
-/// How long a waiter spins (pause instructions, then yields) before it sleeps on the condition
+/// How long a waiter spins (pause instructions, some 10 µs) before it sleeps on the condition
 /// variable. A rendezvous is usually met within microseconds, by a worker busy on another core;
 /// sleeping at once made every meeting cost two futex wake-ups, each a trip through the
-/// scheduler, and on a busy 2-core machine P-SMR with 10% dependent commands ran at a quarter
-/// of SMR's throughput (`bench/RESULTS.md`, thirteenth session).
+/// scheduler, and on a busy 2-core machine sP-SMR with 10% dependent commands ran at a third of
+/// SMR's throughput (`bench/RESULTS.md`, thirteenth session). Yielding instead of spinning was
+/// worse than sleeping: the core goes to a ring or client thread for a whole time slice. And a
+/// worker that waits while the executor runs a long run of commands sleeps at once
+/// ([`Rendezvous::arrive_and_wait`]), and the executor that follows such a run does not spin for
+/// the sleepers ([`Rendezvous::wait_for_others`]): spinning there only took the CPU from those
+/// threads (100% dependent commands ran 12-20% slower).
 const SPINS: u32 = 256;
-const YIELDS: u32 = 16;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -57,16 +61,12 @@ impl Rendezvous {
     /// lock; a notifier changes the state (SeqCst) before it reads the count, and takes the lock
     /// to notify. Either the notifier sees the sleeper and wakes it, or the sleeper's last check
     /// sees the change.
-    fn wait_until(&self, done: impl Fn() -> bool) {
-        for i in 0..SPINS + YIELDS {
+    fn wait_until(&self, spins: u32, done: impl Fn() -> bool) {
+        for _ in 0..spins {
             if done() {
                 return;
             }
-            if i < SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            std::hint::spin_loop();
         }
         let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -85,7 +85,8 @@ impl Rendezvous {
     }
 
     /// A worker other than the executor: signal it, and wait for its signal (lines 25–26).
-    pub fn arrive_and_wait(&self) -> Result<(), Aborted> {
+    /// `long`: the executor has many commands to run, so the wait is no short one.
+    pub fn arrive_and_wait(&self, long: bool) -> Result<(), Aborted> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(Aborted);
         }
@@ -94,14 +95,17 @@ impl Rendezvous {
             self.notify(); // the executor may be asleep waiting for the last one
         }
         let released = || self.round.load(Ordering::SeqCst) != round;
-        self.wait_until(|| released() || self.aborted.load(Ordering::SeqCst));
+        let spins = if long { 0 } else { SPINS };
+        self.wait_until(spins, || released() || self.aborted.load(Ordering::SeqCst));
         if released() { Ok(()) } else { Err(Aborted) }
     }
 
-    /// The executor: wait for every other worker's signal (lines 18–19).
-    pub fn wait_for_others(&self) -> Result<(), Aborted> {
+    /// The executor: wait for every other worker's signal (lines 18–19). `spin`: they are likely
+    /// awake (the last run was short, so they spun instead of sleeping through it).
+    pub fn wait_for_others(&self, spin: bool) -> Result<(), Aborted> {
         let all = || self.arrived.load(Ordering::SeqCst) + 1 >= self.lanes;
-        self.wait_until(|| all() || self.aborted.load(Ordering::SeqCst));
+        let spins = if spin { SPINS } else { 0 };
+        self.wait_until(spins, || all() || self.aborted.load(Ordering::SeqCst));
         if self.aborted.load(Ordering::SeqCst) { Err(Aborted) } else { Ok(()) }
     }
 
@@ -141,12 +145,12 @@ mod tests {
                     s.spawn(move || {
                         for round in 0..300u64 {
                             if lane == 0 {
-                                r.wait_for_others().unwrap();
+                                r.wait_for_others(round % 3 == 0).unwrap();
                                 assert_eq!(inside.load(Ordering::SeqCst), 0, "others parked");
                                 executed.fetch_add(1, Ordering::SeqCst);
                                 r.release();
                             } else {
-                                r.arrive_and_wait().unwrap();
+                                r.arrive_and_wait(round % 2 == 0).unwrap();
                                 assert_eq!(executed.load(Ordering::SeqCst), round + 1);
                                 // Work between rounds, which the executor must never overlap.
                                 inside.fetch_add(1, Ordering::SeqCst);
@@ -164,12 +168,12 @@ mod tests {
     fn a_stopped_worker_releases_the_others() {
         let r = Rendezvous::new(3);
         std::thread::scope(|s| {
-            let waiting = s.spawn(|| r.wait_for_others());
-            let arrived = s.spawn(|| r.arrive_and_wait());
+            let waiting = s.spawn(|| r.wait_for_others(true));
+            let arrived = s.spawn(|| r.arrive_and_wait(false));
             r.abort();
             assert_eq!(waiting.join().unwrap(), Err(Aborted));
             assert_eq!(arrived.join().unwrap(), Err(Aborted));
         });
-        assert_eq!(r.arrive_and_wait(), Err(Aborted));
+        assert_eq!(r.arrive_and_wait(true), Err(Aborted));
     }
 }

@@ -147,6 +147,8 @@ pub struct Worker<S: Service, R: ReplySink> {
     sink: R,
     reply: Vec<u8>,
     stats: WorkerStats,
+    /// Lane 0: the last synchronous run was long, so the others slept through it.
+    last_run_long: bool,
 }
 
 /// The state as a worker holds it at the moment.
@@ -176,6 +178,7 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
             sink,
             reply: Vec::with_capacity(256),
             stats: WorkerStats::default(),
+            last_run_long: false,
         }
     }
 
@@ -308,16 +311,18 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         self.stats.rendezvous += 1;
         let checkpoint = batch.client == REPLICA_CLIENT && shared.checkpointer.is_some();
         if self.lane != 0 {
-            requests.take(n).for_each(drop);
+            let run = requests.take(n).count();
             if checkpoint {
                 shared.parts.put(self.lane, self.part(position));
             }
-            return shared.rendezvous.arrive_and_wait();
+            return shared.rendezvous.arrive_and_wait(run > LONG_RUN);
         }
-        shared.rendezvous.wait_for_others()?;
+        shared.rendezvous.wait_for_others(!self.last_run_long)?;
+        let mut run = 0;
         {
             let mut state = shared.write();
             for r in requests.take(n) {
+                run += 1;
                 if batch.client == REPLICA_CLIENT {
                     if let Some(c) = shared.checkpointer.as_ref() {
                         let mut lanes = vec![self.part(position)];
@@ -346,6 +351,7 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
             }
         }
         shared.rendezvous.release();
+        self.last_run_long = run > LONG_RUN;
         Ok(())
     }
 
@@ -376,6 +382,10 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
         self.sink.reply(client, Reply { seq, status, body: &self.reply });
     }
 }
+
+/// Commands in a synchronous run beyond which the others sleep while lane 0 executes them
+/// (`Rendezvous::arrive_and_wait`).
+const LONG_RUN: usize = 4;
 
 /// Where the batch being handled stands in the order, for a checkpoint.
 #[derive(Clone, Copy)]
