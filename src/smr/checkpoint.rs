@@ -18,6 +18,11 @@
 //!
 //! The [`Checkpointer`] gets it on lane 0's thread, with every worker waiting: it should hand the
 //! bytes on (to disk, to the rings' garbage collection) and return.
+//!
+//! **Cost.** The state is copied while every worker waits, so each checkpoint pauses execution
+//! for as long as the copy takes, which grows with the state (a walk of every pair of the
+//! store). The interval (`checkpoint_interval_ms` in the service file) trades that pause against
+//! how much a restarted replica must catch up on; a copy-on-write state would remove the pause.
 
 use std::sync::Mutex;
 
