@@ -236,9 +236,11 @@ fn a_replica_restored_from_a_checkpoint_goes_on_as_if_never_stopped() {
     use super::client_table::ClientTable;
     use super::exec::{ExecStart, GROUP_ALL};
 
+    // Two requests in one batch take one checkpoint.
     let mut request = BatchWriter::new(64);
     request.begin(REPLICA_CLIENT, 0);
     request.push(0, b"checkpoint");
+    request.push(1, b"checkpoint");
     let request = bytes::Bytes::copy_from_slice(request.bytes());
     let models = [
         (ExecModel::Smr, 1),
@@ -271,6 +273,7 @@ fn a_replica_restored_from_a_checkpoint_goes_on_as_if_never_stopped() {
                 testkit::run_from(model, lanes, KEYS, Registers::new(), &script, 0, start);
 
             let c = taken.0.lock().unwrap().pop().expect("one checkpoint");
+            assert!(taken.0.lock().unwrap().is_empty(), "{what}: one checkpoint per batch");
             assert_eq!(c.lanes.len(), lanes, "{what}: a part per lane");
             for part in &c.lanes {
                 let position = u64::from_le_bytes(part.position[..].try_into().unwrap());

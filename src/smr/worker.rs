@@ -324,15 +324,15 @@ impl<S: Service, R: ReplySink> Worker<S, R> {
             for r in requests.take(n) {
                 run += 1;
                 if batch.client == REPLICA_CLIENT {
-                    if let Some(c) = shared.checkpointer.as_ref() {
+                    // One checkpoint per batch of requests (the others' parts are for one),
+                    // however many it holds: the same at every replica.
+                    if let Some(c) = shared.checkpointer.as_ref().filter(|_| run == 1) {
                         let mut lanes = vec![self.part(position)];
                         lanes.extend((1..shared.cg.lanes()).map(|l| shared.parts.take(l)));
                         let mut service = Vec::new();
                         state.snapshot(&mut service);
                         c.checkpoint(Checkpoint { service, lanes });
                     }
-                    // Copies of one request (or several in a batch) each take one: the same
-                    // at every replica.
                     continue;
                 }
                 let table = &mut self.table_all;
