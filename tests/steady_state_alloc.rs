@@ -157,8 +157,37 @@ fn start_cluster(protocol: ProtocolName, backend: BackendChoice) -> Vec<Node> {
     }
 }
 
+/// Attempts at a steady-state sample: one with a lost link or a new round is not steady state (the
+/// reconnection allocates), and is taken again on a fresh cluster.
+const ATTEMPTS: usize = 3;
+
 fn zero_allocations_per_delivered_batch(protocol: ProtocolName, backend: BackendChoice) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for attempt in 1..=ATTEMPTS {
+        let (allocations, batches, rounds_while_counting, links_lost) = sample(protocol, backend);
+        let steady = rounds_while_counting == 0 && links_lost == 0;
+        if allocations == 0 || (!steady && attempt < ATTEMPTS) {
+            if allocations > 0 {
+                eprintln!(
+                    "attempt {attempt}: {allocations} allocations, but {links_lost} links lost \
+                     and {rounds_while_counting} rounds started: not steady state, again"
+                );
+                continue;
+            }
+            return;
+        }
+        panic!(
+            "{allocations} heap allocations while {batches} batches were delivered ({:.3} per \
+             batch; {rounds_while_counting} rounds started meanwhile, {links_lost} links lost over \
+             the whole run; attempt {attempt}); RINGSMR_ALLOC_TRACE=1 shows where",
+            allocations as f64 / batches as f64
+        );
+    }
+}
+
+/// One cluster's count: allocations while `COUNTED_BATCHES` were delivered, the batches, the
+/// rounds started meanwhile and the links lost over the whole run.
+fn sample(protocol: ProtocolName, backend: BackendChoice) -> (u64, u64, u64, u64) {
     let nodes = start_cluster(protocol, backend);
     let mut load = Load { outstanding: vec![0; nodes.len()], nodes, batches: 0 };
     load.run_until(WARM_UP_BATCHES);
@@ -172,21 +201,12 @@ fn zero_allocations_per_delivered_batch(protocol: ProtocolName, backend: Backend
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.swap(0, Ordering::SeqCst);
     let batches = load.batches - from;
-    // A new round or a lost link while counting is not steady state; it is said beside the count so
-    // that a failure tells which it was.
     let rounds_while_counting = rounds(&load) - rounds_before;
     for (n, (thread, trace)) in TRACES.lock().unwrap().drain(..).enumerate() {
         eprintln!("allocation {n} on {thread:?}:\n{trace}");
     }
     let links_lost: u64 = load.nodes.into_iter().map(|node| node.stop().links_lost).sum();
-    assert_eq!(
-        allocations,
-        0,
-        "{allocations} heap allocations while {batches} batches were delivered ({:.3} per batch; \
-         {rounds_while_counting} rounds started meanwhile, {links_lost} links lost over the whole \
-         run); RINGSMR_ALLOC_TRACE=1 shows where",
-        allocations as f64 / batches as f64
-    );
+    (allocations, batches, rounds_while_counting, links_lost)
 }
 
 #[test]
