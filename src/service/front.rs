@@ -33,7 +33,7 @@ use crate::smr::checkpoint::REPLICA_CLIENT;
 use crate::smr::exec::GROUP_ALL;
 use crate::smr::request::{BatchWriter, batch_client};
 
-use super::replies::ReplyDrain;
+use super::replies::{FrontWaker, ReplyDrain};
 use super::stream_io::{Link, SCRATCH_BYTES, read_available, write_available};
 
 pub const KIND_HELLO: u8 = 1;
@@ -79,6 +79,7 @@ pub struct Front {
     by_client: HashMap<ClientId, usize>,
     node: MultiRingNode,
     drains: Vec<ReplyDrain>,
+    waker: Arc<FrontWaker>,
     stop: Arc<AtomicBool>,
     stats: FrontStats,
     scratch: Vec<u8>,
@@ -93,11 +94,11 @@ impl Front {
         address: SocketAddr,
         node: MultiRingNode,
         stop: Arc<AtomicBool>,
-    ) -> std::io::Result<(Front, Arc<mio::Waker>)> {
+    ) -> std::io::Result<(Front, Arc<FrontWaker>)> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(address)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let waker = Arc::new(FrontWaker::new(mio::Waker::new(poll.registry(), WAKER)?));
         let front = Front {
             poll,
             listener,
@@ -105,6 +106,7 @@ impl Front {
             by_client: HashMap::new(),
             node,
             drains: Vec::new(),
+            waker: Arc::clone(&waker),
             stop,
             stats: FrontStats::default(),
             scratch: vec![0; SCRATCH_BYTES],
@@ -154,8 +156,17 @@ impl Front {
                 .iter()
                 .flatten()
                 .any(|c| c.stalled || (c.readable && c.inbuf.len() > c.in_at));
-            let timeout = Duration::from_millis(if busy { 1 } else { 20 });
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+            let replies_waiting = self.waker.begin_wait(&self.drains);
+            let timeout = Duration::from_millis(if replies_waiting {
+                0
+            } else if busy {
+                1
+            } else {
+                20
+            });
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.waker.end_wait();
+            if let Err(e) = polled
                 && e.kind() != ErrorKind::Interrupted
             {
                 eprintln!("ringsmr: replica front: poll failed: {e}");

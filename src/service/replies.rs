@@ -7,6 +7,7 @@
 //! allocates nothing for replies. The front thread is woken once per handed buffer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 
 use crate::smr::{ClientId, Reply, ReplySink};
 
@@ -18,10 +19,45 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
-impl Wake for mio::Waker {
+/// The front thread's wake-up, sent only while the front thread waits in its poll (or is about
+/// to): a busy front thread drains the queues on its next turn anyway, and a wake-up per handed
+/// buffer cost a system call per buffer and an interrupted poll.
+///
+/// The two sides meet as in Dekker's protocol: the worker pushes its buffer, then looks at
+/// `waiting`; the front thread raises `waiting`, then looks at the queues before it sleeps. With
+/// a full fence on each side between the two steps, at least one of them sees the other's
+/// first step, so a buffer is never left waiting through a whole poll timeout.
+pub struct FrontWaker {
+    waker: mio::Waker,
+    waiting: AtomicBool,
+}
+
+impl FrontWaker {
+    pub fn new(waker: mio::Waker) -> FrontWaker {
+        FrontWaker { waker, waiting: AtomicBool::new(false) }
+    }
+
+    /// The front thread is about to wait; true if a drain has replies already, when it should
+    /// not wait at all.
+    pub fn begin_wait(&self, drains: &[ReplyDrain]) -> bool {
+        self.waiting.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        drains.iter().any(|d| !d.full.is_empty())
+    }
+
+    /// The front thread's wait is over.
+    pub fn end_wait(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Wake for FrontWaker {
     fn wake(&self) {
-        // A failed wake-up only delays the replies to the front thread's next poll (1 ms).
-        let _ = mio::Waker::wake(self);
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) {
+            // A failed wake-up only delays the replies to the front thread's next poll (1 ms).
+            let _ = self.waker.wake();
+        }
     }
 }
 
@@ -94,5 +130,46 @@ impl ReplyDrain {
             buf.clear();
             let _ = self.empty.push(buf);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smr::{ReplySink, Status};
+    use mio::{Events, Poll, Token};
+    use std::time::Duration;
+
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+        !events.is_empty()
+    }
+
+    #[test]
+    fn the_front_is_woken_only_while_it_waits_and_sees_replies_handed_before_its_wait() {
+        let mut poll = Poll::new().expect("poll");
+        let waker =
+            Arc::new(FrontWaker::new(mio::Waker::new(poll.registry(), Token(0)).expect("waker")));
+        let (mut q, mut drain) = reply_queue(waker.clone());
+        let reply = crate::smr::Reply { seq: 1, status: Status::Executed, body: b"x" };
+
+        // Busy front: the buffer is handed over without a wake-up, and the front sees it
+        // before it would wait.
+        q.reply(5, reply);
+        q.flush();
+        assert!(!woken(&mut poll));
+        assert!(waker.begin_wait(std::slice::from_ref(&drain)));
+        waker.end_wait();
+        let mut got = Vec::new();
+        drain.drain(|client, _| got.push(client));
+        assert_eq!(got, [5]);
+
+        // Waiting front: woken.
+        assert!(!waker.begin_wait(std::slice::from_ref(&drain)));
+        q.reply(6, reply);
+        q.flush();
+        waker.end_wait();
+        assert!(woken(&mut poll));
     }
 }

@@ -19,6 +19,12 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 /// Appends what `stream` has to `buf` until it would block or `buf` holds `limit_bytes`, reading
 /// through `scratch` (kept by the caller: zeroing a buffer for every read cost the front thread
 /// and the clients more than the reads did).
+///
+/// A read that fills less than `scratch` took everything the socket held: a TCP socket hands
+/// over all it has up to the length asked. That counts as drained without another read to see
+/// it would block, which halved the reads of the front thread and the clients (most of them
+/// found nothing). It is safe with edge-triggered readiness: bytes that arrive after the read
+/// raise a new edge.
 pub fn read_available(
     stream: &mut impl Read,
     buf: &mut Vec<u8>,
@@ -28,6 +34,10 @@ pub fn read_available(
     while buf.len() < limit_bytes {
         match stream.read(scratch) {
             Ok(0) => return Link::Closed,
+            Ok(n) if n < scratch.len() => {
+                buf.extend_from_slice(&scratch[..n]);
+                return Link::Drained;
+            }
             Ok(n) => buf.extend_from_slice(&scratch[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Link::Drained,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -48,4 +58,47 @@ pub fn write_available(stream: &mut impl Write, out: &[u8], at: &mut usize) -> L
         }
     }
     Link::Open
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out `chunks` one per read, then would block; counts the reads.
+    struct Chunks {
+        chunks: Vec<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.chunks.is_empty() {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            let c = self.chunks.remove(0);
+            buf[..c.len()].copy_from_slice(&c);
+            Ok(c.len())
+        }
+    }
+
+    #[test]
+    fn a_short_read_is_taken_as_drained_without_another_read() {
+        let mut s = Chunks { chunks: vec![vec![7; 10], vec![8; 10]], reads: 0 };
+        let (mut buf, mut scratch) = (Vec::new(), vec![0; 16]);
+        assert_eq!(read_available(&mut s, &mut buf, usize::MAX, &mut scratch), Link::Drained);
+        assert_eq!((s.reads, buf), (1, vec![7; 10]));
+    }
+
+    #[test]
+    fn full_reads_go_on_until_the_socket_would_block_or_the_limit() {
+        let mut s = Chunks { chunks: vec![vec![1; 16], vec![2; 16]], reads: 0 };
+        let (mut buf, mut scratch) = (Vec::new(), vec![0; 16]);
+        assert_eq!(read_available(&mut s, &mut buf, usize::MAX, &mut scratch), Link::Drained);
+        assert_eq!((s.reads, buf.len()), (3, 32));
+        let mut s = Chunks { chunks: vec![vec![1; 16], vec![2; 16]], reads: 0 };
+        let mut buf = Vec::new();
+        assert_eq!(read_available(&mut s, &mut buf, 16, &mut scratch), Link::Open);
+        assert_eq!((s.reads, buf.len()), (1, 16));
+    }
 }
