@@ -13,8 +13,9 @@ use serde::Serialize;
 use ringsmr::apps::kv::store::KvStore;
 use ringsmr::service::config::{ReplicaEntry, ServiceFile};
 use ringsmr::service::kv_load::{KvLoad, KvLoadFigures, checksums};
-use ringsmr::service::snapshot::{ReplicaSnapshot, SnapshotDir, fetch};
-use ringsmr::service::{ClientOptions, Replica, ReplicaSpec, ReplicaStart, SnapshotSpec};
+use ringsmr::service::rejoin::RejoiningReplica;
+use ringsmr::service::snapshot::SnapshotDir;
+use ringsmr::service::{ClientOptions, ReplicaSpec, SnapshotSpec};
 use ringsmr::smr::Service;
 
 use ringsmr::apps::kv::workload::{KeyDist, Mix};
@@ -176,35 +177,54 @@ pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> 
         snapshots: snapshot_spec(&file, &entry)?,
     };
     let t0 = Instant::now();
-    let (start, from) = match &spec.snapshots {
-        Some(s) => match newest_snapshot(&file, &entry, &s.dir) {
-            Some((snapshot, whose)) => {
-                let from = format!("the snapshot at order {} ({whose})", snapshot.order);
-                (ReplicaStart::Snapshot(snapshot), from)
-            }
-            None => (ReplicaStart::Fresh(KvStore::preloaded(file.preload_keys)), String::new()),
-        },
-        None => (ReplicaStart::Fresh(KvStore::preloaded(file.preload_keys)), String::new()),
-    };
-    let from = if from.is_empty() { format!("{} keys preloaded", file.preload_keys) } else { from };
-    let replica = Replica::start(&file.multiring, process, &spec, start)?;
+    let others: Vec<_> = file
+        .replicas
+        .iter()
+        .filter(|r| r.process != process)
+        .filter_map(|r| Some((r.process, r.snapshots_address()?)))
+        .collect();
+    let preload = file.preload_keys;
+    let (mut replica, from) =
+        RejoiningReplica::start(&file.multiring, process, spec, others, || {
+            KvStore::preloaded(preload)
+        })?;
+    let from = from.unwrap_or_else(|| format!("{preload} keys preloaded"));
+    let running = replica.replica().expect("just started");
     eprintln!(
         "ringsmr: replica {process} of kv ({}, {} workers, from {from} in {:.1} s) takes clients \
          on {} ({} backend)",
         file.model.name(),
-        replica.lanes(),
+        running.lanes(),
         t0.elapsed().as_secs_f64(),
-        replica.clients_address(),
-        replica.backend()
+        running.clients_address(),
+        running.backend()
     );
-    println!("ready clients {}", replica.clients_address());
-    let executed = |r: &Replica<KvStore>| -> u64 {
+    println!("ready clients {}", running.clients_address());
+    let executed = |r: &RejoiningReplica<KvStore>| -> u64 {
+        let Some(r) = r.replica() else { return 0 };
         r.shared().executed.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     };
     let every = progress_ms.map(Duration::from_millis);
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(10));
+        let t0 = Instant::now();
+        match replica.tend(&stop) {
+            Ok(None) => {}
+            Ok(Some(from)) => {
+                eprintln!(
+                    "ringsmr: replica {process}: came back from {from} in {:.1} s",
+                    t0.elapsed().as_secs_f64()
+                );
+                println!("rejoined from {from}");
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "replica {process} fell behind what the rings keep and could not come back \
+                     from a newer snapshot: {e}"
+                ));
+            }
+        }
         if let Some(every) = every
             && Instant::now() >= next
         {
@@ -212,7 +232,7 @@ pub fn run_service_node(path: &Path, process: u16, progress_ms: Option<u64>) -> 
             next += every;
         }
     }
-    let report = replica.stop();
+    let Some(report) = replica.stop() else { return Ok(ExitCode::FAILURE) };
     let executed: u64 = report.shared.executed.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
     println!("stopped executed {executed} checksum {:016x}", report.shared.read().checksum());
     Ok(ExitCode::SUCCESS)
@@ -231,40 +251,6 @@ fn snapshot_spec(file: &ServiceFile, entry: &ReplicaEntry) -> Result<Option<Snap
         serve_at: entry.snapshots_address().expect("validated"),
         interval: Duration::from_millis(file.checkpoint_interval_ms),
     }))
-}
-
-/// The newest snapshot of this replica's own (in `dir`) and the other replicas' (each asked
-/// once), and whose it is; `None` when nobody has one.
-fn newest_snapshot(
-    file: &ServiceFile,
-    entry: &ReplicaEntry,
-    dir: &SnapshotDir,
-) -> Option<(ReplicaSnapshot, String)> {
-    let mut found: Vec<(ReplicaSnapshot, String)> = Vec::new();
-    match dir.load_bytes() {
-        Ok(Some(b)) => match ReplicaSnapshot::decode(&b) {
-            Ok(s) => found.push((s, "its own".into())),
-            Err(e) => eprintln!(
-                "ringsmr: replica {}: its stored snapshot is unusable: {e}",
-                entry.process
-            ),
-        },
-        Ok(None) => {}
-        Err(e) => eprintln!("ringsmr: replica {}: reading its snapshot: {e}", entry.process),
-    }
-    for other in file.replicas.iter().filter(|r| r.process != entry.process) {
-        let Some(at) = other.snapshots_address() else { continue };
-        match fetch(at, Duration::from_secs(2)) {
-            Ok(Some(s)) => found.push((s, format!("replica {}'s", other.process))),
-            Ok(None) => {}
-            // Down, or not up yet (every replica starting at once asks the others).
-            Err(e) => eprintln!(
-                "ringsmr: replica {}: no snapshot from replica {} ({at}): {e}",
-                entry.process, other.process
-            ),
-        }
-    }
-    found.into_iter().max_by_key(|(s, _)| s.order)
 }
 
 /// What `ringsmr bench` against a service file measured.

@@ -13,6 +13,10 @@
 //!   clients sent;
 //! - the three replicas' checksums at that command are equal;
 //! - the clients' recorded history is linearizable (checked against the preloaded tree).
+//!
+//! The same for a replica paused (SIGSTOP) past what the acceptors keep for a laggard: when it
+//! resumes, its learners find the instances they need trimmed, and it must come back from another
+//! replica's newer snapshot by itself (`service::rejoin`), saying `rejoined` on its stdout.
 
 mod common;
 
@@ -32,8 +36,15 @@ use ringsmr::smr::{ExecModel, linearizability};
 const PRELOAD_KEYS: u64 = 2_000;
 
 /// A service file in `dir` for `model` with `workers`: one ring per group, each of the three
-/// processes, logging with `sync` storage under `dir`; every process a replica.
-fn write_service(dir: &Path, model: ExecModel, workers: usize) -> PathBuf {
+/// processes, logging with `sync` storage under `dir`; every process a replica. With
+/// `retain_instances`, the acceptors keep that many decided instances for a lagging learner.
+fn write_service(
+    dir: &Path,
+    model: ExecModel,
+    workers: usize,
+    retain_instances: Option<u64>,
+) -> PathBuf {
+    let retain = retain_instances.map(|n| format!("retain_instances = {n}\n")).unwrap_or_default();
     let groups = model.groups(model.lanes(workers)).len();
     // Per ring three nodes and a spare for the multicast port M-Ring would use; then the
     // replicas' client ports.
@@ -45,7 +56,7 @@ fn write_service(dir: &Path, model: ExecModel, workers: usize) -> PathBuf {
             .replace(
                 "ring = [0, 1, 2]\n",
                 &format!(
-                    "ring = [0, 1, 2]\nstorage = \"sync\"\ndata_dir = \"{}\"\n",
+                    "ring = [0, 1, 2]\nstorage = \"sync\"\ndata_dir = \"{}\"\n{retain}",
                     dir.join(format!("data-{ring}")).display()
                 ),
             );
@@ -82,21 +93,44 @@ fn start(file: &Path, id: usize) -> (Child, Receiver<String>) {
 
 /// Waits for the line of `lines` that says the replica takes clients.
 fn wait_ready(lines: &Receiver<String>, within: Duration) {
+    wait_for(lines, "ready clients", within);
+}
+
+/// Waits for a line of `lines` that starts with `start`.
+fn wait_for(lines: &Receiver<String>, start: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.starts_with("ready clients") => return,
+            Ok(l) if l.starts_with(start) => return,
             Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("no replica ready within {within:?}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("the replica exited before it was ready"),
+            Err(RecvTimeoutError::Timeout) => panic!("no line \"{start}...\" within {within:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the replica exited before \"{start}\""),
         }
     }
 }
 
+/// What happens to the victim.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL, then started again 2.5 s later.
+    Killed,
+    /// SIGSTOP for 4 s, then SIGCONT: meanwhile the others checkpoint and the acceptors, which
+    /// keep 500 decided instances for a laggard, trim their logs past everything it had
+    /// learned, so it must come back from a newer snapshot.
+    Paused,
+}
+
 fn replica_killed_and_restarted(model: ExecModel, workers: usize, victim: usize) {
-    let what = format!("{} with {workers} workers, replica {victim} killed", model.name());
+    replica_through_a_fault(model, workers, victim, Fault::Killed);
+}
+
+fn replica_through_a_fault(model: ExecModel, workers: usize, victim: usize, fault: Fault) {
+    let how = if fault == Fault::Killed { "killed" } else { "paused" };
+    let what = format!("{} with {workers} workers, replica {victim} {how}", model.name());
     let dir = TempDir::new("service-restart");
-    let file = write_service(dir.path(), model, workers);
+    // Paused: the acceptors keep little for a laggard, so the pause outlasts it for certain.
+    let retain = (fault == Fault::Paused).then_some(500);
+    let file = write_service(dir.path(), model, workers, retain);
     let service = ServiceFile::load(&file).unwrap();
     let mut children = Children::default();
     let mut lines = Vec::new();
@@ -129,15 +163,33 @@ fn replica_killed_and_restarted(model: ExecModel, workers: usize, victim: usize)
     let ns = |t: Instant| t.duration_since(load.started_at()).as_nanos() as u64;
     std::thread::sleep(Duration::from_millis(1000));
     let killed_at = ns(Instant::now());
-    let mut child = children.0[victim].take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Long enough for the rings to elect new coordinators when the victim coordinated them.
-    std::thread::sleep(Duration::from_millis(2500));
+    match fault {
+        Fault::Killed => {
+            let mut child = children.0[victim].take().unwrap();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            // Long enough for the rings to elect new coordinators when the victim coordinated
+            // them.
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        Fault::Paused => {
+            let pid = children.0[victim].as_ref().unwrap().id() as i32;
+            let signal = |s| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).unwrap();
+            signal(nix::sys::signal::Signal::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(4000));
+            signal(nix::sys::signal::Signal::SIGCONT);
+        }
+    }
     let restarted_at = ns(Instant::now());
-    let (child, out) = start(&file, victim);
-    children.0[victim] = Some(child);
-    wait_ready(&out, Duration::from_secs(30));
+    match fault {
+        Fault::Killed => {
+            let (child, out) = start(&file, victim);
+            children.0[victim] = Some(child);
+            wait_ready(&out, Duration::from_secs(30));
+        }
+        // It finds itself behind what the rings keep, and says so before it comes back.
+        Fault::Paused => wait_for(&lines[victim], "rejoined", Duration::from_secs(30)),
+    }
     std::thread::sleep(Duration::from_millis(1500));
     let report = load.stop().unwrap_or_else(|e| panic!("{what}: clients: {e}"));
 
@@ -187,4 +239,14 @@ fn psmr_replica_killed_and_restarted() {
 #[test]
 fn opt_psmr_replica_killed_and_restarted() {
     replica_killed_and_restarted(ExecModel::OptPsmr, 2, 0);
+}
+
+#[test]
+fn smr_replica_paused_past_what_the_rings_keep_rejoins() {
+    replica_through_a_fault(ExecModel::Smr, 1, 2, Fault::Paused);
+}
+
+#[test]
+fn psmr_replica_paused_past_what_the_rings_keep_rejoins() {
+    replica_through_a_fault(ExecModel::Psmr, 2, 1, Fault::Paused);
 }

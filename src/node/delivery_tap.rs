@@ -104,4 +104,12 @@ impl StableVersions {
     pub fn report(&self, next_instance: crate::proto::Instance) {
         self.0.stable_version.fetch_max(next_instance, Ordering::AcqRel);
     }
+
+    /// `Some(trimmed_below)` once the learner found that the acceptors no longer keep instances
+    /// it needs (they keep what the slowest process needs only up to a bound, 3.3.7): the node
+    /// cannot go on, and the application must come back from a snapshot of its own that needs
+    /// nothing below `trimmed_below` (another replica's newer one).
+    pub fn behind(&self) -> Option<crate::proto::Instance> {
+        Some(self.0.learner_behind.load(Ordering::Acquire)).filter(|&b| b > 0)
+    }
 }

@@ -233,6 +233,12 @@ pub(crate) struct Shared {
     pub positions_skipped: AtomicU64,
     /// The version of the snapshot this node stored ([`Node::store_snapshot`]).
     pub stable_version: AtomicU64,
+    /// Non-zero: the learner needs instances the acceptors trimmed (below this one) and the node
+    /// cannot fetch a snapshot itself; an application that keeps its own snapshots must come
+    /// back from a newer one ([`StableVersions::behind`](super::StableVersions::behind)).
+    pub learner_behind: AtomicU64,
+    /// `NodeOptions::application_versions`.
+    pub application_versions: bool,
     consumer: OnceLock<Thread>,
     /// The threads that take each delivery tap's batches (`NodeOptions::delivery_taps`).
     pub tap_consumers: Vec<OnceLock<Thread>>,
@@ -383,6 +389,7 @@ impl Node {
             .unzip();
         let shared = Arc::new(Shared {
             tap_consumers: (0..opts.delivery_taps).map(|_| OnceLock::new()).collect(),
+            application_versions: opts.application_versions,
             ..Shared::default()
         });
         if let Some(cp) = &opts.resume_from {

@@ -368,8 +368,15 @@ impl Runtime {
                                 "fetching a snapshot from a learner that is ahead"
                             }
                             None => {
-                                "it stores no snapshots and so cannot be given one: run learners \
-                                 with checkpoints"
+                                self.shared
+                                    .learner_behind
+                                    .fetch_max(trimmed_below, Ordering::AcqRel);
+                                if self.shared.application_versions {
+                                    "the application must come back from a newer snapshot of its own"
+                                } else {
+                                    "it stores no snapshots and so cannot be given one: run \
+                                     learners with checkpoints"
+                                }
                             }
                         };
                         eprintln!(

@@ -12,12 +12,15 @@
 //! - [`kv_local`]: the key-value store on loopback, with closed-loop clients.
 //! - [`replica`]: a replica process; [`front`]: its clients' TCP endpoint; [`replies`]: the
 //!   replies' way from the workers to it; [`source`]: a worker's merged deliveries.
+//! - [`snapshot`]: a replica's checkpoints on disk and between replicas; [`rejoin`]: a replica
+//!   that starts from the newest one, and comes back from a newer one when it falls behind.
 
 pub mod client;
 pub mod config;
 pub mod front;
 pub mod kv_load;
 pub mod kv_local;
+pub mod rejoin;
 pub mod replica;
 pub mod replies;
 pub(crate) mod restore;

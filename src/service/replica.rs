@@ -21,6 +21,7 @@ use crate::multiring::{
     TapMerge,
 };
 use crate::node::StableVersions;
+use crate::proto::Instance;
 use crate::smr::checkpoint::Checkpointer;
 use crate::smr::{
     CDepError, CommandToGroups, ExecModel, ExecReport, ExecStart, Execution, Inputs, KeyPartition,
@@ -99,6 +100,8 @@ pub struct Replica<S: Service> {
     /// With checkpoints: the thread that stores them, and the server of the stored one.
     writer: Option<SnapshotWriter>,
     _server: Option<SnapshotServer>,
+    /// Per ring: whether its learner fell behind what the acceptors keep.
+    rings: Vec<(RingId, StableVersions)>,
 }
 
 /// What a replica did.
@@ -207,7 +210,7 @@ impl<S: Service> Replica<S> {
                     SnapshotServer::start(s.serve_at, s.dir.clone()).map_err(|source| {
                         ReplicaError::ServeSnapshots { address: s.serve_at, source }
                     })?;
-                let writer = SnapshotWriter::start(s.dir.clone(), stable);
+                let writer = SnapshotWriter::start(s.dir.clone(), stable.clone());
                 front.request_checkpoints(s.interval);
                 let checkpointer: Arc<dyn Checkpointer> = Arc::new(writer.checkpointer());
                 (Some(writer), Some(server), Some(checkpointer))
@@ -229,7 +232,24 @@ impl<S: Service> Replica<S> {
             .name("replica-front".into())
             .spawn(move || front.run())
             .expect("spawning the front thread");
-        Ok(Replica { execution, front, stop, clients, lanes, backend, writer, _server: server })
+        Ok(Replica {
+            execution,
+            front,
+            stop,
+            clients,
+            lanes,
+            backend,
+            writer,
+            _server: server,
+            rings: stable,
+        })
+    }
+
+    /// `Some((ring, trimmed_below))` once a ring's learner found that the acceptors trimmed
+    /// instances it needs: this replica cannot go on, and must come back from a newer snapshot
+    /// (`service::rejoin`).
+    pub fn behind(&self) -> Option<(RingId, Instance)> {
+        self.rings.iter().find_map(|(r, v)| Some((*r, v.behind()?)))
     }
 
     /// Where clients connect.
