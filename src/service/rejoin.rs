@@ -8,7 +8,10 @@
 //! state, the client tables and every worker's place in every ring, so it comes back the way a
 //! restarted replica does: it stops, takes the newest snapshot among its own and the other
 //! replicas', and starts again from it. The acceptors never trim past what a quorum of replicas
-//! stored, so the newest snapshot of the others always needs only what the rings still keep.
+//! stored, so the newest snapshot of the others needs only what the rings keep when it is fetched;
+//! should the others store newer ones and the acceptors trim past it before the replica is up
+//! again (a race the tests, with 500 instances kept and checkpoints every 200 ms, do meet), the
+//! replica finds itself behind once more and comes back from a newer one still.
 //!
 //! Why a restart rather than installing the snapshot in place: everything a snapshot restores
 //! (the state, the tables, each worker's merge) is built at start exactly as after a crash, code
@@ -32,11 +35,13 @@ use super::snapshot::{ReplicaSnapshot, SnapshotDir, fetch};
 const NEWER_SNAPSHOT_POLL: Duration = Duration::from_millis(100);
 
 /// The newest snapshot of this replica's own (in `own`) and the other replicas' (`others`, each
-/// asked once), and whose it is; `None` when nobody has one.
+/// asked once), and whose it is; `None` when nobody has one. `say_why` prints why a snapshot could
+/// not be had (not when asking over and over).
 pub fn newest_snapshot(
     process: ProcessId,
     own: Option<&SnapshotDir>,
     others: &[(ProcessId, SocketAddr)],
+    say_why: bool,
 ) -> Option<(ReplicaSnapshot, String)> {
     let mut found: Vec<(ReplicaSnapshot, String)> = Vec::new();
     match own.map(SnapshotDir::load_bytes) {
@@ -52,11 +57,12 @@ pub fn newest_snapshot(
             Ok(Some(s)) => found.push((s, format!("replica {other}'s"))),
             Ok(None) => {}
             // Down, or not up yet (every replica starting at once asks the others).
-            Err(e) => {
+            Err(e) if say_why => {
                 eprintln!(
                     "ringsmr: replica {process}: no snapshot from replica {other} ({at}): {e}"
                 )
             }
+            Err(_) => {}
         }
     }
     found.into_iter().max_by_key(|(s, _)| s.order)
@@ -88,7 +94,7 @@ impl<S: Service> RejoiningReplica<S> {
         fresh: impl FnOnce() -> S,
     ) -> Result<(RejoiningReplica<S>, Option<String>), ReplicaError> {
         let newest = match &spec.snapshots {
-            Some(s) => newest_snapshot(process, Some(&s.dir), &others),
+            Some(s) => newest_snapshot(process, Some(&s.dir), &others, true),
             None => None,
         };
         let (start, order, from) = match newest {
@@ -124,8 +130,8 @@ impl<S: Service> RejoiningReplica<S> {
     }
 
     /// To be called every few milliseconds: when the replica fell behind what the rings keep,
-    /// stops it and starts it again from a snapshot newer than the one it started from, waiting
-    /// for the other replicas' next checkpoint if none is newer yet (or until `stop` is set).
+    /// stops it and starts it again from another replica's snapshot newer than any it had,
+    /// waiting for the others' next checkpoint if none is newer yet (or until `stop` is set).
     /// Returns what it came back from, in words, when it did.
     pub fn tend(&mut self, stop: &AtomicBool) -> Result<Option<String>, ReplicaError> {
         let Some((ring, trimmed_below)) = self.replica.as_ref().and_then(Replica::behind) else {
@@ -140,14 +146,23 @@ impl<S: Service> RejoiningReplica<S> {
              trimmed below instance {trimmed_below}): coming back from a newer snapshot",
             self.process
         );
+        // Its own snapshots cannot help: it took them before it fell behind. Another replica's
+        // must be newer than the newest of them (and than the one it started from).
+        let own_order = match snapshots.dir.load_bytes() {
+            Ok(Some(b)) => ReplicaSnapshot::decode(&b).map_or(0, |s| s.order),
+            _ => 0,
+        };
+        let floor = own_order.max(self.started_at_order);
+        let mut first = true;
         let newer = loop {
             if stop.load(Ordering::Acquire) {
                 return Ok(None);
             }
-            match newest_snapshot(self.process, Some(&snapshots.dir), &self.others) {
-                Some((s, whose)) if s.order > self.started_at_order => break (s, whose),
+            match newest_snapshot(self.process, None, &self.others, first) {
+                Some((s, whose)) if s.order > floor => break (s, whose),
                 _ => std::thread::sleep(NEWER_SNAPSHOT_POLL),
             }
+            first = false;
         };
         let (snapshot, whose) = newer;
         let order = snapshot.order;
