@@ -4,7 +4,8 @@
 //! Each worker gathers the replies of a delivered batch in a buffer, `client u64` then the reply's
 //! encoding, over and over, and hands the buffer to the replica's front thread through a queue of
 //! its own; the front thread gives emptied buffers back through another, so a warm replica
-//! allocates nothing for replies. The front thread is woken once per handed buffer.
+//! allocates nothing for replies. A handed buffer wakes the front thread only if it waits in its
+//! poll ([`FrontWaker`]); a busy one finds the buffer on its next turn.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
@@ -55,7 +56,7 @@ impl Wake for FrontWaker {
     fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) {
-            // A failed wake-up only delays the replies to the front thread's next poll (1 ms).
+            // A failed wake-up only delays the replies to the end of the front thread's poll.
             let _ = self.waker.wake();
         }
     }
