@@ -47,12 +47,13 @@ impl ReplySink for Count {
 }
 
 /// The batches of `commands` read-only commands on uniform keys, per lane of `model`.
-fn batches(model: ExecModel, lanes: usize, keys: u64, commands: u64) -> Vec<Vec<Delivered>> {
-    let cg = CommandToGroups::derive(
-        &KvStore::dependencies(),
-        KeyPartition::new(key_space(keys), lanes),
-    )
-    .expect("the store's C-Dep derives");
+fn batches(
+    model: ExecModel,
+    cg: &CommandToGroups,
+    keys: u64,
+    commands: u64,
+) -> Vec<Vec<Delivered>> {
+    let lanes = cg.lanes();
     let mut ops = OpStream::new(Mix::Read, KeyDist::Uniform, keys, 7);
     // Per (client, group): the commands gathered for its next batch.
     let groups = model.groups(lanes).len();
@@ -96,12 +97,8 @@ fn batches(model: ExecModel, lanes: usize, keys: u64, commands: u64) -> Vec<Vec<
 }
 
 /// Runs `batches` under `model`; returns commands executed a second.
-fn run(model: ExecModel, lanes: usize, keys: u64, batches: &[Vec<Delivered>]) -> f64 {
-    let cg = CommandToGroups::derive(
-        &KvStore::dependencies(),
-        KeyPartition::new(key_space(keys), lanes),
-    )
-    .expect("the store's C-Dep derives");
+fn run(model: ExecModel, cg: &CommandToGroups, keys: u64, batches: &[Vec<Delivered>]) -> f64 {
+    let lanes = cg.lanes();
     let state = KvStore::preloaded(keys);
     let sources: Vec<Box<dyn WorkSource>> = batches
         .iter()
@@ -117,7 +114,7 @@ fn run(model: ExecModel, lanes: usize, keys: u64, batches: &[Vec<Delivered>]) ->
     let exec = Execution::start(
         model,
         state,
-        cg,
+        cg.clone(),
         Inputs::PerLane(sources),
         sinks,
         on_start,
@@ -136,12 +133,18 @@ fn main() {
     let commands = args.get(1).copied().unwrap_or(4_000_000);
     let rounds = args.get(2).copied().unwrap_or(3);
     let workers = args.get(3).copied().unwrap_or(2) as usize;
-    let smr = batches(ExecModel::Smr, 1, keys, commands);
-    let psmr = batches(ExecModel::Psmr, workers, keys, commands);
+    // C-G as the replicas derive it, for one lane (SMR) and for `workers` (P-SMR).
+    let cg = |lanes| {
+        CommandToGroups::derive(&KvStore::dependencies(), KeyPartition::new(key_space(keys), lanes))
+            .expect("the store's C-Dep derives")
+    };
+    let (cg_smr, cg_psmr) = (cg(1), cg(workers));
+    let smr = batches(ExecModel::Smr, &cg_smr, keys, commands);
+    let psmr = batches(ExecModel::Psmr, &cg_psmr, keys, commands);
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let s = run(ExecModel::Smr, 1, keys, &smr);
-        let p = run(ExecModel::Psmr, workers, keys, &psmr);
+        let s = run(ExecModel::Smr, &cg_smr, keys, &smr);
+        let p = run(ExecModel::Psmr, &cg_psmr, keys, &psmr);
         println!(
             "round {round}: {keys} keys, {commands} reads: SMR {s:.1} Kcps, P-SMR ({workers} \
              workers) {p:.1} Kcps, ratio {:.2}",
